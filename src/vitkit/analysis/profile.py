@@ -1,0 +1,181 @@
+"""Parameters and multiply-accumulates (MACs, what the papers call FLOPs), per stage, beside the paper's figures.
+
+What counts as one MAC: one multiply-add of a matrix product or convolution - ``mm``/``addmm``/``bmm``/
+``baddbmm`` (every Linear and explicit matmul), convolutions (``out_elements * in_channels/groups * kernel``)
+and fused attention (``B * heads * Nq * Nk * (d_qk + d_v)``, both of its matmuls). Norms, activations, softmax,
+pooling, interpolation and element-wise ops are not counted. fvcore counts the same matmuls and convolutions
+plus norms and pooling (0.1-0.5 % more); fvcore and ``torch.utils.flop_counter`` count *zero* for fused
+``scaled_dot_product_attention``, which is why their ViT figures come out lower unless attention is unfused.
+Video figures are per view (one clip, one crop).
+
+Counting runs on the ``meta`` device when a model name is given, so even ViT-H costs no memory or time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+
+
+def _mm(a, b) -> int:
+    return a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def _bmm(a, b) -> int:
+    return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+
+
+def _sdpa(q, k, v) -> int:
+    batch = math.prod(q.shape[:-2])
+    return batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+
+
+def _count(func, args, out) -> int:
+    if func in (aten.mm.default,):
+        return _mm(args[0], args[1])
+    if func in (aten.addmm.default,):
+        return _mm(args[1], args[2])
+    if func in (aten.bmm.default,):
+        return _bmm(args[0], args[1])
+    if func in (aten.baddbmm.default,):
+        return _bmm(args[1], args[2])
+    if func in (aten.convolution.default, aten._convolution.default):
+        w = args[1]
+        o = out
+        return o.numel() * w.shape[1] * math.prod(w.shape[2:])
+    if func in _SDPA_OPS:
+        return _sdpa(args[0], args[1], args[2])
+    return 0
+
+
+_SDPA_OPS = {
+    getattr(aten, n).default
+    for n in (
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+    )
+    if hasattr(aten, n)
+}
+
+
+class MacCounter(TorchDispatchMode):
+    """Counts MACs of the ops above, attributed to the innermost active stage label."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self.by_stage: dict[str, int] = {}
+        self.stack: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        n = _count(func, args, out)
+        if n:
+            self.total += n
+            if self.stack:
+                self.by_stage[self.stack[-1]] = self.by_stage.get(self.stack[-1], 0) + n
+        return out
+
+
+@dataclass
+class ProfileResult:
+    name: str
+    input_size: tuple[int, ...]
+    params: int
+    macs: int
+    stages: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (params, macs)
+    paper_params: float | None = None  # millions
+    paper_macs: float | None = None  # G
+
+    @property
+    def flops(self) -> int:
+        """2 x MACs (the convention of torch.utils.flop_counter and of hardware peak figures)."""
+        return 2 * self.macs
+
+    def table(self) -> str:
+        rows = [f"{self.name}  input {self.input_size}"]
+        rows.append(f"{'stage':<24}{'params (M)':>12}{'MACs (G)':>12}")
+        for stage, (p, m) in self.stages.items():
+            rows.append(f"{stage:<24}{p / 1e6:>12.3f}{m / 1e9:>12.3f}")
+        pp = f" (paper {self.paper_params:.2f})" if self.paper_params else ""
+        pm = f" (paper {self.paper_macs:.2f})" if self.paper_macs else ""
+        rows.append(f"{'total':<24}{self.params / 1e6:>12.3f}{self.macs / 1e9:>12.3f}")
+        rows.append(f"params {self.params / 1e6:.3f} M{pp}; MACs {self.macs / 1e9:.3f} G{pm}; FLOPs = 2 x MACs")
+        return "\n".join(rows)
+
+
+def stage_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Stages to attribute cost to: ``model.profile_stages()`` if defined, else the top-level children."""
+    if hasattr(model, "profile_stages"):
+        return list(model.profile_stages())
+    return list(model.named_children())
+
+
+def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """MACs of ``model(x)`` in total and per stage (no gradients, model left in its mode)."""
+    counter = MacCounter()
+    handles = []
+    for name, mod in stage_modules(model):
+        handles.append(mod.register_forward_pre_hook(lambda m, a, n=name: counter.stack.append(n) and None))
+        handles.append(mod.register_forward_hook(lambda m, a, o: counter.stack.pop() and None))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return counter.total, counter.by_stage
+
+
+def profile(
+    model: nn.Module | str, input_size: Sequence[int] | None = None, batch_size: int = 1, **overrides
+) -> ProfileResult:
+    """Parameters and MACs of a model (or a registered name, built on the meta device) for one input.
+
+    ``input_size`` is (C, H, W) or (C, T, H, W) without the batch; it defaults to the variant's.
+    """
+    from vitkit.registry import create_model, model_info
+
+    info = None
+    if isinstance(model, str):
+        info = model_info(model)
+        with torch.device("meta"):
+            model = create_model(model, **overrides)
+    else:
+        info = getattr(model, "info", None)
+    if input_size is None:
+        if info is None:
+            raise ValueError("input_size is required for a model that is not from the registry")
+        input_size = info.input_size
+        if "img_size" in overrides:
+            s = overrides["img_size"]
+            s = (s, s) if isinstance(s, int) else tuple(s)
+            input_size = (*input_size[:-2], *s)
+    param = next(model.parameters())
+    x = torch.zeros(batch_size, *input_size, device=param.device, dtype=param.dtype)
+    total, by_stage = count_macs(model, x)
+    stages = {}
+    for name, mod in stage_modules(model):
+        stages[name] = (sum(p.numel() for p in mod.parameters()), by_stage.get(name, 0))
+    params = sum(p.numel() for p in model.parameters())
+    name = getattr(model, "model_name", type(model).__name__)
+    return ProfileResult(
+        name=name,
+        input_size=tuple(input_size),
+        params=params,
+        macs=total // batch_size,
+        stages=stages,
+        paper_params=info.paper_params if info else None,
+        paper_macs=info.paper_macs if info else None,
+    )

@@ -1,0 +1,18 @@
+"""Checkpoint loading: detect the layout (vitkit, official, timm, torchvision, Hugging Face), map keys, resample."""
+from . import mvit, swin, uniformer, vit  # noqa: F401  (register the converters)
+from .base import (
+    CheckpointError,
+    LoadReport,
+    convert_state_dict,
+    from_official,
+    load_checkpoint,
+    read_state_dict,
+    register_adapter,
+    register_converter,
+    register_official,
+)
+
+__all__ = [
+    "CheckpointError", "LoadReport", "convert_state_dict", "from_official", "load_checkpoint",
+    "read_state_dict", "register_adapter", "register_converter", "register_official",
+]

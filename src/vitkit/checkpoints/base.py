@@ -1,0 +1,183 @@
+"""Reading checkpoint files, the converter registry, and strict loading with a report.
+
+Each family module registers converters: ``detect(state_dict) -> bool`` and ``convert(state_dict, model) ->
+state_dict`` in vitkit's key layout. After conversion the family's ``adapt`` step resamples position
+embeddings / relative-position tables to the model's sizes. Loading is strict by default: anything missing,
+unexpected or of the wrong shape raises :class:`CheckpointError` listing the keys.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+import torch.nn as nn
+
+StateDict = dict[str, torch.Tensor]
+WRAPPER_KEYS = ("model_state", "model", "state_dict", "module", "model_ema", "state_dict_ema")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint does not fit the model; the message lists the missing, unexpected and mismatched keys."""
+
+
+@dataclass
+class LoadReport:
+    source: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    resampled: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 20) -> str:
+        def head(items: list) -> str:
+            shown = ", ".join(str(i) for i in items[:limit])
+            return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+        lines = [f"checkpoint layout: {self.source}"]
+        if self.missing:
+            lines.append(f"missing keys ({len(self.missing)}): {head(self.missing)}")
+        if self.unexpected:
+            lines.append(f"unexpected keys ({len(self.unexpected)}): {head(self.unexpected)}")
+        if self.mismatched:
+            rows = [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in self.mismatched]
+            lines.append(f"shape mismatches ({len(rows)}): {head(rows)}")
+        if self.resampled:
+            lines.append(f"resampled to the model's size: {head(self.resampled)}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Converter:
+    family: str
+    source: str
+    detect: Callable[[Mapping[str, torch.Tensor]], bool]
+    convert: Callable[[StateDict, nn.Module], StateDict]
+
+
+_CONVERTERS: dict[str, list[Converter]] = {}
+_ADAPTERS: dict[str, Callable[[StateDict, nn.Module, list[str]], StateDict]] = {}
+_OFFICIAL: dict[str, Callable] = {}
+
+
+def register_converter(family: str, source: str, detect: Callable[[Mapping[str, torch.Tensor]], bool]):
+    """Decorator: register ``convert(state_dict, model)`` for checkpoints of ``source`` layout that ``detect`` spots."""
+
+    def wrap(fn: Callable[[StateDict, nn.Module], StateDict]):
+        _CONVERTERS.setdefault(family, []).append(Converter(family, source, detect, fn))
+        return fn
+
+    return wrap
+
+
+def register_adapter(family: str):
+    """Decorator: ``adapt(state_dict, model, resampled)`` resizes tables to the model; appends resampled key names."""
+
+    def wrap(fn):
+        _ADAPTERS[family] = fn
+        return fn
+
+    return wrap
+
+
+def register_official(family: str):
+    """Decorator: ``build(state_dict, config) -> model`` for :func:`from_official`."""
+
+    def wrap(fn):
+        _OFFICIAL[family] = fn
+        return fn
+
+    return wrap
+
+
+def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> StateDict:
+    """A flat state dict from a file (safetensors, or torch pickle loaded with ``weights_only=True``) or a dict.
+
+    Training wrappers (``model``, ``model_state``, ``state_dict`` ...) and a DDP ``module.`` prefix are removed.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            sd: object = load_file(path)
+        else:
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - re-raised with context
+                raise CheckpointError(
+                    f"cannot read {path} as a weights-only torch checkpoint ({type(e).__name__}: {e}); "
+                    "vitkit never unpickles arbitrary objects - convert it to safetensors or a plain state dict"
+                ) from e
+    else:
+        sd = source
+    for _ in range(3):
+        if isinstance(sd, Mapping):
+            wrapped = next((k for k in WRAPPER_KEYS if k in sd and isinstance(sd[k], Mapping)), None)
+            if wrapped is None:
+                break
+            sd = sd[wrapped]
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"expected a state dict (mapping of names to tensors), got {type(sd).__name__}")
+    out = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if out and all(k.startswith("module.") for k in out):
+        out = {k[len("module."):]: v for k, v in out.items()}
+    if not out:
+        raise CheckpointError("the checkpoint holds no tensors")
+    return out
+
+
+def model_keys(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's persistent state (parameters and persistent buffers)."""
+    return dict(model.state_dict())
+
+
+def convert_state_dict(sd: StateDict, model: nn.Module) -> tuple[StateDict, str]:
+    """Detect the layout of ``sd`` among the model family's converters and map it to vitkit keys."""
+    family = getattr(model, "family", "")
+    for conv in _CONVERTERS.get(family, []):
+        if conv.detect(sd):
+            return conv.convert(dict(sd), model), conv.source
+    return dict(sd), "vitkit"
+
+
+def load_checkpoint(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], strict: bool = True
+) -> LoadReport:
+    """Load weights of any supported layout into ``model``.
+
+    Strict by default: missing, unexpected or mis-shaped keys raise :class:`CheckpointError` naming them.
+    With ``strict=False`` the matching tensors are loaded and the report lists the rest.
+    """
+    sd = read_state_dict(source)
+    sd, layout = convert_state_dict(sd, model)
+    report = LoadReport(source=layout)
+    adapt = _ADAPTERS.get(getattr(model, "family", ""))
+    if adapt is not None:
+        sd = adapt(sd, model, report.resampled)
+    own = model_keys(model)
+    report.missing = sorted(k for k in own if k not in sd)
+    report.unexpected = sorted(k for k in sd if k not in own)
+    report.mismatched = [
+        (k, tuple(sd[k].shape), tuple(own[k].shape)) for k in sorted(own) if k in sd and sd[k].shape != own[k].shape
+    ]
+    if strict and not report.ok:
+        raise CheckpointError("checkpoint does not match the model:\n" + report.describe())
+    bad = {k for k, _, _ in report.mismatched}
+    loadable = {k: v for k, v in sd.items() if k in own and k not in bad}
+    model.load_state_dict(loadable, strict=False)
+    return report
+
+
+def from_official(family: str, state_dict, config) -> nn.Module:
+    """Build the vitkit model that an official ``config`` describes and load the official ``state_dict`` into it."""
+    if family not in _OFFICIAL:
+        raise KeyError(f"no official converter for family {family!r}; available: {sorted(_OFFICIAL)}")
+    return _OFFICIAL[family](read_state_dict(state_dict), config)

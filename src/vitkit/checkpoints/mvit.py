@@ -1,0 +1,1 @@
+"""Checkpoint converters of the mvit family (registered as the family lands)."""

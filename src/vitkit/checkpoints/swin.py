@@ -1,0 +1,1 @@
+"""Checkpoint converters of the swin family (registered as the family lands)."""

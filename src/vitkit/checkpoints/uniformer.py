@@ -1,0 +1,1 @@
+"""Checkpoint converters of the uniformer family (registered as the family lands)."""

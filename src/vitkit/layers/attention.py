@@ -1,0 +1,127 @@
+"""One multi-head attention on ``scaled_dot_product_attention``.
+
+Window attention (Swin), pooling attention (MViT) and global MHRA (UniFormer) all call :func:`attention`;
+it adds an optional additive bias (relative position bias, shift mask) and can record the attention
+probabilities for analysis (:func:`record_attention`) or run as explicit matmul + softmax (:func:`explicit_attention`),
+which is numerically the same and what an exporter or a debugger wants.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_state = threading.local()
+
+
+def _recorder() -> list | None:
+    return getattr(_state, "recorder", None)
+
+
+def _explicit() -> bool:
+    return getattr(_state, "explicit", False)
+
+
+@contextlib.contextmanager
+def record_attention() -> Iterator[list[dict[str, Any]]]:
+    """Collect attention probabilities of every attention call inside the block.
+
+    Yields a list that fills with one dict per call, in call order: ``probs`` (B, heads, Nq, Nk) on the CPU
+    and whatever ``meta`` the caller passed (window layout, grid sizes).
+    """
+    previous = _recorder()
+    records: list[dict[str, Any]] = []
+    _state.recorder = records
+    try:
+        yield records
+    finally:
+        _state.recorder = previous
+
+
+@contextlib.contextmanager
+def explicit_attention(enabled: bool = True) -> Iterator[None]:
+    """Run attention as matmul + softmax instead of the fused kernel (same numbers; for export and debugging)."""
+    previous = _explicit()
+    _state.explicit = enabled
+    try:
+        yield
+    finally:
+        _state.explicit = previous
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    meta: dict[str, Any] | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v for (B, heads, N, D) tensors; ``bias`` broadcasts to (B, heads, Nq, Nk)."""
+    recorder = _recorder()
+    if recorder is None and not _explicit():
+        if bias is not None and bias.dtype != q.dtype:
+            bias = bias.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = (q * scale) @ k.transpose(-2, -1)
+    if bias is not None:
+        logits = logits + bias.to(logits.dtype)
+    probs = logits.softmax(dim=-1)
+    if recorder is not None:
+        recorder.append({"probs": probs.detach().float().cpu(), **(meta or {})})
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, dropout_p)
+    return probs @ v
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over tokens (B, N, C) with a fused ``qkv`` projection.
+
+    ``dim_out`` lets the output width differ from the input (MViTv2-style channel expansion in attention).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        dim_out: int | None = None,
+        head_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        dim_out = dim_out or dim
+        if head_dim is None:
+            if dim_out % num_heads:
+                raise ValueError(f"attention width {dim_out} is not divisible by {num_heads} heads")
+            head_dim = dim_out // num_heads
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * num_heads * head_dim, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(num_heads * head_dim, dim_out)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, N, C) -> q, k, v each (B, heads, N, head_dim)."""
+        B, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, heads, N, head_dim) -> projected (B, N, dim_out)."""
+        B, _, N, _ = x.shape
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, -1)))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None, meta: dict | None = None) -> torch.Tensor:
+        q, k, v = self.split_heads(x)
+        drop = self.attn_drop if self.training else 0.0
+        return self.merge_heads(attention(q, k, v, bias, drop, self.scale, meta))

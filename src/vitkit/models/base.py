@@ -1,0 +1,145 @@
+"""What every vitkit model provides, whatever its family.
+
+``forward(x) == forward_head(forward_features(x))``; ``forward_intermediates`` returns maps (B, C, [T,] H, W);
+``reset_classifier`` swaps the head; ``no_weight_decay`` names parameters that take no weight decay;
+``layer_id`` orders parameters by depth for layer-wise learning-rate decay; ``set_grad_checkpointing``
+trades compute for memory in training.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+
+class VitkitModel(nn.Module):
+    """Base class: input validation, checkpointed block runs and the optimiser hooks shared by the families."""
+
+    family: str = ""
+    config: object
+    num_classes: int
+    num_features: int
+    in_chans: int = 3
+    spatial_rank: int = 2  # 2 for images (B, C, H, W), 3 for video (B, C, T, H, W)
+    grad_checkpointing: bool = False
+
+    # -- input -----------------------------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for a wrong rank or channel count."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}")
+        want = self.spatial_rank + 2
+        layout = "(B, C, H, W)" if self.spatial_rank == 2 else "(B, C, T, H, W)"
+        if x.ndim != want:
+            raise ValueError(
+                f"{type(self).__name__} expects a {want}-D input {layout}, got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"{type(self).__name__} expects {self.in_chans} channels in dim 1 {layout}, "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    # -- forward ---------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: int | Sequence[int] | None = None
+    ) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run_block(self, block: nn.Module, *args):
+        """Call ``block``; with gradient checkpointing on (and grads enabled), recompute it in backward."""
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> "VitkitModel":
+        self.grad_checkpointing = enable
+        return self
+
+    # -- head ------------------------------------------------------------------------------------------------
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a zero-initialised one with ``num_classes`` outputs (0 gives features).
+
+        Zero initialisation follows the ViT paper's fine-tuning head (§3.2).
+        """
+        self.num_classes = num_classes
+        in_features = self._head_in_features()
+        if num_classes > 0:
+            head = nn.Linear(in_features, num_classes)
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        else:
+            head = nn.Identity()
+        device = next(self.parameters()).device
+        self.head = head.to(device)
+
+    def _head_in_features(self) -> int:
+        return self.num_features
+
+    # -- optimiser hooks -------------------------------------------------------------------------------------
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters excluded from weight decay beyond norms and biases (position tables, tokens)."""
+        return set()
+
+    def layer_id(self, name: str) -> int:
+        """Depth of a parameter: 0 for the stem, 1..N for blocks in forward order, N+1 for the head."""
+        blocks = self.block_names()
+        for i, prefix in enumerate(blocks):
+            if name.startswith(prefix + "."):
+                return i + 1
+        if re.match(self.stem_pattern(), name):
+            return 0
+        return len(blocks) + 1
+
+    def num_layer_ids(self) -> int:
+        return len(self.block_names()) + 2
+
+    def block_names(self) -> list[str]:
+        """Module names of the residual blocks in forward order (each one LLRD layer)."""
+        return [n for n, m in self.named_modules() if re.fullmatch(r"(.*\.)?blocks\d*\.\d+", n)]
+
+    def stem_pattern(self) -> str:
+        return r"(patch_embed|cls_token|pos_embed|stem)"
+
+
+def select_indices(n: int, indices: int | Sequence[int] | None) -> list[int]:
+    """Which of ``n`` outputs to return: None = all, int k = the last k, a sequence = those (negatives allowed)."""
+    if indices is None:
+        return list(range(n))
+    if isinstance(indices, int):
+        if not 0 < indices <= n:
+            raise ValueError(f"indices must be in 1..{n}, got {indices}")
+        return list(range(n - indices, n))
+    out = [i % n if -n <= i < n else None for i in indices]
+    if None in out:
+        raise IndexError(f"indices {list(indices)} out of range for {n} outputs")
+    return sorted(out)
+
+
+def trunc_normal_init(modules: Iterable[nn.Module], std: float = 0.02) -> None:
+    """timm/official init: Linear weights trunc-normal(std), biases zero; norms weight 1, bias 0."""
+    for m in modules:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,1 @@
+"""The mvit family (registered variants appear here as the family lands)."""

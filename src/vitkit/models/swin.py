@@ -1,0 +1,1 @@
+"""The swin family (registered variants appear here as the family lands)."""

@@ -1,0 +1,1 @@
+"""The uniformer family (registered variants appear here as the family lands)."""

@@ -1,0 +1,123 @@
+"""Model registry: named variants are frozen config instances plus the metadata of the paper table they reproduce.
+
+``register_model`` records a variant, ``create_model`` builds it (with config overrides and optional weights),
+``list_models`` lists names by glob pattern, ``model_info`` returns the metadata.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything known about one registered variant.
+
+    ``input_size`` is (C, H, W) for images and (C, T, H, W) for video. ``paper_params`` is in millions and
+    ``paper_macs`` in G multiply-accumulates per view at ``input_size``; ``follows`` says which source
+    (paper table or official config) the variant reproduces when they disagree.
+    """
+
+    name: str
+    family: str
+    config: Any
+    builder: Callable[[Any], nn.Module]
+    input_size: tuple[int, ...]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    paper: str = ""
+    follows: str = ""
+    paper_params: float | None = None
+    paper_macs: float | None = None
+    top1: float | None = None
+    demo: bool = False
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_video(self) -> bool:
+        return len(self.input_size) == 4
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(info: ModelInfo) -> ModelInfo:
+    """Add a variant to the registry. Names are unique."""
+    if info.name in _REGISTRY:
+        raise ValueError(f"model {info.name!r} is already registered")
+    if not dataclasses.is_dataclass(info.config):
+        raise TypeError(f"config of {info.name!r} must be a dataclass instance, got {type(info.config).__name__}")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def _ensure_loaded() -> None:
+    # The family modules register their variants on import.
+    import vitkit.models  # noqa: F401
+
+
+def list_models(pattern: str = "*", *, family: str | None = None, include_demo: bool = True) -> list[str]:
+    """Registered names matching a glob ``pattern`` (sorted)."""
+    _ensure_loaded()
+    names = [
+        n
+        for n, i in _REGISTRY.items()
+        if fnmatch.fnmatch(n, pattern)
+        and (family is None or i.family == family)
+        and (include_demo or not i.demo)
+    ]
+    return sorted(names)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The metadata of a registered variant; unknown names raise with the closest names suggested."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see vitkit.list_models()"
+        raise KeyError(f"unknown model {name!r}{hint}") from None
+
+
+def resolve_config(name: str, **overrides: Any) -> Any:
+    """The variant's config with ``overrides`` applied; unknown fields raise naming the valid ones."""
+    info = model_info(name)
+    valid = {f.name for f in dataclasses.fields(info.config)}
+    bad = sorted(set(overrides) - valid)
+    if bad:
+        raise TypeError(f"{name}: unknown config field(s) {bad}; valid fields: {sorted(valid)}")
+    return dataclasses.replace(info.config, **overrides)
+
+
+def create_model(name: str, *, weights: str | None = None, strict: bool = True, **overrides: Any) -> nn.Module:
+    """Build a registered variant.
+
+    ``overrides`` replace config fields (``num_classes=10``, ``drop_path_rate=0.1``, ``img_size=384`` ...).
+    ``weights`` is a local checkpoint in any supported layout (vitkit safetensors, official, timm, torchvision,
+    Hugging Face); it is converted, resampled where the size differs, and loaded strictly unless ``strict=False``.
+    """
+    info = model_info(name)
+    cfg = resolve_config(name, **overrides)
+    model = info.builder(cfg)
+    model.model_name = name
+    model.info = info
+    if weights is not None:
+        from vitkit.checkpoints import load_checkpoint
+
+        load_checkpoint(model, weights, strict=strict)
+    return model
