@@ -46,6 +46,8 @@ class ModelInfo:
     top1: float | None = None
     demo: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: a small input (no batch) the registry-wide tests run this variant at; None: (3, 64, 64) / (3, 4, 64, 64)
+    test_input_size: tuple[int, ...] | None = None
 
     @property
     def is_video(self) -> bool:

@@ -267,7 +267,7 @@ _vit("vit_large_patch16_224", ViTConfig(**_L), paper=f"{_VIT_PAPER}, Table 1 (Vi
 _vit("vit_large_patch16_384", ViTConfig(img_size=384, **_L), paper=f"{_VIT_PAPER}, Table 5 (ViT-L/16 at 384)",
      follows="official code", paper_params=304.72, paper_macs=191.07, top1=85.15)
 _vit("vit_huge_patch14_224", ViTConfig(patch_size=14, **_H), paper=f"{_VIT_PAPER}, Table 1 (ViT-Huge)",
-     follows="paper Table 1", paper_params=632.05, paper_macs=167.30)
+     follows="paper Table 1", paper_params=632.05, paper_macs=167.30, test_input_size=(3, 56, 56))
 _vit("vit_base_r50_s16_384", ViTConfig(img_size=384, patch_size=1, hybrid_layers=(3, 4, 9), **_B),
      paper=f"{_VIT_PAPER}, §4.1 hybrids / Table 6 (R50+ViT-B/16)",
      follows="official get_r50_b16_config (ResNet stages (3,4,9), 1x1 patches on the stride-16 map)",
