@@ -170,6 +170,11 @@ def profile(
         stages[name] = (sum(p.numel() for p in mod.parameters()), by_stage.get(name, 0))
     params = sum(p.numel() for p in model.parameters())
     name = getattr(model, "model_name", type(model).__name__)
+    # The paper's figures describe the variant at its own input size and head; say nothing beside other sizes.
+    default_size = info is not None and tuple(input_size) == tuple(info.input_size)
+    same_arch = not (set(overrides) & {"img_size", "num_frames", "num_classes", "window_size"})
+    if not (default_size and same_arch):
+        info = None
     return ProfileResult(
         name=name,
         input_size=tuple(input_size),

@@ -10,9 +10,10 @@ from .base import (
     register_adapter,
     register_converter,
     register_official,
+    save_weights,
 )
 
 __all__ = [
     "CheckpointError", "LoadReport", "convert_state_dict", "from_official", "load_checkpoint",
-    "read_state_dict", "register_adapter", "register_converter", "register_official",
+    "read_state_dict", "register_adapter", "register_converter", "register_official", "save_weights",
 ]

@@ -1,0 +1,1 @@
+"""Subcommands of the ``vitkit`` CLI, one module each (discovered by :mod:`vitkit.cli`)."""

@@ -1,0 +1,101 @@
+"""``vitkit models [PATTERN]``: the registry as a table of parameters and MACs beside the papers' figures."""
+from __future__ import annotations
+
+import argparse
+
+NAME = "models"
+HELP = "list registered models with parameters and MACs (counted here) beside the paper's figures"
+
+README_START = "<!-- models-table:start -->"
+README_END = "<!-- models-table:end -->"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'swin*'")
+    p.add_argument("--family", help="only this family (vit, swin, mvit, uniformer)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--update-readme", metavar="README", help="rewrite the models table in this README in place")
+
+
+def model_rows(pattern: str = "*", family: str | None = None) -> list[dict]:
+    """One dict per registered model: name, family, input, params/MACs counted here and the paper's."""
+    from vitkit import list_models, model_info, profile
+
+    rows = []
+    for name in list_models(pattern, family=family):
+        info = model_info(name)
+        r = profile(name)
+        rows.append(
+            {
+                "name": name,
+                "family": info.family,
+                "input": "x".join(str(s) for s in info.input_size[1:]),
+                "params_m": r.params / 1e6,
+                "macs_g": r.macs / 1e9,
+                "paper_params_m": info.paper_params,
+                "paper_macs_g": info.paper_macs,
+                "top1": info.top1,
+                "demo": info.demo,
+                "follows": info.follows,
+            }
+        )
+    return rows
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | family | input | params (M) | paper params (M) | MACs (G) | paper MACs (G) | paper top-1 |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        name = r["name"] + (" (demo)" if r["demo"] else "")
+        lines.append(
+            f"| {name} | {r['family']} | {r['input']} | {r['params_m']:.2f} | {_fmt(r['paper_params_m'], '.2f')} "
+            f"| {r['macs_g']:.2f} | {_fmt(r['paper_macs_g'], '.2f')} | {_fmt(r['top1'], '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def text(rows: list[dict]) -> str:
+    head = f"{'model':<36}{'family':<10}{'input':<14}{'params M':>10}{'paper':>9}{'MACs G':>10}{'paper':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        name = r["name"] + (" *" if r["demo"] else "")
+        lines.append(
+            f"{name:<36}{r['family']:<10}{r['input']:<14}{r['params_m']:>10.2f}{_fmt(r['paper_params_m'], '.2f'):>9}"
+            f"{r['macs_g']:>10.2f}{_fmt(r['paper_macs_g'], '.2f'):>9}"
+        )
+    lines.append("* demonstration variant (not from a paper). MACs = multiply-accumulates per view (FLOPs in the papers).")
+    return "\n".join(lines)
+
+
+def update_readme(path: str, table: str) -> bool:
+    """Replace the block between the models-table markers; return whether the file changed."""
+    with open(path) as f:
+        content = f.read()
+    if README_START not in content or README_END not in content:
+        raise ValueError(f"{path} has no {README_START} ... {README_END} block")
+    head, rest = content.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{table}\n{README_END}{tail}"
+    if new != content:
+        with open(path, "w") as f:
+            f.write(new)
+    return new != content
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = model_rows(args.pattern, args.family)
+    if not rows:
+        print(f"no model matches {args.pattern!r}")
+        return 1
+    if args.update_readme:
+        changed = update_readme(args.update_readme, markdown(rows))
+        print(f"{args.update_readme}: {'updated' if changed else 'already up to date'} ({len(rows)} models)")
+        return 0
+    print(markdown(rows) if args.markdown else text(rows))
+    return 0
