@@ -1,0 +1,452 @@
+"""Training recipes: a YAML file, resolved against this schema, overridable key by key from the command line.
+
+A recipe has these sections (every key optional; the defaults below apply)::
+
+    model:                       # the network
+      name: vit_demo_patch4_32   # a registered variant (``vitkit models``)
+      weights: null              # initial weights, any layout vitkit.load_checkpoint reads (fine-tuning)
+      <config field>: value      # any field of the variant's config dataclass: drop_path_rate, depth, img_size ...
+                                 # (num_classes defaults to the dataset's)
+    data:
+      dataset: digits            # spec given to vitkit.data.build_dataset: built-in name, folder or list file
+      root: null                 # base directory for relative paths in list files
+      train_split: train
+      val_split: test
+      input_size: null           # H (=W) or [H, W]; null: the model's
+      num_frames: null           # video clip length T; null: the model's
+      sampling_rate: 1           # video: tau, frames between sampled frames
+      mean: null                 # normalisation; null: the model's
+      std: null
+      augment: {}                # passed to build_dataset (e.g. randaugment, color_jitter, random_erasing ...)
+      repeated_aug: 1            # > 1: RepeatAugSampler with this many repeats (the MViT video recipe uses 2)
+    optim:                       # AdamW; no weight decay on norms, biases and model.no_weight_decay()
+      lr: 1.0e-3                 # peak lr for ``base_batch_size`` (absolute when base_batch_size is null)
+      base_batch_size: null      # lr scales linearly: lr * train.batch_size / base_batch_size
+      weight_decay: 0.05
+      betas: [0.9, 0.999]
+      eps: 1.0e-8
+      layer_decay: 1.0           # < 1: layer-wise lr decay (lr * layer_decay ** (L - layer_id))
+    schedule:                    # linear warm-up, then half-cosine, evaluated every optimiser step
+      epochs: 10
+      warmup_epochs: 0
+      warmup_lr: 1.0e-6
+      min_lr: 1.0e-6
+    train:
+      batch_size: 64             # GLOBAL batch per optimiser step, over all processes and accumulation steps
+      accum_steps: 1             # micro-batches per step; per-process micro-batch = batch_size / (world * accum)
+      clip_grad: null            # max global L2 norm of the gradients
+      amp: none                  # bf16 | fp16 | none; fp16 (with gradient scaling) is GPU-only
+      ema_decay: null            # e.g. 0.9999: keep an EMA of the weights, evaluated beside the model
+      grad_checkpointing: false  # activation checkpointing (non-reentrant)
+      seed: 0
+      deterministic: false       # torch.use_deterministic_algorithms
+      workers: 2                 # DataLoader worker processes per training process
+      label_smoothing: 0.0
+      mixup: 0.0                 # mixup alpha (0 = off)
+      cutmix: 0.0                # cutmix alpha (0 = off)
+      mixup_switch_prob: 0.5     # with both on: probability of cutmix for a batch
+      max_steps: null            # stop after this many optimiser steps in total (the schedule still spans epochs)
+      log_every: 20              # steps between metric lines
+    eval:
+      batch_size: 128            # per process
+      every: 1                   # evaluate every N epochs (and always after the last)
+      num_clips: 1               # video: K uniformly spaced clips
+      num_crops: 1               # 1 (centre) or 3 spatial crops; scores averaged per sample
+      ema: true                  # also evaluate the EMA weights when there are any
+    run:
+      name: null                 # run directory runs/<name>-<time>; null: <model>-<dataset>
+      output_dir: runs
+      dir: null                  # exact run directory (overrides output_dir/name)
+      save_every: 0              # steps between checkpoints (0: every epoch end)
+      keep: 2                    # checkpoints kept (the newest)
+
+Override from the command line with dotted keys: ``vitkit train configs/demo/digits.yaml optim.lr=1e-3
+train.batch_size=64 model.drop_path_rate=0.1``. Values are parsed as YAML and converted to the key's type
+(``1e-3`` is a float). An unknown key is an error naming the valid keys of its section.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe key or value is invalid; the message names the valid keys or the expected type."""
+
+
+@dataclass
+class ModelSection:
+    name: str = "vit_demo_patch4_32"
+    weights: str | None = None
+    config: dict = field(default_factory=dict)  # filled from the extra keys of the YAML section
+
+
+@dataclass
+class DataSection:
+    dataset: str = "digits"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "test"
+    input_size: int | list | None = None
+    num_frames: int | None = None
+    sampling_rate: int = 1
+    mean: list | None = None
+    std: list | None = None
+    augment: dict = field(default_factory=dict)
+    repeated_aug: int = 1
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-3
+    base_batch_size: int | None = None
+    weight_decay: float = 0.05
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    layer_decay: float = 1.0
+
+
+@dataclass
+class ScheduleSection:
+    epochs: int = 10
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-6
+
+
+@dataclass
+class TrainSection:
+    batch_size: int = 64
+    accum_steps: int = 1
+    clip_grad: float | None = None
+    amp: str = "none"
+    ema_decay: float | None = None
+    grad_checkpointing: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 2
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_switch_prob: float = 0.5
+    max_steps: int | None = None
+    log_every: int = 20
+
+
+@dataclass
+class EvalSection:
+    batch_size: int = 128
+    every: int = 1
+    num_clips: int = 1
+    num_crops: int = 1
+    ema: bool = True
+
+
+@dataclass
+class RunSection:
+    name: str | None = None
+    output_dir: str = "runs"
+    dir: str | None = None
+    save_every: int = 0
+    keep: int = 2
+
+
+@dataclass
+class Recipe:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict; the model section is flat (name, weights, then the config overrides)."""
+        out = dataclasses.asdict(self)
+        model = out.pop("model")
+        out = {"model": {"name": model["name"], "weights": model["weights"], **model["config"]}, **out}
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Recipe)}
+_SECTION_CLASSES = {
+    "model": ModelSection, "data": DataSection, "optim": OptimSection, "schedule": ScheduleSection,
+    "train": TrainSection, "eval": EvalSection, "run": RunSection,
+}
+AMP_MODES = ("bf16", "fp16", "none")
+
+
+def _unknown(kind: str, key: str, valid: list[str]) -> RecipeError:
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return RecipeError(f"unknown {kind} {key!r}{hint}; valid: {', '.join(valid)}")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to the declared type ``tp`` (int | float | bool | str | list | dict, optional)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except RecipeError as e:
+                errors.append(str(e))
+        names = " | ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise RecipeError(f"{where}: expected {names}, got {value!r}")
+    if isinstance(value, str) and tp is not str and value.lower() in ("null", "none", "~"):
+        value = None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise RecipeError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"{where}: expected an integer, got {value!r}") from None
+        if not f.is_integer():
+            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise RecipeError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise RecipeError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    if tp is list or origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
+        return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    return value
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _model_config_fields(name: str) -> dict[str, Any] | None:
+    """Config field name -> type of a registered variant; None when the name is not registered."""
+    from vitkit.registry import model_info
+
+    try:
+        info = model_info(name)
+    except KeyError:
+        return None
+    return _field_types(type(info.config))
+
+
+def _build_section(section: str, values: Mapping[str, Any]) -> Any:
+    cls = _SECTION_CLASSES[section]
+    types_ = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    if section == "model":
+        name = values.get("name", ModelSection.name)
+        config_types = _model_config_fields(str(name))
+        if config_types is None:
+            from vitkit.registry import model_info
+
+            try:
+                model_info(str(name))
+            except KeyError as e:
+                raise RecipeError(f"model.name: {e.args[0]}") from None
+        config: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in ("name", "weights"):
+                kwargs[key] = _coerce(value, types_[key], f"model.{key}")
+            elif key in config_types:
+                config[key] = _coerce_config(value, config_types[key], f"model.{key}")
+            else:
+                raise _unknown("key in section 'model'", key, ["name", "weights", *sorted(config_types)])
+        kwargs["config"] = config
+        return cls(**kwargs)
+    for key, value in values.items():
+        if key not in types_:
+            raise _unknown(f"key in section {section!r}", key, list(types_))
+        kwargs[key] = _coerce(value, types_[key], f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce_config(value: Any, tp: Any, where: str) -> Any:
+    """Model config fields: same conversion, lists become tuples where the field is a tuple."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if len(args) < len(typing.get_args(tp)):
+                return None
+        for a in args:
+            try:
+                return _coerce_config(value, a, where)
+            except RecipeError:
+                continue
+        raise RecipeError(f"{where}: expected {tp}, got {value!r}")
+    if tp is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if tp in (int, float, bool, str):
+        return _coerce(value, tp, where)
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=1e-3"`` -> (["optim", "lr"], 0.001); the value is parsed as YAML."""
+    if "=" not in text:
+        raise RecipeError(f"override {text!r} is not of the form section.key=value (e.g. optim.lr=1e-3)")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise RecipeError(f"override key {key!r} must be dotted, section.key (e.g. train.batch_size=64)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def merge_overrides(tree: dict, overrides: list[str]) -> dict:
+    """Apply dotted ``key=value`` overrides to a nested dict (a copy); sections are checked here."""
+    tree = {k: dict(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+    for text in overrides:
+        parts, value = parse_override(text)
+        if parts[0] not in SECTIONS:
+            raise _unknown("recipe section", parts[0], list(SECTIONS))
+        node = tree.setdefault(parts[0], {})
+        for p in parts[1:-1]:
+            child = node.get(p)
+            if not isinstance(child, dict):
+                child = {}
+            node[p] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return tree
+
+
+def recipe_from_dict(tree: Mapping[str, Any] | None) -> Recipe:
+    """Validate a nested mapping against the schema; unknown sections or keys raise naming the valid ones."""
+    tree = dict(tree or {})
+    sections = {}
+    for name, values in tree.items():
+        if name not in SECTIONS:
+            raise _unknown("recipe section", str(name), list(SECTIONS))
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise RecipeError(f"recipe section {name!r} must be a mapping of keys, got {values!r}")
+        sections[name] = _build_section(name, values)
+    recipe = Recipe(**sections)
+    validate(recipe)
+    return recipe
+
+
+def validate(r: Recipe) -> None:
+    """Cross-key checks with messages that say what is expected."""
+    if r.train.amp not in AMP_MODES:
+        raise RecipeError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {r.train.amp!r}")
+    positive = {
+        "train.batch_size": r.train.batch_size, "train.accum_steps": r.train.accum_steps,
+        "schedule.epochs": r.schedule.epochs, "eval.batch_size": r.eval.batch_size,
+        "eval.num_clips": r.eval.num_clips, "eval.every": r.eval.every, "data.sampling_rate": r.data.sampling_rate,
+        "data.repeated_aug": r.data.repeated_aug, "train.log_every": r.train.log_every, "run.keep": r.run.keep,
+    }
+    for k, v in positive.items():
+        if v < 1:
+            raise RecipeError(f"{k} must be >= 1, got {v}")
+    if r.eval.num_crops not in (1, 3):
+        raise RecipeError(f"eval.num_crops must be 1 (centre) or 3, got {r.eval.num_crops}")
+    if r.train.batch_size % r.train.accum_steps:
+        raise RecipeError(
+            f"train.batch_size ({r.train.batch_size}) must be divisible by train.accum_steps ({r.train.accum_steps})"
+        )
+    if not 0 < r.optim.layer_decay <= 1:
+        raise RecipeError(f"optim.layer_decay must be in (0, 1], got {r.optim.layer_decay}")
+    if len(r.optim.betas) != 2:
+        raise RecipeError(f"optim.betas must be two numbers, got {r.optim.betas}")
+    r.optim.betas = [float(b) for b in r.optim.betas]
+    if r.train.ema_decay is not None and not 0 <= r.train.ema_decay < 1:
+        raise RecipeError(f"train.ema_decay must be in [0, 1), got {r.train.ema_decay}")
+    if r.schedule.warmup_epochs > r.schedule.epochs:
+        raise RecipeError(
+            f"schedule.warmup_epochs ({r.schedule.warmup_epochs}) exceeds schedule.epochs ({r.schedule.epochs})"
+        )
+    if r.train.max_steps is not None and r.train.max_steps < 1:
+        raise RecipeError(f"train.max_steps must be >= 1 or null, got {r.train.max_steps}")
+
+
+def load_recipe(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML file (None: the schema defaults), apply dotted overrides, validate."""
+    tree: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise RecipeError(f"recipe file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{p} is not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise RecipeError(f"{p}: a recipe is a mapping of sections ({', '.join(SECTIONS)}), got {type(loaded).__name__}")
+        tree = dict(loaded or {})
+    tree = merge_overrides(tree, overrides or [])
+    return recipe_from_dict(tree)
+
+
+def configs_dir() -> Path | None:
+    """The recipes directory: ``configs/`` of a source checkout, or ``vitkit/configs`` when installed."""
+    here = Path(__file__).resolve()
+    for cand in (here.parents[3] / "configs", here.parents[1] / "configs"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def find_recipe(name: str) -> Path:
+    """A recipe path, or a name under configs/ (``demo/digits`` or ``demo/digits.yaml``)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    base = configs_dir()
+    if base is not None:
+        for cand in (base / name, base / f"{name}.yaml"):
+            if cand.is_file():
+                return cand
+    raise RecipeError(f"recipe not found: {name} (a YAML file, or a name under {base or 'configs/'})")
+
+
+DEMO_RECIPE = "demo/digits.yaml"
