@@ -1,0 +1,94 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitkit.layers import (
+    Attention,
+    DropPath,
+    PatchEmbed,
+    attention,
+    drop_path_rates,
+    explicit_attention,
+    record_attention,
+    resample_pos_embed,
+    resample_rel_pos_table,
+)
+
+
+def test_resample_same_size_is_bit_exact_identity():
+    pe = torch.randn(1, 1 + 14 * 14, 32)
+    assert resample_pos_embed(pe, (14, 14), num_prefix_tokens=1) is pe
+    table = torch.randn(13 * 13, 4)
+    assert resample_rel_pos_table(table, (7, 7), (7, 7)) is table
+
+
+def test_resample_keeps_prefix_tokens_and_round_trips():
+    torch.manual_seed(0)
+    # a smooth embedding survives a -> b -> a almost unchanged
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 14), torch.linspace(0, 1, 14), indexing="ij")
+    grid = torch.stack([torch.sin(3 * yy), torch.cos(2 * xx), yy * xx], -1).reshape(1, 196, 3)
+    prefix = torch.randn(1, 2, 3)
+    pe = torch.cat([prefix, grid], 1)
+    up = resample_pos_embed(pe, (24, 24), num_prefix_tokens=2)
+    assert up.shape == (1, 2 + 576, 3)
+    torch.testing.assert_close(up[:, :2], prefix)
+    back = resample_pos_embed(up, (14, 14), num_prefix_tokens=2)
+    assert (back - pe).abs().max() < 0.02
+
+
+def test_resample_non_square_grid_needs_and_uses_the_old_grid():
+    pe = torch.randn(1, 1 + 12 * 20, 8)
+    with pytest.raises(ValueError, match="grid"):
+        resample_pos_embed(pe, (24, 40), num_prefix_tokens=1)
+    out = resample_pos_embed(pe, (24, 40), old_grid=(12, 20), num_prefix_tokens=1)
+    assert out.shape == (1, 1 + 960, 8)
+
+
+def test_rel_pos_table_resample_shape_7_to_12():
+    t = torch.randn(13 * 13, 3)
+    assert resample_rel_pos_table(t, (7, 7), (12, 12)).shape == (23 * 23, 3)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fused_attention_equals_explicit_softmax(with_bias):
+    q, k, v = (torch.randn(2, 3, 10, 8) for _ in range(3))
+    bias = torch.randn(1, 3, 10, 10) if with_bias else None
+    fused = attention(q, k, v, bias)
+    ref = F.softmax(q @ k.transpose(-2, -1) * 8**-0.5 + (0 if bias is None else bias), -1) @ v
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
+    with explicit_attention():
+        torch.testing.assert_close(attention(q, k, v, bias), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_record_attention_returns_probabilities():
+    attn = Attention(16, num_heads=4).eval()
+    x = torch.randn(2, 5, 16)
+    plain = attn(x)
+    with record_attention() as rec:
+        recorded = attn(x)
+    torch.testing.assert_close(plain, recorded, atol=1e-5, rtol=1e-5)
+    assert len(rec) == 1 and rec[0]["probs"].shape == (2, 4, 5, 5)
+    torch.testing.assert_close(rec[0]["probs"].sum(-1), torch.ones(2, 4, 5))
+
+
+def test_patch_embed_rank_follows_patch_size_and_checks_input():
+    pe2 = PatchEmbed(16, 3, 8)
+    assert pe2(torch.randn(1, 3, 32, 48)).shape == (1, 8, 2, 3)
+    pe3 = PatchEmbed((2, 16, 16), 3, 8)
+    assert pe3(torch.randn(1, 3, 4, 32, 32)).shape == (1, 8, 2, 2, 2)
+    with pytest.raises(ValueError, match="not divisible by the patch size"):
+        pe2(torch.randn(1, 3, 30, 32))
+    with pytest.raises(ValueError, match="3 input channels"):
+        pe2(torch.randn(1, 1, 32, 32))
+
+
+def test_drop_path_schedule_and_behaviour():
+    assert drop_path_rates(0.2, 5) == pytest.approx([0, 0.05, 0.1, 0.15, 0.2])
+    dp = DropPath(0.5)
+    x = torch.ones(1000, 4)
+    dp.train()
+    y = dp(x)
+    kept = (y[:, 0] != 0).float().mean()
+    assert 0.4 < kept < 0.6 and torch.allclose(y[y != 0], torch.full_like(y[y != 0], 2.0))
+    dp.eval()
+    assert dp(x) is x

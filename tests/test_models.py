@@ -1,0 +1,93 @@
+"""Every registered model: forward shape, backward, finite, deterministic in eval, forward_intermediates,
+reset_classifier, clear input errors - at each variant's small test input (timm's test_models, for all families)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vitkit
+from vitkit.registry import model_info
+
+BIG = 120e6  # full-width models above this many parameters are slow to build: run them with -m slow
+
+
+def _params(name: str) -> int:
+    info = model_info(name)
+    if info.paper_params:
+        return int(info.paper_params * 1e6)
+    return 0
+
+
+def _cases() -> list:
+    return [
+        pytest.param(name, marks=[pytest.mark.slow] if _params(name) > BIG else [], id=name)
+        for name in vitkit.list_models()
+    ]
+
+
+def _small_input(name: str, batch: int = 2) -> torch.Tensor:
+    info = model_info(name)
+    size = info.test_input_size or ((3, 4, 64, 64) if info.is_video else (3, 64, 64))
+    return torch.randn(batch, *size)
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_model_contract(name):
+    model = vitkit.create_model(name, num_classes=7)
+    x = _small_input(name)
+
+    # forward + backward, finite
+    model.train()
+    out = model(x)
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.float().pow(2).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads), "some parameters got no gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
+
+    # deterministic in eval
+    model.eval()
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    # features / head split
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        torch.testing.assert_close(model.forward_head(feats), a)
+        pre = model.forward_head(feats, pre_logits=True)
+        assert pre.shape == (2, model._head_in_features())
+
+        maps = model.forward_intermediates(x)
+    assert len(maps) >= 1
+    rank = model.spatial_rank
+    for m in maps:
+        assert m.ndim == rank + 2 and m.shape[0] == 2, f"intermediate map of shape {tuple(m.shape)}"
+
+    # reset_classifier
+    model.reset_classifier(3)
+    with torch.no_grad():
+        assert model(x).shape == (2, 3)
+    model.reset_classifier(0)
+    with torch.no_grad():
+        assert model(x).shape == (2, model._head_in_features())
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_wrong_input_is_a_clear_error(name):
+    with torch.device("meta"):
+        model = vitkit.create_model(name)
+    x = _small_input(name, batch=1).to("meta")
+    with pytest.raises(ValueError, match="channels"):
+        model(x[:, :1])
+    with pytest.raises(ValueError, match=r"\d-D input"):
+        model(x[0])
+
+
+def test_every_variant_has_metadata():
+    for name in vitkit.list_models(include_demo=False):
+        info = model_info(name)
+        assert info.paper, f"{name} cites no paper"
+        assert info.paper_params and info.paper_macs, f"{name} has no paper figures"
+        assert len(info.mean) == len(info.std) == info.input_size[0]
