@@ -1,0 +1,57 @@
+"""Convolutional building blocks of any spatial rank: depthwise convolutions and the overlapping conv stem.
+
+The rank (2 for images, 3 for video) is an argument, so the image and video variant of a family share one
+implementation.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .nd import batchnorm_nd, conv_nd, to_tuple
+
+
+def depthwise_conv(rank: int, dim: int, kernel_size: int | Sequence[int], bias: bool = True) -> nn.Module:
+    """A ``kernel_size`` depthwise convolution with 'same' zero padding (odd kernels), on (B, dim, *grid)."""
+    k = to_tuple(kernel_size, rank)
+    if any(s % 2 == 0 for s in k):
+        raise ValueError(f"depthwise_conv needs odd kernel sizes for 'same' padding, got {k}")
+    return conv_nd(rank, dim, dim, k, padding=tuple(s // 2 for s in k), groups=dim, bias=bias)
+
+
+class ConvStem(nn.Module):
+    """Overlapping convolutional embedding: ``n`` stride-2 3x3 convolutions with BatchNorm (GELU between them).
+
+    With ``n=2`` and ``hidden = out // 2``: ``conv(in -> out/2) - BN - GELU - conv(out/2 -> out) - BN``, an
+    overall stride of 4 (UniFormer's S-dagger stem); with ``n=1``: ``conv - BN``, a stride-2 downsampler. The
+    layers sit in ``proj`` (indices 0, 1, 3, 4 for two convolutions) as in the official checkpoints.
+    """
+
+    def __init__(self, in_chans: int, out_chans: int, rank: int = 2, n: int = 2, kernel_size: int = 3) -> None:
+        super().__init__()
+        if n not in (1, 2):
+            raise ValueError(f"ConvStem supports 1 or 2 convolutions, got {n}")
+        self.rank = rank
+        self.in_chans = in_chans
+        pad = kernel_size // 2
+        layers: list[nn.Module] = []
+        widths = [in_chans, out_chans // 2, out_chans] if n == 2 else [in_chans, out_chans]
+        for i in range(n):
+            layers.append(conv_nd(rank, widths[i], widths[i + 1], kernel_size, 2, pad))
+            layers.append(batchnorm_nd(rank, widths[i + 1]))
+            if i < n - 1:
+                layers.append(nn.GELU())
+        self.proj = nn.Sequential(*layers)
+        self.stride = (2**n,) * rank
+
+    def output_grid(self, size: Sequence[int]) -> tuple[int, ...]:
+        out = tuple(size)
+        for m in self.proj:
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                out = tuple((s + 2 * p - k) // st + 1 for s, p, k, st in zip(out, m.padding, m.kernel_size, m.stride))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
