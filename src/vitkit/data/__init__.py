@@ -1,0 +1,120 @@
+"""Data: image folders and lists, PyAV video clips, transforms, mixup, samplers, built-in data.
+
+Interface used by the engine
+----------------------------
+``build_dataset(spec, split, *, train, input_size, sampling_rate=1, num_clips=1, num_crops=1,
+mean, std, augment=None, root=None, classes=None, num_classes=None) -> Dataset``
+
+- ``spec``: ``'digits'``, ``'motion-digits'``, a class-per-folder directory (with
+  ``train/``, ``val/`` [``test/``] subfolders if present, else one tree for every
+  split), a folder holding ``train.txt``/``val.txt``/``test.txt`` list files, or
+  one list file (``path label`` per line; relative paths against ``root`` or the
+  list's folder). A ``classes.txt`` beside the list/folder names the classes.
+- ``input_size``: ``(C, H, W)`` gives an image dataset, ``(C, T, H, W)`` a video
+  dataset taking ``T`` frames ``sampling_rate`` apart.
+- Items: ``(x, label)`` with ``x`` float ``(C, H, W)`` / ``(C, T, H, W)``; for
+  ``train=False`` with ``num_clips * num_crops > 1`` views,
+  ``(views (V, C, [T,] H, W), label, sample_index)`` so the evaluator can average
+  scores per video (V = clips x crops, clip-major).
+- ``dataset.classes`` (list of names), ``dataset.num_classes``,
+  ``dataset.bad_samples()`` -> ``{path: reason}``.
+
+Bad samples: missing, empty, truncated or undecodable files are logged once
+(warning on logger ``vitkit.data``) and replaced by another sample; labels out
+of range and unparsable list lines are logged and skipped. ``bad_samples()``
+includes what DataLoader workers found: each dataset owns a temporary directory
+in which the first process to report a path creates one marker file (see
+:mod:`vitkit.data.badlog`); with DDP each rank has its own dataset and count.
+A dataset in which nothing can be read raises ``RuntimeError`` at construction.
+
+Also: ``build_transforms`` (:mod:`.transforms`), ``MixupCutmix`` (:mod:`.mixup`),
+``RepeatAugSampler`` (:mod:`.samplers`), ``class_names('imagenet1k' | 'kinetics400')``.
+"""
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from importlib import resources
+from typing import Sequence
+
+from .builtin import DIGIT_CLASSES, MOTIONS, BuiltinDataset, load_digits_split, motion_digits_split
+from .datasets import FileDataset
+from .mixup import MixupCutmix
+from .samplers import RepeatAugSampler
+from .sampling import clip_span
+from .sources import resolve_source
+from .transforms import build_transforms
+
+log = logging.getLogger("vitkit.data")
+
+__all__ = ["build_dataset", "build_transforms", "MixupCutmix", "RepeatAugSampler", "class_names",
+           "IMAGENET_MEAN", "IMAGENET_STD", "BUILTIN"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BUILTIN = ("digits", "motion-digits")
+
+
+@lru_cache(maxsize=None)
+def class_names(name: str) -> tuple[str, ...]:
+    """Shipped class lists in their standard index order: ``'imagenet1k'`` or ``'kinetics400'``."""
+    try:
+        text = resources.files(__package__).joinpath("classes", f"{name}.txt").read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ValueError(f"no shipped class list {name!r}; available: 'imagenet1k', 'kinetics400'") from e
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+@lru_cache(maxsize=4)
+def _motion_digits(split: str, frames: int):
+    return motion_digits_split(split, frames=frames)
+
+
+def build_dataset(spec: str, split: str, *, train: bool, input_size: Sequence[int], sampling_rate: int = 1,
+                  num_clips: int = 1, num_crops: int = 1, mean: Sequence[float] = IMAGENET_MEAN,
+                  std: Sequence[float] = IMAGENET_STD, augment: dict | None = None, root: str | None = None,
+                  classes: list[str] | str | None = None, num_classes: int | None = None):
+    """Dataset for ``spec``/``split`` producing tensors of ``input_size``; see the module docstring."""
+    input_size = tuple(int(v) for v in input_size)
+    if len(input_size) not in (3, 4):
+        raise ValueError(f"input_size must be (C,H,W) or (C,T,H,W), got {input_size}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if num_crops not in (1, 3):
+        raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+    video = len(input_size) == 4
+    if not video and num_clips != 1:
+        raise ValueError("num_clips > 1 needs a video input_size (C,T,H,W)")
+    channels = input_size[0]
+    if video and channels != 3 and spec not in BUILTIN:
+        raise ValueError(f"video decoding gives 3 channels, input_size asks for {channels}")
+    frames = input_size[1] if video else 1
+    crops = num_crops if not train else 1
+    if spec in BUILTIN:
+        aug = dict(augment) if augment else None
+        if spec == "motion-digits" and aug and aug.get("hflip"):
+            log.warning("motion-digits: hflip disabled - a flip turns 'left' into 'right' and changes the class")
+            aug["hflip"] = 0.0
+        test_aug = {"crop_pct": 1.0} if not (train and aug) else aug  # built-in frames fill the image: no crop
+        transform = build_transforms(train, input_size, mean, std, test_aug if not (train and aug) else aug,
+                                     num_crops=crops)
+        if spec == "digits":
+            if video:
+                raise ValueError("'digits' is an image dataset: input_size must be (C,H,W); "
+                                 "use 'motion-digits' for clips")
+            data, labels = load_digits_split(split)
+            names = DIGIT_CLASSES
+        else:
+            if not video:
+                raise ValueError("'motion-digits' is a video dataset: input_size must be (C,T,H,W)")
+            data, labels = _motion_digits(split, max(8, clip_span(frames, sampling_rate)))
+            names = list(MOTIONS)
+        fast = not (train and aug) and crops == 1 and tuple(data.shape[-2:]) == input_size[-2:]
+        return BuiltinDataset(data, labels, names, transform, fast=fast, mean=mean, std=std, train=train,
+                              channels=channels, num_frames=frames if video else None,
+                              sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops, name=spec)
+    source = resolve_source(spec, split, video, root=root, classes=classes, num_classes=num_classes)
+    transform = build_transforms(train, input_size, mean, std, augment, num_crops=crops)
+    return FileDataset(source, transform, video=video, train=train, num_frames=frames,
+                       sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops,
+                       channels=channels, name=spec)

@@ -1,0 +1,164 @@
+"""Datasets of image and video files that survive bad samples.
+
+A sample that is missing, empty, truncated or undecodable is reported once
+(path and reason, ``logging`` warning on ``vitkit.data``) and replaced by
+another sample chosen deterministically from the index; ``bad_samples()``
+returns every bad path with its reason, including those found inside
+DataLoader workers (see :mod:`vitkit.data.badlog`). A dataset in which no
+sample can be read fails at construction with the reasons.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .badlog import BadSampleLog
+from .sampling import clip_indices, clip_span, random_clip_start, uniform_clip_starts
+from .sources import SampleList
+from .video import IndexCache, VideoError, decode_frames
+
+log = logging.getLogger("vitkit.data")
+
+__all__ = ["FileDataset", "load_image", "MAX_REPLACEMENT_TRIES"]
+
+MAX_REPLACEMENT_TRIES = 50
+
+
+def load_image(path: str, channels: int = 3) -> torch.Tensor:
+    """Fully decode an image file to uint8 ``(C, H, W)``; raises ``OSError``/``ValueError`` if unreadable."""
+    if not os.path.exists(path):
+        raise FileNotFoundError("missing file")
+    if os.path.getsize(path) == 0:
+        raise ValueError("empty file (0 bytes)")
+    with Image.open(path) as img:
+        img = img.convert("L" if channels == 1 else "RGB")  # forces a full decode: truncation raises here
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, VideoError):
+        return str(e)
+    if isinstance(e, FileNotFoundError):
+        return "missing file"
+    msg = str(e) or type(e).__name__
+    return msg if isinstance(e, ValueError) and "empty file" in msg else f"{type(e).__name__}: {msg}"
+
+
+class FileDataset(torch.utils.data.Dataset):
+    """Images or clips from files, with transforms, multi-view test items and bad-sample replacement.
+
+    Items: ``(x, label)``; at test time with more than one view,
+    ``(views (V, C, [T,] H, W), label, sample_index)`` where ``sample_index`` is
+    the index actually loaded (a replaced bad sample yields its replacement's
+    index, so per-video averaging never mixes two videos).
+    """
+
+    def __init__(self, source: SampleList, transform: Callable, *, video: bool, train: bool,
+                 num_frames: int = 1, sampling_rate: int = 1, num_clips: int = 1, num_crops: int = 1,
+                 channels: int = 3, name: str | None = None):
+        self.samples = list(source.samples)
+        self.classes = list(source.classes)
+        self.transform = transform
+        self.video, self.train = video, train
+        self.num_frames, self.sampling_rate = num_frames, sampling_rate
+        self.num_clips = num_clips if (video and not train) else 1
+        self.num_crops = num_crops if not train else 1
+        self.channels = channels
+        self.name = name or source.origin
+        self._bad = BadSampleLog(self.name)
+        self._index_cache = IndexCache()
+        for path, reason in source.rejected.items():
+            self._bad.report(path, reason, action="skipped")
+        if not self.samples:
+            raise RuntimeError(f"dataset {self.name!r}: no usable samples"
+                               + (f" ({len(source.rejected)} rejected, e.g. {next(iter(source.rejected.items()))})"
+                                  if source.rejected else " (no files found with the expected extensions)"))
+        self._check_readable()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_views(self) -> int:
+        return self.num_clips * self.num_crops
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def bad_samples(self) -> dict[str, str]:
+        """``{path: reason}`` for every bad sample found so far, by this process or its workers."""
+        return self._bad.items()
+
+    def _check_readable(self) -> None:
+        """Stat every file; then decode samples in order until one works, else fail with reasons."""
+        for path, _ in self.samples:
+            try:
+                if os.path.getsize(path) == 0:
+                    self._bad.report(path, "empty file (0 bytes)")
+            except OSError:
+                self._bad.report(path, "missing file")
+        for j, (path, _) in enumerate(self.samples):
+            if path in self._bad:
+                continue
+            try:
+                self._load(j)
+                return
+            except Exception as e:  # noqa: BLE001 - any decoder failure makes the sample bad
+                self._bad.report(path, _reason(e))
+        bad = self.bad_samples()
+        examples = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:3])
+        raise RuntimeError(f"dataset {self.name!r}: none of its {len(self.samples)} samples can be read "
+                           f"(e.g. {examples}). Run `vitkit data check {self.name}` for a full report.")
+
+    def _load(self, j: int):
+        path, _ = self.samples[j]
+        if not self.video:
+            views = self.transform(load_image(path, self.channels))
+            return views
+        index = self._index_cache.get(path)
+        span = clip_span(self.num_frames, self.sampling_rate)
+        if index.num_frames < span:
+            log.debug("%s: %d frames, shorter than a clip of span %d; last frame repeated",
+                      path, index.num_frames, span)
+        if self.train:
+            starts = [random_clip_start(index.num_frames, span)]
+        else:
+            starts = uniform_clip_starts(index.num_frames, span, self.num_clips, path)
+        views = []
+        for s in starts:
+            frames, _ = decode_frames(index, clip_indices(s, self.num_frames, self.sampling_rate, index.num_frames))
+            v = self.transform(frames)
+            views.extend(v.unbind(0) if self.num_crops > 1 else [v])
+        return views[0] if len(views) == 1 else torch.stack(views)
+
+    def _replacement(self, i: int, attempt: int) -> int:
+        return random.Random(i * 1_000_003 + attempt).randrange(len(self.samples))
+
+    def __getitem__(self, i: int):
+        j = i
+        for attempt in range(MAX_REPLACEMENT_TRIES):
+            if attempt:
+                j = self._replacement(i, attempt)
+            path, label = self.samples[j]
+            if path in self._bad:
+                continue
+            try:
+                x = self._load(j)
+            except Exception as e:  # noqa: BLE001
+                self._bad.report(path, _reason(e))
+                continue
+            if not self.train and self.num_views > 1:
+                return x, label, j
+            return x, label
+        raise RuntimeError(f"dataset {self.name!r}: no readable sample found after {MAX_REPLACEMENT_TRIES} "
+                           f"replacements of item {i}; {len(self.bad_samples())} bad samples so far")

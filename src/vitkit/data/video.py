@@ -1,0 +1,193 @@
+"""PyAV video decoding that seeks to the sampled frames.
+
+A video is first *indexed* by demuxing its packets (no decoding): the sorted
+presentation timestamps give frame ``i``'s timestamp exactly, so frame indices
+are right for variable frame rate and for streams whose first pts is not 0.
+A clip is then decoded by seeking to the key frame before its first frame and
+decoding only up to its last frame.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+
+__all__ = ["VideoIndex", "VideoError", "index_video", "decode_frames", "read_all_frames", "IndexCache"]
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be used; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """Presentation timestamps of every frame of a file's first video stream."""
+
+    path: str
+    pts: tuple[int, ...]          # sorted, one per frame, in stream time_base units
+    time_base: Fraction
+    header_frames: int            # frame count the container header claims (0 = unknown)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.pts)
+
+    @property
+    def fps(self) -> float:
+        """Mean frame rate from the timestamps."""
+        if len(self.pts) < 2:
+            return 0.0
+        return float((len(self.pts) - 1) / ((self.pts[-1] - self.pts[0]) * self.time_base))
+
+    @property
+    def is_vfr(self) -> bool:
+        """True when frame durations differ (variable frame rate)."""
+        d = np.diff(np.asarray(self.pts, dtype=np.int64))
+        return bool(d.size > 1 and (d.max() - d.min()) > max(1, 0.02 * d.mean()))
+
+    def seconds(self, i: int) -> float:
+        """Timestamp of frame ``i`` in seconds from the stream's first frame."""
+        return float((self.pts[i] - self.pts[0]) * self.time_base)
+
+
+def _open(path: str) -> av.container.InputContainer:
+    if not os.path.exists(path):
+        raise VideoError("missing file")
+    if os.path.getsize(path) == 0:
+        raise VideoError("empty file (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except av.FFmpegError as e:
+        raise VideoError(f"cannot open: {_reason(e)}") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoError("no video stream")
+    return container
+
+
+def _reason(e: BaseException) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return f"{type(e).__name__}: {msg}"
+
+
+def index_video(path: str) -> VideoIndex:
+    """Demux (without decoding) and return the frame timestamps; raises :class:`VideoError`."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        pts: list[int] = []
+        missing = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                t = packet.pts if packet.pts is not None else packet.dts
+                if t is None:
+                    missing += 1
+                else:
+                    pts.append(int(t))
+        except av.FFmpegError as e:
+            if not pts:
+                raise VideoError(f"cannot demux: {_reason(e)}") from e
+        if missing:
+            raise VideoError(f"{missing} packets have no timestamp")
+        if not pts:
+            raise VideoError("no video frames")
+        pts.sort()
+        return VideoIndex(path, tuple(pts), Fraction(stream.time_base), int(stream.frames or 0))
+    finally:
+        container.close()
+
+
+def _to_tensor(frames: list[av.VideoFrame]) -> torch.Tensor:
+    arr = np.stack([f.to_ndarray(format="rgb24") for f in frames])  # T, H, W, 3
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()   # T, 3, H, W
+
+
+def decode_frames(index: VideoIndex, indices: list[int], container=None) -> tuple[torch.Tensor, int]:
+    """Decode the frames at ``indices`` (any order, repeats allowed) by seeking.
+
+    Returns ``(frames uint8 (len(indices), 3, H, W), number of frames decoded)``.
+    Raises :class:`VideoError` when a wanted frame cannot be decoded (e.g. truncated data).
+    """
+    own = container is None
+    container = _open(index.path) if own else container
+    try:
+        stream = container.streams.video[0]
+        wanted = sorted(set(indices))
+        got: dict[int, av.VideoFrame] = {}
+        decoded = 0
+        first_try = True
+        while True:
+            target = index.pts[wanted[0]]
+            container.seek(target if first_try else index.pts[0], stream=stream, backward=True, any_frame=False)
+            overshoot = False
+            try:
+                for frame in container.decode(stream):
+                    decoded += 1
+                    t = frame.pts
+                    if t is None:
+                        continue
+                    i = bisect.bisect_left(index.pts, t)
+                    if i == len(index.pts) or (i > 0 and index.pts[i] != t and t - index.pts[i - 1] < index.pts[i] - t):
+                        i -= 1
+                    if first_try and not got and i > wanted[0]:
+                        overshoot = True  # seek landed after the first wanted frame
+                        break
+                    if i in wanted:
+                        got[i] = frame
+                    if i >= wanted[-1]:
+                        break
+            except av.FFmpegError as e:
+                raise VideoError(f"decode error after {decoded} frames: {_reason(e)}") from e
+            if overshoot and first_try:
+                first_try = False
+                got.clear()
+                continue
+            break
+        lost = [i for i in wanted if i not in got]
+        if lost:
+            raise VideoError(f"truncated or undecodable: frames {lost[:4]}{'...' if len(lost) > 4 else ''} "
+                             f"of {index.num_frames} could not be decoded")
+        return _to_tensor([got[i] for i in indices]), decoded
+    finally:
+        if own:
+            container.close()
+
+
+def read_all_frames(path: str) -> torch.Tensor:
+    """Decode every frame in order (the whole-video baseline); uint8 (N, 3, H, W)."""
+    container = _open(path)
+    try:
+        frames = list(container.decode(container.streams.video[0]))
+    except av.FFmpegError as e:
+        raise VideoError(f"decode error: {_reason(e)}") from e
+    finally:
+        container.close()
+    if not frames:
+        raise VideoError("no video frames")
+    return _to_tensor(frames)
+
+
+class IndexCache:
+    """Per-process LRU cache of :class:`VideoIndex` (demuxing once per file and worker)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._items: OrderedDict[str, VideoIndex] = OrderedDict()
+
+    def get(self, path: str) -> VideoIndex:
+        if path in self._items:
+            self._items.move_to_end(path)
+            return self._items[path]
+        idx = index_video(path)
+        self._items[path] = idx
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return idx
