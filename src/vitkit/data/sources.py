@@ -96,6 +96,9 @@ def read_list_file(path: str, root: str | None = None, classes: list[str] | None
 
 
 def _folder_samples(directory: str, classes: list[str], extensions: tuple[str, ...]) -> SampleList:
+    if not classes:
+        raise RuntimeError(f"{directory}: no class folders (expected one sub-folder of files per class, "
+                           "or a 'path label' list file)")
     present = set(find_classes(directory))
     unknown = present - set(classes)
     if unknown:
