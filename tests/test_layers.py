@@ -92,3 +92,23 @@ def test_drop_path_schedule_and_behaviour():
     assert 0.4 < kept < 0.6 and torch.allclose(y[y != 0], torch.full_like(y[y != 0], 2.0))
     dp.eval()
     assert dp(x) is x
+
+
+def test_fused_cpu_linear_path_matches_plain_ops():
+    from vitkit.layers import Mlp
+    from vitkit.layers.fused import fused_linear_enabled
+    from vitkit.analysis.profile import MacCounter
+
+    mlp, attn = Mlp(32, 64).eval(), Attention(32, 4).eval()
+    x = torch.randn(2, 7, 32)
+    with torch.no_grad():
+        with fused_linear_enabled(False):
+            ref_mlp, ref_attn = mlp(x, residual=x), attn(x, residual=x)
+        counter = MacCounter()
+        with counter:
+            out_mlp = mlp(x, residual=x)
+        out_attn = attn(x, residual=x)
+    torch.testing.assert_close(out_mlp, ref_mlp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_attn, ref_attn, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref_mlp, x + mlp.fc2(F.gelu(mlp.fc1(x))), atol=1e-6, rtol=1e-6)
+    assert counter.total == 2 * 7 * (32 * 64 + 64 * 32)  # the fused ops are counted like Linear

@@ -51,6 +51,9 @@ def _count(func, args, out) -> int:
         return o.numel() * w.shape[1] * math.prod(w.shape[2:])
     if func in _SDPA_OPS:
         return _sdpa(args[0], args[1], args[2])
+    if func in _FUSED_LINEAR_OPS:  # oneDNN linear (+ bias/activation/add): input (M, K), weight (N, K)
+        x, w = (args[0], args[2]) if func is _FUSED_BINARY else (args[0], args[1])
+        return x.numel() // x.shape[-1] * w.shape[0] * w.shape[1]
     return 0
 
 
@@ -64,6 +67,12 @@ _SDPA_OPS = {
     )
     if hasattr(aten, n)
 }
+
+
+_FUSED_BINARY = torch.ops.mkldnn._linear_pointwise.binary if hasattr(torch.ops.mkldnn, "_linear_pointwise") else None
+_FUSED_LINEAR_OPS = (
+    {torch.ops.mkldnn._linear_pointwise.default, _FUSED_BINARY} if _FUSED_BINARY is not None else set()
+)
 
 
 class MacCounter(TorchDispatchMode):

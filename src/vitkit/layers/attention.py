@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fused import linear
+
 _state = threading.local()
 
 
@@ -116,12 +118,23 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv.unbind(0)
 
-    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, heads, N, head_dim) -> projected (B, N, dim_out)."""
+    def merge_heads(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, heads, N, head_dim) -> projected (B, N, dim_out); plus ``residual`` if given."""
         B, _, N, _ = x.shape
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, -1)))
+        x = x.transpose(1, 2).reshape(B, N, -1)
+        if self.proj_drop.p == 0.0 or not self.training:
+            return linear(x, self.proj, residual=residual)
+        y = self.proj_drop(self.proj(x))
+        return y if residual is None else residual + y
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None, meta: dict | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        meta: dict | None = None,
+        residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Self-attention of ``x`` (B, N, C); with ``residual``, returns ``residual + attn(x)``."""
         q, k, v = self.split_heads(x)
         drop = self.attn_drop if self.training else 0.0
-        return self.merge_heads(attention(q, k, v, bias, drop, self.scale, meta))
+        return self.merge_heads(attention(q, k, v, bias, drop, self.scale, meta), residual)

@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from .fused import linear
 from .nd import conv_nd
 
 
@@ -33,5 +34,12 @@ class Mlp(nn.Module):
         self.act = act_layer()
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        self.token_mode = rank is None
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The MLP of ``x``; with ``residual``, returns ``residual + mlp(x)`` (fused at inference on the CPU)."""
+        no_drop = self.drop.p == 0.0 or not self.training
+        if self.token_mode and no_drop and type(self.act) is nn.GELU and self.act.approximate == "none":
+            return linear(linear(x, self.fc1, "gelu"), self.fc2, residual=residual)
+        y = self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return y if residual is None else residual + y

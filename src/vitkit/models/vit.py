@@ -83,6 +83,10 @@ class Block(nn.Module):
         self.mlp = Mlp(d, int(d * cfg.mlp_ratio), drop=cfg.drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.drop_path, nn.Identity) or not self.training:
+            # residual adds fused into the output projections (see layers.fused)
+            x = self.attn(self.norm1(x), residual=x)
+            return self.mlp(self.norm2(x), residual=x)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
