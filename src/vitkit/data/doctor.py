@@ -1,0 +1,183 @@
+"""The dataset doctor: scan an image/video folder or list file and report what cannot be used.
+
+Each file is opened and decoded the way training would (images fully; videos
+indexed by demuxing, then the first and last frame decoded, or every frame with
+``full=True``). Reported per file: unreadable (with the decoder's reason),
+empty, missing, truncated (fewer frames than the header claims, or frames that
+do not decode), plus notes that are not errors: variable frame rate, shorter
+than a clip.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+
+from .sampling import clip_span
+from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SampleList, resolve_source
+
+__all__ = ["FileReport", "DoctorReport", "check_file", "scan"]
+
+
+@dataclass
+class FileReport:
+    path: str
+    label: int | None
+    reason: str | None = None          # None = usable
+    frames: int | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class DoctorReport:
+    spec: str
+    kind: str
+    files: list[FileReport]
+    classes: list[str]
+
+    @property
+    def bad(self) -> list[FileReport]:
+        return [f for f in self.files if not f.ok]
+
+    def categories(self) -> Counter:
+        """Bad files counted by kind of problem."""
+        return Counter(_category(f.reason) for f in self.bad)
+
+    def to_dict(self) -> dict:
+        return {"spec": self.spec, "kind": self.kind, "classes": self.classes, "total": len(self.files),
+                "bad": len(self.bad), "categories": dict(self.categories()),
+                "files": [asdict(f) for f in self.files]}
+
+
+def _category(reason: str | None) -> str:
+    r = (reason or "").lower()
+    for key, name in (("missing", "missing"), ("0 bytes", "empty"), ("out of range", "label"),
+                      ("label", "label"), ("cannot parse", "list line"), ("truncated", "truncated"),
+                      ("no video stream", "no video stream"), ("cannot open", "unreadable"),
+                      ("cannot identify", "unreadable")):
+        if key in r:
+            return name
+    return "undecodable"
+
+
+def check_file(path: str, label: int | None, video: bool, full: bool = False, span: int | None = None) -> FileReport:
+    """Check one file; never raises."""
+    rep = FileReport(path, label)
+    try:
+        if video:
+            _check_video(rep, full, span)
+        else:
+            from .datasets import load_image
+
+            img = load_image(path)
+            rep.height, rep.width = int(img.shape[1]), int(img.shape[2])
+    except Exception as e:  # noqa: BLE001 - the doctor reports every failure
+        from .datasets import _reason
+
+        rep.reason = _reason(e)
+    return rep
+
+
+def _check_video(rep: FileReport, full: bool, span: int | None) -> None:
+    import av
+
+    from .video import VideoError, _open, decode_frames, index_video
+
+    index = index_video(rep.path)
+    rep.frames, rep.fps = index.num_frames, round(index.fps, 3)
+    if index.header_frames and index.header_frames > index.num_frames:
+        raise VideoError(f"truncated: header says {index.header_frames} frames, {index.num_frames} found")
+    if full:
+        container = _open(rep.path)
+        try:
+            n = 0
+            try:
+                for frame in container.decode(container.streams.video[0]):
+                    n += 1
+                    rep.height, rep.width = frame.height, frame.width
+            except av.FFmpegError as e:
+                raise VideoError(f"truncated or corrupt: decode error after {n} frames ({e})") from e
+        finally:
+            container.close()
+        if n < index.num_frames:
+            raise VideoError(f"truncated or corrupt: {n} of {index.num_frames} frames decode")
+    else:
+        frames, _ = decode_frames(index, [0, index.num_frames - 1])
+        rep.height, rep.width = int(frames.shape[2]), int(frames.shape[3])
+    if index.is_vfr:
+        rep.notes.append("variable frame rate")
+    if span and index.num_frames < span:
+        rep.notes.append(f"short: {index.num_frames} frames < clip span {span}")
+
+
+def _check_star(args):
+    return check_file(*args)
+
+
+def _detect_video(spec: str) -> bool:
+    """Guess images vs videos from file extensions under ``spec`` (or the files a list names)."""
+    exts: Counter = Counter()
+    if os.path.isdir(spec):
+        for root, _, names in os.walk(spec):
+            exts.update(os.path.splitext(n)[1].lower() for n in names)
+    else:
+        with open(spec, encoding="utf-8") as f:
+            for line in f:
+                parts = line.strip().rsplit(None, 1)
+                if parts:
+                    exts[os.path.splitext(parts[0])[1].lower()] += 1
+    n_vid = sum(c for e, c in exts.items() if e in VIDEO_EXTENSIONS)
+    n_img = sum(c for e, c in exts.items() if e in IMAGE_EXTENSIONS)
+    return n_vid > n_img
+
+
+def scan(spec: str, split: str | None = None, video: bool | None = None, root: str | None = None,
+         full: bool = False, clip: tuple[int, int] | None = None, workers: int = 0,
+         num_classes: int | None = None) -> DoctorReport:
+    """Check every sample of ``spec`` (every split found, or only ``split``)."""
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"{spec}: no such file or directory (expected an image/video folder or a "
+                                "'path label' list file)")
+    if video is None:
+        video = _detect_video(spec)
+    sources: list[SampleList] = []
+    errors = []
+    for s in ([split] if split else ["train", "val", "test"]):
+        try:
+            src = resolve_source(spec, s, video, root=root, num_classes=num_classes)
+        except (FileNotFoundError, RuntimeError, ValueError) as e:
+            errors.append(e)
+            continue
+        if all(src.origin != o.origin for o in sources):
+            sources.append(src)
+    if not sources and os.path.isdir(spec):  # a flat folder of files: check them without labels
+        exts = VIDEO_EXTENSIONS if video else IMAGE_EXTENSIONS
+        files = sorted(os.path.join(r, n) for r, _, names in os.walk(spec) for n in names
+                       if n.lower().endswith(exts) and not n.startswith("."))
+        if files:
+            sources.append(SampleList([(f, None) for f in files], [], origin=spec))
+    if not sources:
+        raise errors[0] if errors else FileNotFoundError(spec)
+    span = clip_span(*clip) if clip else None
+    jobs, reports = [], []
+    for src in sources:
+        jobs += [(p, y, video, full, span) for p, y in src.samples]
+        reports += [FileReport(p, None, reason=r) for p, r in src.rejected.items()]
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            reports += list(pool.imap(_check_star, jobs, chunksize=4))
+    else:
+        reports += [check_file(*j) for j in jobs]
+    counts = Counter(p for p, *_ in jobs)
+    for r in reports:
+        if counts.get(r.path, 0) > 1:
+            r.notes.append(f"listed {counts[r.path]} times")
+    return DoctorReport(spec, "video" if video else "image", reports, sources[0].classes)
