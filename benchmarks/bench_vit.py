@@ -11,7 +11,7 @@ import os
 import torch
 
 import vitkit
-from vitkit.analysis.benchmark import add_ratios, format_table, matmul_peak, measure, write_json
+from vitkit.analysis.benchmark import add_ratios, format_table, matmul_peak, measure_interleaved, write_json
 
 
 def main() -> None:
@@ -39,11 +39,9 @@ def main() -> None:
     vitkit.load_checkpoint(ours, peers["timm"].state_dict())  # same weights: same numbers, fair timing
     macs = vitkit.profile(ours, (3, 224, 224)).macs
     x = torch.randn(args.batch, 3, 224, 224)
-    rows = []
-    # interleave implementations per precision so drift in machine load hits all of them alike
-    for d in dtypes:
-        for impl, model in [("vitkit", ours), *peers.items()]:
-            rows += measure(impl, "vit_base_patch16_224", model, x, macs, peaks, dtypes=(d,), iters=args.iters)
+    # round-robin timing: drift in machine load hits all implementations alike
+    models = {"vitkit": ours, **peers}
+    rows = measure_interleaved(models, "vit_base_patch16_224", x, macs, peaks, dtypes, iters=args.iters)
     add_ratios(rows)
     print(format_table(rows))
     write_json(args.out, rows, peaks, benchmark="vit_base_patch16_224 forward, batch %d" % args.batch)

@@ -79,6 +79,64 @@ def time_forward(
     return {"seconds": med, "items_per_s": x.shape[0] / med, "all": times}
 
 
+def time_interleaved(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    amp_dtype: torch.dtype | None = None,
+    warmup: int = 1,
+    iters: int = 5,
+) -> dict[str, dict[str, float]]:
+    """Time several models on the same input round-robin (one run of each per round), median per model.
+
+    Round-robin spreads drift in machine load evenly over the implementations being compared, so their
+    ratio stays meaningful on a busy machine. Returns ``{name: time_forward-style dict}``.
+    """
+    device = x.device
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for m in models.values():
+        m.eval()
+    with torch.inference_mode(), autocast_context(device, amp_dtype):
+        for m in models.values():
+            for _ in range(warmup):
+                m(x)
+        for _ in range(iters):
+            for name, m in models.items():
+                _sync(device)
+                t = time.perf_counter()
+                m(x)
+                _sync(device)
+                times[name].append(time.perf_counter() - t)
+    out = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        out[name] = {"seconds": med, "items_per_s": x.shape[0] / med, "all": ts}
+    return out
+
+
+def measure_interleaved(
+    models: dict[str, nn.Module],
+    name: str,
+    x: torch.Tensor,
+    macs_per_item: int,
+    peaks: dict[str, float],
+    dtypes: Sequence[str] = ("fp32", "bf16"),
+    iters: int = 5,
+    warmup: int = 1,
+) -> list["BenchRow"]:
+    """:func:`measure` for several implementations at once, timed round-robin (see :func:`time_interleaved`)."""
+    rows = []
+    for d in dtypes:
+        amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[d]
+        res = time_interleaved(models, x, amp, warmup=warmup, iters=iters)
+        for impl, r in res.items():
+            ips = r["items_per_s"]
+            rows.append(
+                BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
+                         2 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"))
+            )
+    return rows
+
+
 @dataclass
 class BenchRow:
     """One measured configuration: implementation, precision, throughput, fraction of peak, ratios to peers."""
