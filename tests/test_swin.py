@@ -1,0 +1,387 @@
+"""Swin / Video Swin: official fixture, key manifests, paper figures, converted timm / torchvision / Hugging Face
+models, windows against a brute-force reference, odd sizes, clipped windows, table resampling, errors."""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vitkit
+from vitkit.checkpoints import CheckpointError, convert_state_dict, from_official, load_checkpoint
+from vitkit.checkpoints.swin import config_from_official
+from vitkit.layers import resample_rel_pos_table
+from vitkit.models.swin import SwinBlock, SwinConfig, SwinTransformer
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
+if not REF.exists():
+    REF = Path("/work/shared/reference")
+FIXTURE = REF / "fixtures" / "swin_public"
+
+
+def _randomise(model: torch.nn.Module) -> torch.nn.Module:
+    """Random norms, biases and bias tables, so no layer is an identity and every converted key matters."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1 or "relative_position_bias_table" in name:
+                base = 1.0 if name.endswith("weight") else 0.0
+                p.copy_(base + 0.3 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def _tiny(**kw) -> SwinTransformer:
+    cfg = dict(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 3, 6), num_classes=10)
+    cfg.update(kw)
+    return _randomise(SwinTransformer(SwinConfig(**cfg)))
+
+
+# -- official fixture and manifests ----------------------------------------------------------------------------
+def _fixture():
+    from safetensors.torch import load_file
+
+    tensors = load_file(f"{FIXTURE}.safetensors")
+    meta = json.loads(Path(f"{FIXTURE}.json").read_text())
+    sd = {k[len("state_dict."):]: v for k, v in tensors.items() if k.startswith("state_dict.")}
+    return tensors, meta, sd
+
+
+def test_official_fixture_reproduced():
+    tensors, meta, sd = _fixture()
+    model = from_official("swin", sd, meta["constructor"])
+    assert sum(p.numel() for p in model.parameters()) == meta["num_params"]
+    with torch.no_grad():
+        feats = model.forward_features(tensors["input"])
+        logits = model.forward_head(feats)
+        pooled = model.forward_head(feats, pre_logits=True)
+    assert (logits - tensors["logits"]).abs().max() <= 1e-5
+    assert (pooled - tensors["features"]).abs().max() <= 1e-5
+
+
+def test_official_buffers_are_recomputed_not_trusted():
+    tensors, meta, sd = _fixture()
+    assert any(k.endswith("attn_mask") for k in sd) and any(k.endswith("relative_position_index") for k in sd)
+    bad = {k: (torch.zeros_like(v) if k.endswith(("attn_mask", "relative_position_index")) else v) for k, v in sd.items()}
+    model = from_official("swin", bad, meta["constructor"])
+    with torch.no_grad():
+        assert (model(tensors["input"]) - tensors["logits"]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("path", sorted((REF / "manifests").glob("swin_*.json")), ids=lambda p: p.stem)
+def test_official_manifest_keys_load(path):
+    manifest = json.loads(path.read_text())
+    args = ast.literal_eval(manifest["source"].split("SwinTransformer(", 1)[1].rsplit(")", 1)[0])
+    with torch.device("meta"):
+        model = SwinTransformer(config_from_official(args))
+    sd = {k: torch.empty(shape, device="meta") for k, shape in manifest["keys"]}
+    converted, layout = convert_state_dict(sd, model)
+    own = model.state_dict()
+    assert layout == "official"
+    assert sorted(converted) == sorted(own), set(converted) ^ set(own)
+    assert all(converted[k].shape == own[k].shape for k in own)
+    assert sum(p.numel() for p in model.parameters()) == manifest["num_params"]
+    # the registered variant of the same name has exactly these parameters too
+    with torch.device("meta"):
+        registered = vitkit.create_model(path.stem)
+    assert {k: v.shape for k, v in registered.state_dict().items()} == {k: v.shape for k, v in own.items()}
+
+
+def test_from_official_rejects_unknown_arguments():
+    with pytest.raises(TypeError, match="unknown official SwinTransformer argument"):
+        config_from_official({"embed_dim": 96, "windowsize": 7})
+
+
+# -- paper figures ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name,params,macs",
+    [
+        ("swin_tiny_patch4_window7_224", 28.3, 4.5),
+        ("swin_small_patch4_window7_224", 49.6, 8.7),
+        ("swin_base_patch4_window7_224", 87.8, 15.4),
+        ("swin_base_patch4_window12_384", 87.9, 47.0),
+        ("swin_large_patch4_window7_224", 196.5, 34.5),
+    ],
+)
+def test_paper_params_and_macs(name, params, macs):
+    info = vitkit.profile(name)
+    assert abs(info.params / 1e6 - params) / params <= 1e-3
+    assert abs(info.macs / 1e9 - macs) / macs <= 0.03
+
+
+def test_video_swin_figures_match_torchvision():
+    # torchvision swin3d_t: 28,158,070 parameters; 43.88 GFLOPs(MACs) at 16 frames = half of the paper's 88 G at 32
+    info = vitkit.profile("swin3d_tiny", input_size=(3, 16, 224, 224))
+    assert info.params == 28_158_070
+    assert abs(info.macs / 1e9 - 43.88) / 43.88 <= 0.01
+
+
+# -- parity with other libraries -------------------------------------------------------------------------------
+def test_timm_swin_tiny_parity():
+    timm = pytest.importorskip("timm")
+    ref = _randomise(timm.create_model("swin_tiny_patch4_window7_224", pretrained=False))
+    model = vitkit.create_model("swin_tiny_patch4_window7_224").eval()
+    report = load_checkpoint(model, ref.state_dict())
+    assert report.source == "timm" and report.ok
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max() <= 1e-5
+
+
+def test_torchvision_swin_t_parity_including_padded_sizes():
+    torchvision = pytest.importorskip("torchvision")
+    ref = _randomise(torchvision.models.swin_t())
+    model = vitkit.create_model("swin_tiny_patch4_window7_224").eval()
+    report = load_checkpoint(model, ref.state_dict())
+    assert report.source == "torchvision" and report.ok
+    # 200x216: stage maps 50x54, 25x27, 13x14, 7x7 - padding to the window and odd patch merging in every
+    # stage, shifted windows with masks on padded maps, and the same window rule as torchvision
+    for shape in [(1, 3, 224, 224), (2, 3, 200, 216)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            assert (model(x) - ref(x)).abs().max() <= 1e-5, shape
+
+
+def test_torchvision_swin3d_t_parity_clipped_windows():
+    torchvision = pytest.importorskip("torchvision")
+    ref = _randomise(torchvision.models.video.swin3d_t())
+    # 8x64x64: 4x16x16 tokens, every stage clips the 8x7x7 window; torchvision slices the bias index
+    model = vitkit.create_model("swin3d_tiny", clipped_window_bias="slice").eval()
+    report = load_checkpoint(model, ref.state_dict())
+    assert report.source == "torchvision-3d" and report.ok
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_torchvision_swin3d_t_parity_full_clip():
+    torchvision = pytest.importorskip("torchvision")
+    ref = _randomise(torchvision.models.video.swin3d_t())
+    model = vitkit.create_model("swin3d_tiny").eval()  # default "offset": no window is clipped below 8x7x7 here
+    load_checkpoint(model, ref.state_dict())
+    x = torch.randn(1, 3, 16, 224, 224)
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max() <= 1e-5
+
+
+def _hf_tiny(**kw):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.SwinConfig(embed_dim=24, depths=[2, 2, 2, 2], num_heads=[1, 2, 3, 6], num_labels=10, **kw)
+    return _randomise(transformers.SwinForImageClassification(cfg)), cfg
+
+
+def test_huggingface_swin_parity():
+    ref, cfg = _hf_tiny()
+    model = _tiny()
+    report = load_checkpoint(model, ref.state_dict())
+    assert report.source == "huggingface" and report.ok
+    for shape in [(2, 3, 224, 224), (1, 3, 200, 216)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            assert (model(x) - ref(pixel_values=x).logits).abs().max() <= 1e-5, shape
+
+
+def test_wrong_layout_is_reported():
+    model = _tiny()
+    sd = {k: v for k, v in model.state_dict().items() if "layers.1.blocks.0.mlp" not in k}
+    with pytest.raises(CheckpointError, match="missing keys"):
+        load_checkpoint(model, sd)
+
+
+# -- windows against a brute-force reference -------------------------------------------------------------------
+def _reference_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
+    """Global attention over the explicitly zero-padded normalised map; a pair may attend iff, along every axis,
+    floor((p - shift) / window) agrees (same shifted window, not wrapped around); bias from the pair's offset."""
+    from vitkit.layers.windows import fit_window, padded_grid
+
+    B, *grid, C = x.shape
+    window, shift = fit_window(grid, block.window_size, block.shift_size)
+    padded = padded_grid(grid, window)
+    h = block.norm1(x)
+    pad = []
+    for g, p in zip(reversed(grid), reversed(padded)):
+        pad += [0, p - g]
+    h = F.pad(h, [0, 0] + pad).reshape(B, -1, C)
+    pos = torch.stack(torch.meshgrid(*[torch.arange(p) for p in padded], indexing="ij"), -1).reshape(-1, len(grid))
+    group = torch.div(pos - torch.tensor(shift), torch.tensor(window), rounding_mode="floor")
+    allowed = (group[:, None, :] == group[None, :, :]).all(-1)
+    attn = block.attn
+    table_w = torch.tensor(attn.table_window)
+    rel = (pos[:, None, :] - pos[None, :, :]).clamp(-(table_w - 1), table_w - 1) + table_w - 1
+    sizes = [2 * w - 1 for w in attn.table_window]
+    strides = torch.tensor([math.prod(sizes[d + 1:]) for d in range(len(sizes))])
+    bias = attn.relative_position_bias_table[(rel * strides).sum(-1)].permute(2, 0, 1)  # (heads, L, L)
+    qkv = attn.qkv(h).reshape(B, -1, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    logits = (q * attn.scale) @ k.transpose(-2, -1) + bias
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    out = (logits.softmax(-1) @ v).transpose(1, 2).reshape(B, -1, C)
+    out = attn.proj(out).reshape(B, *padded, C)[(slice(None), *[slice(0, g) for g in grid])]
+    x = x + out
+    return x + block.mlp(block.norm2(x))
+
+
+@pytest.mark.parametrize(
+    "grid,window,shift",
+    [
+        ((13, 17), (7, 7), (3, 3)),  # padded, shifted, non-square
+        ((7, 11), (7, 7), (3, 3)),  # H clipped to the map (no shift there), W padded and shifted
+        ((9, 9), (7, 7), (0, 0)),  # padded, unshifted
+        ((3, 9, 11), (2, 3, 3), (1, 1, 1)),  # 3-D, padded in every axis
+        ((5, 6, 4), (8, 3, 3), (4, 1, 1)),  # 3-D, T clipped, H exact, W padded
+    ],
+)
+def test_window_attention_matches_brute_force(grid, window, shift):
+    cfg = SwinConfig(embed_dim=8, num_heads=(2,), depths=(1,))
+    block = SwinBlock(8, 2, window, shift, cfg).eval()
+    _randomise(block)
+    x = torch.randn(2, *grid, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), _reference_block(block, x), rtol=1e-5, atol=1e-5)
+
+
+def test_masks_and_indices_are_cached():
+    from vitkit.layers.windows import relative_position_index, shift_mask, window_order
+
+    assert shift_mask((14, 14), (7, 7), (3, 3)) is shift_mask((14, 14), (7, 7), (3, 3))
+    assert window_order((13, 13), (7, 7), (3, 3))[0] is window_order((13, 13), (7, 7), (3, 3))[0]
+    assert relative_position_index((7, 7)) is relative_position_index((7, 7))
+    assert shift_mask((14, 14), (7, 7), (0, 0)) is None
+    m = shift_mask((14, 14), (7, 7), (3, 3))
+    assert m.shape == (4, 49, 49) and set(m.unique().tolist()) == {0.0, -100.0}
+    assert (m[0] == 0).all()  # the first window holds no wrapped-around tokens
+
+
+def test_clipped_window_bias_modes():
+    from vitkit.layers.windows import relative_position_index
+
+    full = relative_position_index((7, 7))
+    assert full.shape == (49, 49) and full.max() == 168 and full[0, 0] == 84
+    # offset mode: a 3x3 window reads the entries of its true offsets in the 13x13 table
+    small = relative_position_index((3, 3), (7, 7), "offset")
+    assert small[0, 0] == 84 and small[0, 1] == 83 and small[0, 3] == 84 - 13
+    sliced = relative_position_index((3, 3), (7, 7), "slice")
+    torch.testing.assert_close(sliced, full[:9, :9])
+
+
+# -- odd sizes, window rules, intermediates, errors --------------------------------------------------------------
+@pytest.mark.parametrize("size", [(225, 300), (97, 97)])
+def test_odd_sizes_equal_explicit_padding(size):
+    model = _tiny()
+    x = torch.randn(1, 3, *size)
+    padded = F.pad(x, (0, -size[1] % 4, 0, -size[0] % 4))
+    with torch.no_grad():
+        y = model(x)
+        assert torch.isfinite(y).all() and y.shape == (1, 10)
+        torch.testing.assert_close(y, model(padded), rtol=0, atol=0)
+        maps = model.forward_intermediates(x)
+    h, w = math.ceil(size[0] / 4), math.ceil(size[1] / 4)
+    for i, m in enumerate(maps):
+        assert m.shape == (1, 24 * 2**i, h, w)
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+
+
+def test_official_construction_rule_at_112():
+    # official SwinTransformer(img_size=112): stage 4 map 3x3 -> window 3 (5x5 bias table), no shift
+    model = vitkit.create_model("swin_tiny_patch4_window7_224", img_size=112)
+    last = model.layers[3].blocks
+    assert last[1].window_size == (3, 3) and last[1].shift_size == (0, 0)
+    assert last[1].attn.relative_position_bias_table.shape == (25, 24)
+    assert model.layers[2].blocks[1].shift_size == (0, 0)  # 7x7 map: no shift either
+    assert model.layers[1].blocks[1].shift_size == (3, 3)
+
+
+def test_3d_model_with_unit_time_equals_2d_model():
+    """One code: a Video Swin with 1-frame patches and windows is the image Swin on each frame."""
+    image = _tiny()
+    video = SwinTransformer(SwinConfig(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 3, 6), num_classes=10,
+                                       num_frames=1, patch_size=(1, 4, 4), window_size=(1, 7, 7)))
+    sd = dict(image.state_dict())
+    sd["patch_embed.proj.weight"] = sd["patch_embed.proj.weight"].unsqueeze(2)
+    load_checkpoint(video.eval(), sd)
+    x = torch.randn(2, 3, 100, 120)
+    with torch.no_grad():
+        torch.testing.assert_close(video(x.unsqueeze(2)), image(x), rtol=1e-5, atol=1e-5)
+
+
+def test_forward_intermediates_strides_224():
+    model = _tiny()
+    with torch.no_grad():
+        maps = model.forward_intermediates(torch.randn(1, 3, 224, 224))
+        last = model.forward_intermediates(torch.randn(1, 3, 224, 224), indices=[-1])
+    assert [tuple(m.shape[1:]) for m in maps] == [(24, 56, 56), (48, 28, 28), (96, 14, 14), (192, 7, 7)]
+    assert len(last) == 1 and last[0].shape == (1, 192, 7, 7)
+
+
+def test_video_intermediates_shapes():
+    model = SwinTransformer(SwinConfig(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 6), num_classes=5,
+                                       num_frames=8, patch_size=(2, 4, 4), window_size=(8, 7, 7))).eval()
+    with torch.no_grad():
+        maps = model.forward_intermediates(torch.randn(1, 3, 8, 64, 96))
+    assert [tuple(m.shape[1:]) for m in maps] == [(24, 4, 16, 24), (48, 4, 8, 12), (96, 4, 4, 6), (192, 4, 2, 3)]
+
+
+def test_bad_inputs_are_clear_errors():
+    model = _tiny()
+    with pytest.raises(ValueError, match="expects 3 channels"):
+        model(torch.randn(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"4-D input \(B, C, H, W\)"):
+        model(torch.randn(1, 3, 4, 64, 64))
+    with pytest.raises(ValueError, match="same length"):
+        SwinTransformer(SwinConfig(depths=(2, 2), num_heads=(3, 6, 12)))
+
+
+# -- resampled bias tables ---------------------------------------------------------------------------------------
+def test_window12_model_loads_window7_weights_with_bicubic_tables():
+    src = _tiny()
+    dst = SwinTransformer(SwinConfig(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 3, 6), num_classes=10,
+                                     img_size=384, window_size=12))
+    report = load_checkpoint(dst, src.state_dict())
+    key = "layers.0.blocks.1.attn.relative_position_bias_table"
+    assert key in report.resampled
+    old = src.state_dict()[key]
+    expect = F.interpolate(old.T.reshape(1, -1, 13, 13), size=(23, 23), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(dst.state_dict()[key], expect.reshape(-1, 529).T)
+    torch.testing.assert_close(dst.state_dict()[key], resample_rel_pos_table(old, (7, 7), (12, 12)))
+    with torch.no_grad():
+        assert torch.isfinite(dst(torch.randn(1, 3, 384, 384))).all()
+
+
+# -- precision, training hooks -----------------------------------------------------------------------------------
+def test_bf16_matches_fp32_without_nan():
+    model = _tiny()
+    x = torch.randn(2, 3, 97, 97)  # padded tokens and masks in every stage
+    with torch.no_grad():
+        ref = model(x)
+        low = model.to(torch.bfloat16)(x.to(torch.bfloat16)).float()
+    assert torch.isfinite(low).all()
+    assert (low - ref).abs().max() <= 0.05 * ref.abs().max() + 0.05
+
+
+def test_no_weight_decay_and_layer_ids():
+    model = _tiny()
+    nwd = model.no_weight_decay()
+    assert len(nwd) == 8 and all(n.endswith("relative_position_bias_table") for n in nwd)
+    assert model.layer_id("patch_embed.proj.weight") == 0
+    assert model.layer_id("layers.0.blocks.0.attn.qkv.weight") == 1
+    assert model.layer_id("layers.0.blocks.1.mlp.fc1.weight") == 2
+    assert model.layer_id("layers.0.downsample.reduction.weight") == 3
+    assert model.layer_id("layers.1.blocks.0.norm1.weight") == 3
+    assert model.layer_id("layers.3.blocks.1.norm2.bias") == 8
+    assert model.layer_id("norm.weight") == model.layer_id("head.weight") == 9
+
+
+def test_grad_checkpointing_same_gradients():
+    model = _tiny(drop_path_rate=0.0).train()
+    x = torch.randn(2, 3, 64, 64)
+    model(x).sum().backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(x).sum().backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6)
