@@ -97,3 +97,17 @@ def test_motion_digits_dataset():
                        num_clips=2, num_crops=3)
     views, label, idx = mv[4]
     assert views.shape == (6, 3, 4, 32, 32) and label == 4 and idx == 4
+
+
+def test_shipped_class_lists():
+    from vitkit.data import class_names
+
+    im = class_names("imagenet1k")
+    assert len(im) == 1000 == len(set(im))
+    assert (im[0], im[1], im[207], im[281], im[409], im[999]) == (
+        "tench", "goldfish", "golden retriever", "tabby", "analog clock", "toilet tissue")
+    k = class_names("kinetics400")
+    assert len(k) == 400 == len(set(k)) and list(k) == sorted(k)  # Kinetics indices are alphabetical
+    assert (k[0], k[1], k[399]) == ("abseiling", "air drumming", "zumba")
+    with pytest.raises(ValueError, match="available"):
+        class_names("places365")

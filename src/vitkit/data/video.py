@@ -186,7 +186,9 @@ def decode_frames(index: VideoIndex, indices: list[int], container=None) -> tupl
         if lost:
             raise VideoError(f"truncated or undecodable: frames {lost[:4]}{'...' if len(lost) > 4 else ''} "
                              f"of {index.num_frames} could not be decoded")
-        return _to_tensor([got[i] for i in indices]), decoded
+        rgb = {i: f.to_ndarray(format="rgb24") for i, f in got.items()}
+        arr = np.stack([rgb[i] for i in indices])  # T, H, W, 3 (repeated indices converted once)
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), decoded
     finally:
         if own:
             container.close()
