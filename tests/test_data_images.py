@@ -118,3 +118,15 @@ def test_unreadable_image_dataset_fails_clearly(tmp_path):
     (tmp_path / "empty" / "cls" / "notes.txt").write_text("no images here")
     with pytest.raises(RuntimeError, match="no usable samples"):
         build_dataset(str(tmp_path / "empty"), "train", train=True, input_size=(3, 8, 8))
+
+
+def test_folder_of_split_lists_shares_one_label_space(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "train.txt").write_text("0.png 0\n1.png 1\n")
+    (tmp_path / "val.txt").write_text("2.png 4\n3.png 0\n")  # val has the largest label
+    tr = build_dataset(str(tmp_path), "train", train=True, input_size=(3, 8, 8))
+    te = build_dataset(str(tmp_path), "test", train=False, input_size=(3, 8, 8))  # falls back to val.txt
+    assert tr.num_classes == te.num_classes == 5 and len(te) == 2
+    assert [y for _, y in te.samples] == [4, 0]

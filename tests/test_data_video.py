@@ -256,3 +256,15 @@ def test_video_index_errors_name_the_reason(tmp_path):
             c.mux(p)
     with pytest.raises(VideoError, match="no video stream"):
         index_video(str(audio))
+
+
+def test_multiview_replacement_names_the_loaded_sample(video_folder):
+    ds = build_dataset(str(video_folder / "train.txt"), "test", train=False, input_size=(3, 4, 32, 32),
+                       num_clips=2)
+    for i, (path, label) in enumerate(ds.samples):
+        views, y, j = ds[i]
+        assert views.shape == (2, 3, 4, 32, 32)
+        if os.path.basename(path).startswith("good"):
+            assert j == i and y == label
+        else:  # a bad video yields another, good one, under that one's own index and label
+            assert j != i and os.path.basename(ds.samples[j][0]).startswith("good") and y == ds.samples[j][1]

@@ -35,6 +35,7 @@ class BadSampleLog:
         self.name = name
         self.directory = tempfile.mkdtemp(prefix="vitkit-bad-")
         self._seen: dict[str, str] = {}
+        self._unusable: set[str] = set()
         self._finalizer = weakref.finalize(self, _cleanup, self.directory, os.getpid())
 
     def __getstate__(self):
@@ -46,10 +47,18 @@ class BadSampleLog:
         self.__dict__.update(state)
 
     def __contains__(self, path: str) -> bool:
-        return path in self._seen
+        """True when the file itself cannot be used (not for a rejected list line naming it)."""
+        return path in self._unusable
 
-    def report(self, path: str, reason: str, action: str = "replaced by another sample") -> None:
-        """Record ``path`` as bad; logs a warning the first time any process reports it."""
+    def report(self, path: str, reason: str, action: str = "replaced by another sample",
+               unusable: bool = True) -> None:
+        """Record ``path`` as bad; logs a warning the first time any process reports it.
+
+        ``unusable=False`` records a problem of one list entry (e.g. its label) without
+        marking the file unreadable for other entries that name it.
+        """
+        if unusable:
+            self._unusable.add(path)
         if path in self._seen:
             return
         self._seen[path] = reason

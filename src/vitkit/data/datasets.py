@@ -77,7 +77,7 @@ class FileDataset(torch.utils.data.Dataset):
         self._bad = BadSampleLog(self.name)
         self._index_cache = IndexCache()
         for path, reason in source.rejected.items():
-            self._bad.report(path, reason, action="skipped")
+            self._bad.report(path, reason, action="entry skipped", unusable=False)
         if not self.samples:
             raise RuntimeError(f"dataset {self.name!r}: no usable samples"
                                + (f" ({len(source.rejected)} rejected, e.g. {next(iter(source.rejected.items()))})"
