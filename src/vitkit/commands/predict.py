@@ -1,0 +1,97 @@
+"""``vitkit predict RUN|WEIGHTS FILE...``: the top-k classes, with names, of image and video files."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "predict"
+HELP = "classify image or video files with a trained model: top-k classes with names"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a run directory, or a weights file (any layout vitkit reads) with --model")
+    p.add_argument("files", nargs="+", help="image or video files")
+    p.add_argument("--model", help="registered model name (with a weights file)")
+    p.add_argument("--ema", action="store_true", help="use the run's EMA weights")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--classes", help="class names: 'imagenet1k', 'kinetics400' or a text file, one name per line")
+    p.add_argument("--num-clips", type=int, default=1, help="video: uniformly spaced clips whose scores are averaged")
+    p.add_argument("--sampling-rate", type=int, help="video: frames between sampled frames (default: the recipe's)")
+    p.add_argument("--device", choices=["cpu", "cuda"])
+
+
+def _class_names(spec: str | None, fallback: list[str] | None, n: int) -> list[str]:
+    if spec:
+        if Path(spec).is_file():
+            names = [line.strip() for line in Path(spec).read_text().splitlines() if line.strip()]
+        else:
+            from vitkit.data import class_names
+
+            names = list(class_names(spec))
+        if len(names) != n:
+            raise ValueError(f"--classes {spec} has {len(names)} names, the model has {n} outputs")
+        return names
+    return list(fallback) if fallback and len(fallback) == n else [str(i) for i in range(n)]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vitkit.data.sources import VIDEO_EXTENSIONS
+    from vitkit.data.transforms import build_transforms
+    from vitkit.engine.data import model_input
+    from vitkit.engine.inference import load_trained
+
+    trained = load_trained(args.source, model_name=args.model, ema=args.ema)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = trained.model.to(device)
+    info = model.info
+    inp = model_input(info, trained.recipe)
+    n_out = model.num_classes
+    names = _class_names(args.classes, trained.classes, n_out)
+    k = max(1, min(args.top_k, n_out))
+    size = (inp["channels"], inp["num_frames"], *inp["input_size"]) if inp["video"] else (inp["channels"], *inp["input_size"])
+    transform = build_transforms(False, size, inp["mean"], inp["std"],
+                                 {"crop_pct": info.crop_pct, "interpolation": info.interpolation})
+    rate = args.sampling_rate or trained.recipe.data.sampling_rate
+    status = 0
+    for f in args.files:
+        try:
+            x = _load(f, inp, transform, rate, args.num_clips, VIDEO_EXTENSIONS)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            print(f"{f}: cannot read ({type(e).__name__}: {e})")
+            status = 1
+            continue
+        with torch.no_grad():
+            probs = model(x.to(device)).float().softmax(-1).mean(0)
+        top = probs.topk(k)
+        print(f"{f}:")
+        for rank, (p, c) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+            print(f"  {rank}. {names[c]:<30} {100 * p:6.2f}%  (class {c})")
+    return status
+
+
+def _load(path: str, inp: dict, transform, rate: int, num_clips: int, video_ext) -> "torch.Tensor":
+    """A batch of views (V, C, [T,] H, W) of one file."""
+    import torch
+
+    is_video = Path(path).suffix.lower() in video_ext
+    if not Path(path).is_file():
+        raise FileNotFoundError("no such file")
+    if inp["video"] != is_video:
+        want = "video" if inp["video"] else "image"
+        raise ValueError(f"the model takes {want} input; this file is {'a video' if is_video else 'an image'}")
+    if not is_video:
+        from vitkit.data.datasets import load_image
+
+        return transform(load_image(path, inp["channels"]))[None]
+    from vitkit.data.sampling import clip_indices, clip_span, uniform_clip_starts
+    from vitkit.data.video import decode_frames, index_video
+
+    index = index_video(path)
+    span = clip_span(inp["num_frames"], rate)
+    views = []
+    for s in uniform_clip_starts(index.num_frames, span, num_clips, path):
+        frames, _ = decode_frames(index, clip_indices(s, inp["num_frames"], rate, index.num_frames))
+        views.append(transform(frames))
+    return torch.stack(views)

@@ -1,0 +1,83 @@
+"""Trained models back from disk: a run directory (recipe + weights) or a weights file plus a model name."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch.nn as nn
+
+from .recipe import Recipe, RecipeError, find_recipe, load_recipe
+
+
+@dataclass
+class Trained:
+    model: nn.Module
+    recipe: Recipe
+    classes: list[str] | None
+    weights: Path
+
+
+def _classes_from(weights: Path, run_dir: Path | None) -> list[str] | None:
+    from safetensors import safe_open
+
+    if weights.suffix == ".safetensors":
+        with safe_open(str(weights), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "classes" in meta:
+            return list(json.loads(meta["classes"]))
+    if run_dir is not None and (run_dir / "results.json").is_file():
+        return json.loads((run_dir / "results.json").read_text()).get("classes")
+    return None
+
+
+def load_trained(source: str, *, model_name: str | None = None, recipe: str | None = None,
+                 overrides: list[str] | None = None, ema: bool = False) -> Trained:
+    """``source``: a run directory (uses its recipe.yaml and model.safetensors / ema.safetensors) or a weights
+    file in any layout vitkit reads (then ``model_name`` or a recipe names the model)."""
+    from vitkit.checkpoints import load_checkpoint
+    from vitkit.registry import create_model
+
+    src = Path(source)
+    overrides = list(overrides or [])
+    run_dir = None
+    if src.is_dir():
+        run_dir = src
+        weights = src / ("ema.safetensors" if ema else "model.safetensors")
+        if not weights.is_file():
+            raise FileNotFoundError(f"{src} holds no {weights.name}: expected a finished run directory "
+                                    "(or pass a weights file)")
+        path = Path(recipe) if recipe else src / "recipe.yaml"
+        rec_path = find_recipe(str(path)) if recipe else path
+        if not rec_path.is_file():
+            raise FileNotFoundError(f"{src} holds no recipe.yaml; pass the recipe the run was trained with")
+    elif src.is_file():
+        weights = src
+        rec_path = find_recipe(recipe) if recipe else None
+        if model_name is None and rec_path is None:
+            raise RecipeError(f"{src} is a weights file: name its model with --model NAME (or give a recipe)")
+    else:
+        raise FileNotFoundError(f"not found: {source} (expected a run directory or a weights file)")
+    if model_name is not None:
+        overrides.append(f"model.name={model_name}")
+    rec = load_recipe(rec_path, overrides)  # None: the schema defaults with the given model name
+    classes = _classes_from(weights, run_dir)
+    cfg = dict(rec.model.config)
+    if classes is not None:
+        cfg["num_classes"] = len(classes)
+    model = create_model(rec.model.name, **cfg)
+    load_checkpoint(model, weights)
+    if classes is None:
+        classes = default_class_names(getattr(model, "num_classes", 0))
+    return Trained(model.eval(), rec, classes, weights)
+
+
+def default_class_names(num_classes: int) -> list[str] | None:
+    """The shipped ImageNet-1k / Kinetics-400 names for 1000 / 400 outputs; None otherwise."""
+    from vitkit.data import class_names
+
+    if num_classes == 1000:
+        return list(class_names("imagenet1k"))
+    if num_classes == 400:
+        return list(class_names("kinetics400"))
+    return None

@@ -1,0 +1,99 @@
+"""Run-directory records: metrics as JSON lines, PNG plots of loss, learning rate and accuracy."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl``: one JSON object per line, each with a ``kind`` (train, eval, epoch)."""
+
+    def __init__(self, path: str | os.PathLike, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+
+    def write(self, kind: str, **values: Any) -> None:
+        if not self.enabled:
+            return
+        row = {"kind": kind, **{k: _plain(v) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read(self) -> list[dict]:
+        return read_metrics(self.path)
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def truncate_after(path: str | os.PathLike, step: int) -> None:
+    """Drop rows logged after optimiser step ``step`` (a resumed run rewrites them)."""
+    rows = read_metrics(path)
+    kept = [r for r in rows if r.get("step", 0) <= step]
+    if len(kept) != len(rows):
+        Path(path).write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def plot_metrics(run_dir: str | os.PathLike) -> list[Path]:
+    """Write loss.png, lr.png and accuracy.png into ``run_dir`` from its metrics.jsonl; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    out = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(run_dir / name, dpi=100)
+        plt.close(fig)
+        out.append(run_dir / name)
+
+    if train:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([r["step"] for r in train], [float(r["loss"]) for r in train], label="train loss")
+        ev = [r for r in evals if "loss" in r]
+        if ev:
+            ax.plot([r["step"] for r in ev], [r["loss"] for r in ev], "o-", label="test loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        save(fig, "loss.png")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([r["step"] for r in train], [r["lr"] for r in train])
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate")
+        ax.grid(alpha=0.3)
+        save(fig, "lr.png")
+    if evals:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, label in (("top1", "top-1"), ("top5", "top-5"), ("ema_top1", "EMA top-1"), ("train_top1", "train top-1")):
+            pts = [(r["epoch"], r[key]) for r in evals if key in r]
+            if pts:
+                ax.plot(*zip(*pts), "o-", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        save(fig, "accuracy.png")
+    return out

@@ -1,0 +1,40 @@
+"""Learning-rate schedule: linear warm-up from ``warmup_lr`` to ``lr``, then half-cosine down to ``min_lr``.
+
+Evaluated per optimiser step from the step number alone, so resuming needs nothing but the step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class WarmupCosine:
+    lr: float
+    total_steps: int
+    warmup_steps: int = 0
+    warmup_lr: float = 1e-6
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+        if not 0 <= self.warmup_steps <= self.total_steps:
+            raise ValueError(f"warmup_steps must be in 0..{self.total_steps}, got {self.warmup_steps}")
+
+    def __call__(self, step: int) -> float:
+        """The lr of optimiser step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.warmup_lr + (self.lr - self.warmup_lr) * step / self.warmup_steps
+        span = self.total_steps - self.warmup_steps
+        t = min(max(step - self.warmup_steps, 0) / max(span, 1), 1.0)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Set every group's lr to ``schedule(step) * group['lr_scale']``; returns the base lr."""
+        lr = self(step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        return lr

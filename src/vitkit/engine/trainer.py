@@ -1,0 +1,415 @@
+"""The training loop: one for image and video, one process or many (DDP).
+
+``train(recipe)`` builds the model and data from a :class:`~vitkit.engine.recipe.Recipe`, trains with AdamW,
+warm-up + cosine per step, layer-wise lr decay, drop path (model config), EMA, mixed precision, clipping,
+accumulation and activation checkpointing, evaluates every ``eval.every`` epochs, and keeps the run directory:
+``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``loss.png``/``lr.png``/``accuracy.png``, final
+``model.safetensors`` (and ``ema.safetensors``), ``results.json``.
+
+Reproducibility: the RNGs are reseeded from ``(seed, step, micro-step, rank)`` before every forward pass and
+each sample from ``(seed, epoch, index)`` (see :mod:`vitkit.engine.data`), so ``--resume`` continues exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from . import distributed as D
+from .amp import autocast, check_amp, grad_scaler
+from .checkpoint import load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
+from .data import SeededDataset, build_split, mix_seed, model_input, seed_all, train_sampler
+from .ema import ModelEma
+from .evaluate import EvalResult, evaluate
+from .metrics import MetricsLog, plot_metrics, truncate_after
+from .optim import build_optimizer
+from .progress import on_terminal, progress_bar
+from .recipe import Recipe, RecipeError
+from .schedule import WarmupCosine
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    epochs_done: float
+    final: dict = field(default_factory=dict)  # last evaluation: top1, top5, loss (+ ema_top1 ...)
+    seconds: float = 0.0
+
+
+def _log(dist: D.DistInfo, msg: str) -> None:
+    if dist.is_main:
+        print(msg, flush=True)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
+
+
+def build_model(recipe: Recipe, num_classes: int, log=print) -> nn.Module:
+    """The recipe's model with ``num_classes`` outputs; ``model.weights`` loaded (head replaced if it differs)."""
+    from vitkit.checkpoints import load_checkpoint
+    from vitkit.registry import create_model, model_info
+
+    cfg = dict(recipe.model.config)
+    info = model_info(recipe.model.name)
+    registry_classes = getattr(info.config, "num_classes", num_classes)
+    if "num_classes" in cfg and cfg["num_classes"] != num_classes:
+        raise RecipeError(f"model.num_classes={cfg['num_classes']} but the dataset has {num_classes} classes")
+    if recipe.model.weights is None:
+        cfg["num_classes"] = num_classes
+        return create_model(recipe.model.name, **cfg)
+    cfg.pop("num_classes", None)
+    model = create_model(recipe.model.name, **cfg)
+    report = load_checkpoint(model, recipe.model.weights, strict=False)
+    head = [k for k in report.missing + report.unexpected + [m[0] for m in report.mismatched]]
+    not_head = [k for k in head if not k.startswith("head.")]
+    if not_head:
+        from vitkit.checkpoints import CheckpointError
+
+        raise CheckpointError(f"{recipe.model.weights} does not fit {recipe.model.name}:\n{report.describe()}")
+    log(f"loaded {recipe.model.weights} ({report.source} layout)" + (" except the head" if head else ""))
+    if head or registry_classes != num_classes:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def _run_dir(recipe: Recipe, resume: str | None) -> Path:
+    if recipe.run.dir:
+        return Path(recipe.run.dir)
+    if resume:
+        p = Path(resume)
+        for cand in (p, *p.parents):
+            if (cand / "recipe.yaml").is_file() and (cand / "checkpoints").is_dir():
+                return cand
+    name = recipe.run.name or f"{recipe.model.name}-{Path(recipe.data.dataset).name}"
+    return Path(recipe.run.output_dir) / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(batch) != 2:
+        raise ValueError(f"a training item must be (input, label), got a tuple of {len(batch)}")
+    return batch[0], torch.as_tensor(batch[1])
+
+
+class Trainer:
+    """Holds the state of one run; :meth:`fit` trains it to the end (or ``train.max_steps``)."""
+
+    def __init__(self, recipe: Recipe, *, resume: str | None = None, device: str | None = None,
+                 train_set: Dataset | None = None, test_set: Dataset | None = None, quiet: bool = False) -> None:
+        self.recipe = r = recipe
+        self.dist = D.init_distributed(device)
+        self.quiet = quiet
+        dev = self.dist.device
+        check_amp(r.train.amp, dev)
+        world, accum = self.dist.world_size, r.train.accum_steps
+        if r.train.batch_size % (world * accum):
+            raise RecipeError(
+                f"train.batch_size ({r.train.batch_size}) is the global batch and must be divisible by "
+                f"world_size x accum_steps ({world} x {accum})"
+            )
+        self.micro_batch = r.train.batch_size // (world * accum)
+        if r.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        seed_all(r.train.seed)
+
+        from vitkit.registry import model_info
+
+        self.info = model_info(r.model.name)
+        self.input = model_input(self.info, r)
+        self.train_set = train_set if train_set is not None else build_split(r, self.input, train=True)
+        self.test_set = test_set if test_set is not None else build_split(
+            r, self.input, train=False, num_clips=r.eval.num_clips, num_crops=r.eval.num_crops,
+            classes=list(self.train_set.classes) if r.data.dataset not in ("digits", "motion-digits") else None)
+        self.num_classes = int(getattr(self.train_set, "num_classes", 0) or len(self.train_set.classes))
+        self.class_names = list(getattr(self.train_set, "classes", range(self.num_classes)))
+
+        self.run_dir = Path(D.broadcast_object(str(_run_dir(r, resume)) if self.dist.is_main else None))
+        self.log = lambda msg: _log(self.dist, msg)
+        model = build_model(r, self.num_classes, log=self.log)
+        if r.train.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        self.model = model.to(dev)
+        self.ema = ModelEma(self.model, r.train.ema_decay) if r.train.ema_decay else None
+        self.ddp = (nn.parallel.DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda"
+                                                        else None) if self.dist.distributed else self.model)
+        lr = r.optim.lr * (r.train.batch_size / r.optim.base_batch_size if r.optim.base_batch_size else 1.0)
+        self.optimizer = build_optimizer(self.model, lr, r.optim.weight_decay, r.optim.betas, r.optim.eps,
+                                         r.optim.layer_decay)
+        self.scaler = grad_scaler(r.train.amp, dev)
+
+        self.sampler = train_sampler(self.train_set, r, self.dist.rank, world)
+        self.steps_per_epoch = self.sampler.full_length() // (self.micro_batch * accum)
+        if self.steps_per_epoch < 1:
+            raise RecipeError(
+                f"the training split has {len(self.train_set)} samples ({self.sampler.full_length()} per process), "
+                f"fewer than one batch of {r.train.batch_size}; lower train.batch_size"
+            )
+        total = r.schedule.epochs * self.steps_per_epoch
+        self.schedule = WarmupCosine(lr, total, round(r.schedule.warmup_epochs * self.steps_per_epoch),
+                                     r.schedule.warmup_lr, r.schedule.min_lr)
+        self.total_steps = total if r.train.max_steps is None else min(total, r.train.max_steps)
+        self.loader = DataLoader(
+            SeededDataset(self.train_set, r.train.seed), batch_size=self.micro_batch, sampler=self.sampler,
+            num_workers=r.train.workers, drop_last=True, pin_memory=dev.type == "cuda",
+            persistent_workers=r.train.workers > 0,
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: list[dict] = []
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        self.resumed = bool(resume)
+        if resume:
+            self._resume(resume)
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "micro_batch": self.micro_batch, "world_size": self.dist.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": rng_state(), "recipe": self.recipe.to_yaml(),
+        }
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir / "checkpoints", self.step, self.model, self.state(),
+                            ema=self.ema.module if self.ema is not None else None, keep=self.recipe.run.keep)
+        D.barrier()
+
+    def _resume(self, path: str) -> None:
+        ck = load_checkpoint_dir(path)
+        st = ck["state"]
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.scaler is not None and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        if self.ema is not None:
+            if ck["ema"] is None:
+                raise RecipeError(f"{ck['dir']} has no EMA weights but train.ema_decay is set")
+            self.ema.module.load_state_dict(ck["ema"])
+            self.ema.load_state_dict(st["ema"])
+        set_rng_state(st["rng"])
+        self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        if st["micro_batch"] * st["world_size"] != self.micro_batch * self.dist.world_size:
+            self.log("warning: resuming with a different per-step sample layout; the data order differs")
+        if self.dist.is_main:
+            truncate_after(self.metrics.path, self.step)
+        self.log(f"resumed from {ck['dir']} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    def _mixup(self):
+        r = self.recipe.train
+        if r.mixup <= 0 and r.cutmix <= 0:
+            return None
+        from vitkit.data.mixup import MixupCutmix
+
+        return MixupCutmix(self.num_classes, r.mixup, r.cutmix, r.mixup_switch_prob, r.label_smoothing)
+
+    def train_step(self, micro_batches: list, mixup) -> dict[str, float]:
+        r, dev = self.recipe.train, self.dist.device
+        lr = self.schedule.apply(self.optimizer, self.step)
+        total_loss, correct, seen = 0.0, 0, 0
+        accum = len(micro_batches)
+        for m, batch in enumerate(micro_batches):
+            seed_all(mix_seed(r.seed, self.step, m, self.dist.rank, 1))
+            x, y = _batch(batch)
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if mixup is not None:
+                x, target = mixup(x, y)
+            else:
+                target = None
+            sync = m == accum - 1 or not self.dist.distributed
+            ctx = self.ddp.no_sync() if not sync else _null()
+            with ctx:
+                with autocast(r.amp, dev):
+                    logits = self.ddp(x)
+                logits = logits.float()
+                if target is not None:
+                    loss = soft_cross_entropy(logits, target)
+                else:
+                    loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss {loss.item()} at step {self.step}; lower optim.lr, set train.clip_grad, "
+                        "or use train.amp=bf16 instead of fp16"
+                    )
+                scaled = loss / accum
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            total_loss += loss.item()
+            correct += int((logits.argmax(-1) == y).sum())
+            seen += y.shape[0]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = float("nan")
+        if r.clip_grad:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), r.clip_grad))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        self.batch_in_epoch += 1
+        return {"loss": total_loss / accum, "lr": lr, "grad_norm": grad_norm, "correct": correct, "seen": seen}
+
+    # -- evaluation ------------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        r = self.recipe
+        kw = dict(batch_size=r.eval.batch_size, workers=min(r.train.workers, 2), device=self.dist.device,
+                  amp=r.train.amp, dist=self.dist, progress=self.dist.is_main and not self.quiet)
+        res: EvalResult = evaluate(self.model, self.test_set, **kw)
+        out = {"top1": res.top1, "top5": res.top5, "loss": res.loss, "num_samples": res.num_samples}
+        if self.ema is not None and r.eval.ema:
+            e = evaluate(self.ema.module, self.test_set, **kw)
+            out.update(ema_top1=e.top1, ema_top5=e.top5, ema_loss=e.loss)
+        return out
+
+    def _bad_samples(self) -> dict[str, str]:
+        fn = getattr(self.train_set, "bad_samples", None)
+        local = dict(fn()) if callable(fn) else {}
+        merged: dict[str, str] = {}
+        for part in D.all_gather_objects(local):
+            merged.update(part)
+        return merged
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        r = self.recipe
+        accum = r.train.accum_steps
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "recipe.yaml").write_text(r.to_yaml())
+        D.barrier()
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.log(f"run directory: {self.run_dir}")
+        self.log(f"model {r.model.name}: {n_params / 1e6:.2f}M parameters, {self.num_classes} classes; "
+                 f"train {len(self.train_set)} / test {len(self.test_set)} samples; {self.dist.world_size} "
+                 f"process(es) on {self.dist.device}; global batch {r.train.batch_size} = {self.dist.world_size} x "
+                 f"{accum} x {self.micro_batch}; {self.steps_per_epoch} steps/epoch")
+        mixup = self._mixup()
+        t0 = time.perf_counter()
+        final: dict = {}
+        bad_seen = 0
+        window = {"loss": 0.0, "n": 0, "correct": 0, "seen": 0, "t": time.perf_counter(), "steps": 0}
+        last_saved = self.step if self.resumed else -1
+        while self.epoch < r.schedule.epochs and self.step < self.total_steps:
+            start = self.batch_in_epoch * accum * self.micro_batch
+            self.sampler.set_epoch(self.epoch, start)
+            self.model.train()
+            remaining = self.steps_per_epoch - self.batch_in_epoch
+            it = iter(self.loader)
+            bar = progress_bar(range(remaining), enabled=self.dist.is_main and not self.quiet,
+                               desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}", unit="step")
+            for _ in bar:
+                micro = [next(it) for _ in range(accum)]
+                s = self.train_step(micro, mixup)
+                window["loss"] += s["loss"]
+                window["n"] += 1
+                window["correct"] += s["correct"]
+                window["seen"] += s["seen"]
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{s['loss']:.3f}", lr=f"{s['lr']:.2e}")
+                if self.step % r.train.log_every == 0 or self.step == self.total_steps:
+                    self._log_train(window, s)
+                if r.run.save_every and self.step % r.run.save_every == 0:
+                    self.save()
+                    last_saved = self.step
+                if self.step >= self.total_steps:
+                    break
+            del it
+            if self.batch_in_epoch >= self.steps_per_epoch:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                bad = self._bad_samples()
+                self.log(f"epoch {self.epoch}: {len(bad)} bad samples replaced so far ({len(bad) - bad_seen} new)"
+                         + (f"; e.g. {next(iter(bad.items()))[0]}: {next(iter(bad.items()))[1]}" if bad else ""))
+                self.metrics.write("epoch", epoch=self.epoch, step=self.step, bad_samples=len(bad))
+                bad_seen = len(bad)
+                last = self.epoch == r.schedule.epochs or self.step >= self.total_steps
+                if self.epoch % r.eval.every == 0 or last:
+                    final = self._eval_and_log()
+                if not r.run.save_every or last:
+                    self.save()
+                    last_saved = self.step
+        if last_saved != self.step:
+            self.save()
+        if not final:
+            final = self._eval_and_log()
+        seconds = time.perf_counter() - t0
+        if self.dist.is_main:
+            from vitkit.checkpoints import save_weights
+
+            save_weights(self.model, self.run_dir / "model.safetensors", {"classes": json.dumps(self.class_names)})
+            if self.ema is not None:
+                save_weights(self.ema.module, self.run_dir / "ema.safetensors", {"classes": json.dumps(self.class_names)})
+            result = {"model": r.model.name, "steps": self.step, "epochs": self.epoch, "seconds": seconds,
+                      "classes": self.class_names, **final}
+            (self.run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+            plot_metrics(self.run_dir)
+        D.barrier()
+        self.log(f"done: {self.step} steps in {seconds:.0f}s; test top-1 {final.get('top1', float('nan')):.2f}%"
+                 + (f", EMA top-1 {final['ema_top1']:.2f}%" if "ema_top1" in final else "")
+                 + f"; run directory {self.run_dir}")
+        return TrainResult(self.run_dir, self.step, self.epoch + self.batch_in_epoch / self.steps_per_epoch,
+                           final, seconds)
+
+    def _log_train(self, window: dict, s: dict) -> None:
+        now = time.perf_counter()
+        loss = torch.tensor([window["loss"], window["n"], window["correct"], window["seen"]], dtype=torch.float64)
+        loss = D.all_reduce_sum(loss)
+        mean_loss = float(loss[0] / loss[1])
+        rate = float(loss[3]) / max(now - window["t"], 1e-9)
+        row = dict(step=self.step, epoch=round(self.epoch + self.batch_in_epoch / self.steps_per_epoch, 4),
+                   loss=mean_loss, lr=s["lr"], samples_per_s=rate,
+                   train_top1=100.0 * float(loss[2] / loss[3]))
+        if not math.isnan(s["grad_norm"]):
+            row["grad_norm"] = s["grad_norm"]
+        self.metrics.write("train", **row)
+        if not on_terminal() and not self.quiet:
+            eta = (self.total_steps - self.step) * (now - window["t"]) / max(window["n"], 1)
+            self.log(f"step {self.step}/{self.total_steps} epoch {row['epoch']:.2f} loss {mean_loss:.4f} "
+                     f"lr {s['lr']:.2e} {rate:.0f} samples/s eta {eta:.0f}s")
+        window.update(loss=0.0, n=0, correct=0, seen=0, t=now)
+
+    def _eval_and_log(self) -> dict:
+        res = self.evaluate()
+        self.metrics.write("eval", step=self.step, epoch=self.epoch, **res)
+        msg = f"epoch {self.epoch} test: top-1 {res['top1']:.2f}% top-5 {res['top5']:.2f}% loss {res['loss']:.4f}"
+        if "ema_top1" in res:
+            msg += f"; EMA top-1 {res['ema_top1']:.2f}%"
+        self.log(msg)
+        if self.dist.is_main:
+            plot_metrics(self.run_dir)
+        return res
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def train(recipe: Recipe, **kwargs) -> TrainResult:
+    """Train ``recipe`` to the end; see :class:`Trainer` for the keywords."""
+    trainer = Trainer(recipe, **kwargs)
+    return trainer.fit()

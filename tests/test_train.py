@@ -1,0 +1,159 @@
+"""Training end to end on the built-in data: resume exactness, DDP agreement, the CLI and its run directory."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vitkit.cli import main as cli
+from vitkit.engine.checkpoint import load_checkpoint_dir
+from vitkit.engine.recipe import find_recipe, load_recipe
+from vitkit.engine.trainer import Trainer
+
+TINY = ["model.patch_size=8", "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "eval.batch_size=512"]
+
+
+def _recipe(run_dir: Path, *extra: str):
+    return load_recipe(find_recipe("demo/digits"), [*TINY, f"run.dir={run_dir}", *extra])
+
+
+# -- resume ---------------------------------------------------------------------------------------------------
+RESUME = [
+    "train.batch_size=256", "train.accum_steps=2", "train.workers=1", "train.ema_decay=0.9", "train.clip_grad=1.0",
+    "train.mixup=0.5", "train.cutmix=0.5", "train.deterministic=true", "model.drop_path_rate=0.1",
+    "data.augment={crop: rrc, scale: [0.5, 1.0]}", "schedule.epochs=3", "schedule.warmup_epochs=0.5",
+    "eval.every=5",
+]
+
+
+def _rows(run: Path, kind: str) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def test_resume_continues_exactly(tmp_path):
+    """N steps + resume + N steps == 2N steps, bit for bit (weights, EMA, optimiser), across an epoch end.
+
+    Drop path, mixup/cutmix, random-resized crops in a worker process, accumulation, clipping and EMA are on.
+    """
+    n = 3  # 1437 train digits / 256 = 5 steps per epoch: the resumed half crosses the epoch boundary
+    straight = Trainer(_recipe(tmp_path / "a", *RESUME, f"train.max_steps={2 * n}"), quiet=True).fit()
+    first = Trainer(_recipe(tmp_path / "b", *RESUME, f"train.max_steps={n}"), quiet=True).fit()
+    assert first.steps == n
+    half = load_checkpoint_dir(tmp_path / "b")
+    resumed = Trainer(_recipe(tmp_path / "b", *RESUME, f"train.max_steps={2 * n}"), resume=str(tmp_path / "b"),
+                      quiet=True).fit()
+    assert straight.steps == resumed.steps == 2 * n
+    a, b = load_checkpoint_dir(tmp_path / "a"), load_checkpoint_dir(tmp_path / "b")
+    assert a["state"]["step"] == b["state"]["step"] == 2 * n and a["state"]["epoch"] == b["state"]["epoch"] == 1
+    assert not torch.equal(half["model"]["head.weight"], a["model"]["head.weight"]), "training did not move"
+    for key in ("model", "ema"):
+        assert a[key].keys() == b[key].keys()
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key} {k} differs after resume"
+    oa, ob = a["state"]["optimizer"]["state"], b["state"]["optimizer"]["state"]
+    for i in oa:
+        assert torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"])
+    # the epoch-end evaluation after the resume matches the uninterrupted run's
+    ev_a, ev_b = _rows(tmp_path / "a", "eval"), _rows(tmp_path / "b", "eval")
+    assert ev_a[-1]["top1"] == ev_b[-1]["top1"] and ev_a[-1]["loss"] == ev_b[-1]["loss"]
+    steps = [r["step"] for r in _rows(tmp_path / "b", "train")]
+    assert steps == sorted(set(steps)), "the resumed metrics log repeats steps"
+
+
+# -- DDP ------------------------------------------------------------------------------------------------------
+DDP = [*TINY, "model.drop_path_rate=0", "train.batch_size=64", "train.workers=0", "train.max_steps=4", "train.grad_checkpointing=true",
+       "data.augment={crop: rrc, scale: [0.6, 1.0]}", "data.val_split=train", "schedule.epochs=2",
+       "train.clip_grad=1.0", "train.ema_decay=0.5", "schedule.warmup_epochs=0"]
+
+
+def _torchrun() -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run"]
+
+
+def test_two_processes_agree_with_one(tmp_path):
+    """torchrun --nproc-per-node 2 (gloo) == 1 process at the same global batch; eval counts each sample once."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    one = subprocess.run([sys.executable, "-m", "vitkit", "train", *DDP, f"run.dir={tmp_path / 'one'}", "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([*_torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "vitkit", "train", *DDP,
+                          f"run.dir={tmp_path / 'two'}", "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:] + two.stdout[-2000:]
+    assert "2 process(es)" in two.stdout and "global batch 64 = 2 x 1 x 32" in two.stdout
+    w1, w2 = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=2e-5, msg=f"{k} differs between 1 and 2 processes")
+    r1 = json.loads((tmp_path / "one" / "results.json").read_text())
+    r2 = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert r1["num_samples"] == r2["num_samples"] == 1437  # odd: no padding duplicates in the 2-rank eval
+    assert abs(r1["top1"] - r2["top1"]) <= 100 / 1437 + 1e-6
+
+
+# -- the CLI and the run directory ----------------------------------------------------------------------------
+def test_cli_train_evaluate_predict(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(["train", *TINY, "train.max_steps=3", "train.workers=0", "train.ema_decay=0.9",
+                f"run.dir={run}", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "# resolved recipe" in out and "vit_demo_patch4_32" in out
+    for f in ("recipe.yaml", "metrics.jsonl", "loss.png", "lr.png", "accuracy.png", "model.safetensors",
+              "ema.safetensors", "results.json", "checkpoints/latest"):
+        assert (run / f).is_file(), f
+    saved = load_recipe(run / "recipe.yaml")
+    assert saved.train.max_steps == 3 and saved.model.config["depth"] == 2
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in rows} >= {"train", "eval"}
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert cli(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "top-1" in out and "per-class accuracy" in out
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["num_samples"] == 360 and len(report["per_class"]) == 10
+    assert (tmp_path / "ev" / "confusion.png").is_file()
+
+    from PIL import Image
+
+    from vitkit.data.builtin import load_digits_split
+
+    x, y = load_digits_split("test")
+    Image.fromarray(x[0].permute(1, 2, 0).numpy()).save(tmp_path / "digit.png")
+    assert cli(["predict", str(run), str(tmp_path / "digit.png"), "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "digit.png" in out and out.count("%") >= 3
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert cli(["train", "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "'lrr'" in err and "weight_decay" in err
+    assert cli(["train", "train.amp=fp16", *TINY, f"run.dir={tmp_path}"]) == 2
+    assert "GPU" in capsys.readouterr().err
+    assert cli(["train", *TINY, "train.batch_size=5000", f"run.dir={tmp_path}"]) == 2
+    assert "fewer than one batch" in capsys.readouterr().err
+    assert cli(["evaluate", str(tmp_path / "missing")]) == 2
+
+
+def test_video_train_and_shuffled_evaluation(tmp_path, capsys):
+    """motion-digits through the same loop; evaluate with 2 clips x 3 crops and with frames shuffled."""
+    run = tmp_path / "v"
+    assert cli(["train", "demo/motion_digits_vit", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+                "train.max_steps=2", "train.workers=0", "train.batch_size=16", f"run.dir={run}", "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli(["evaluate", str(run), "eval.num_clips=2", "eval.num_crops=3", "--limit", "40",
+                "--out", str(tmp_path / "ev")]) == 0
+    rep = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert rep["num_views"] == 6 and rep["num_samples"] == 40
+    assert cli(["evaluate", str(run), "--shuffle-frames", "--limit", "40", "--out", str(tmp_path / "ev2")]) == 0
+    out = capsys.readouterr().out
+    assert "shuffled" in out
+    rep2 = json.loads((tmp_path / "ev2" / "eval.json").read_text())
+    assert rep2["shuffle_frames"] is True
