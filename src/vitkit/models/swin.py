@@ -92,7 +92,9 @@ class WindowAttention(Attention):
         """(heads, N, N) bias for the token pairs of ``window``."""
         index = relative_position_index(window, self.table_window, self.clipped_bias, self.relative_position_bias_table.device)
         n = index.shape[0]
-        return self.relative_position_bias_table[index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)
+        # gathering from the transposed table gives a contiguous (heads, N*N) result: the fused attention
+        # kernel then reads the bias in place instead of copying a strided one for every window
+        return self.relative_position_bias_table.t()[:, index.reshape(-1)].reshape(-1, n, n)
 
     def forward(self, x: torch.Tensor, window: Sequence[int], mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, num_windows, N, C) -> same shape; ``mask`` (num_windows, N, N) is added per head."""
