@@ -34,7 +34,8 @@ def photo_batch(size: int, names=PHOTOS) -> torch.Tensor:
 
 
 def uniform_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Zero the query and key projections of every fused ``qkv``: all logits 0, so attention is uniform."""
+    """Zero the query and key projections of every fused ``qkv`` and every relative-position table: all
+    logits 0 (up to masks), so attention is uniform over the keys a query may see."""
     with torch.no_grad():
         for name, mod in model.named_modules():
             if name.endswith("qkv") and isinstance(mod, torch.nn.Linear):
@@ -42,17 +43,25 @@ def uniform_attention(model: torch.nn.Module) -> torch.nn.Module:
                 mod.weight[:two_thirds] = 0
                 if mod.bias is not None:
                     mod.bias[:two_thirds] = 0
+        for name, p in model.named_parameters():
+            if "relative_position_bias_table" in name or "rel_pos" in name:
+                p.zero_()
     return model
 
 
-def mean_pairwise_distance(grid: tuple[int, int], cell: float) -> float:
-    """Brute force: mean distance between the centres of two cells drawn uniformly from ``grid``."""
+def _centres(grid: tuple[int, int], cell: float) -> np.ndarray:
     ys, xs = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
-    pts = (np.stack([ys.ravel(), xs.ravel()], 1) + 0.5) * cell
+    return (np.stack([ys.ravel(), xs.ravel()], 1) + 0.5) * cell
+
+
+def mean_pairwise_distance(grid: tuple[int, int], cell: float, key_grid=None, key_cell=None) -> float:
+    """Brute force: mean distance between a query cell centre and a key cell centre, both drawn uniformly."""
+    q = _centres(grid, cell)
+    k = _centres(key_grid or grid, key_cell or cell)
     total = 0.0
-    for p in pts:
-        total += np.sqrt(((pts - p) ** 2).sum(1)).sum()
-    return total / len(pts) ** 2
+    for p in q:
+        total += np.sqrt(((k - p) ** 2).sum(1)).sum()
+    return total / (len(q) * len(k))
 
 
 # -- layouts ------------------------------------------------------------------------------------------------
@@ -136,6 +145,83 @@ def test_mean_distance_is_local_when_attention_is_local():
     eye = torch.eye(65)[None, None, None].repeat(1, 1, 4, 1, 1)
     lay = A.global_layout((8, 8), (4, 4), 1)
     assert A.mean_attention_distance([A.AttentionLayer("x", eye, lay, lay, 1)])[0].abs().max() < 1e-6
+
+
+def test_mean_distance_uniform_swin_windows_on_photo():
+    # Swin-T at 224 on a photo with q = k = 0 and zero bias tables: unshifted blocks attend uniformly inside
+    # 7x7 windows, so the distance is the 7x7 brute-force figure times the stage's cell size (4, 8, 16, 32 px);
+    # stage 4 (a 7x7 map, one window) is global attention over the whole map
+    model = uniform_attention(vitkit.create_model("swin_tiny_patch4_window7_224"))
+    layers = A.collect_attention(model, photo_batch(224, ("chelsea",)))
+    dist = A.mean_attention_distance(layers)
+    cells = {"layers.0": 4, "layers.1": 8, "layers.2": 16, "layers.3": 32}
+    unshifted = [i for i, l in enumerate(layers) if l.name.endswith("blocks.0")]
+    assert len(unshifted) == 4
+    for i in unshifted:
+        want = mean_pairwise_distance((7, 7), cells[layers[i].name.rsplit(".blocks", 1)[0]])
+        assert torch.allclose(dist[i], torch.full_like(dist[i], want), rtol=1e-5), layers[i].name
+    # shifted blocks: the mask splits edge windows into regions, so the mean distance is smaller
+    assert dist[1].mean() < dist[0].mean()
+
+
+def test_mean_distance_uniform_pooled_mvit_matches_brute_force():
+    # MViT (demo) first block: queries on the 8x8 token grid (4-px cells), keys pooled to 4x4 (8-px cells)
+    model = uniform_attention(vitkit.create_model("mvit_demo_8x32"))
+    x = photo_batch(32, ("coffee",)).unsqueeze(2).expand(-1, -1, 8, -1, -1).contiguous()  # a still clip
+    layers = A.collect_attention(model, x)
+    first = layers[0]
+    assert first.q.grid[1:] == (8, 8) and first.k.grid[1:] == (4, 4) and first.num_prefix == 1
+    want = mean_pairwise_distance((8, 8), 4.0, (4, 4), 8.0)
+    d = A.mean_attention_distance([first])[0]
+    assert torch.allclose(d, torch.full_like(d, want), rtol=1e-5)
+
+
+def test_swin_shifted_window_maps_match_token_adjacency_on_photo():
+    # Which keys a query may attend to in a shifted block, from first principles: roll by -3, 7x7 windows,
+    # and the shift mask's regions ([0, 49), [49, 53), [53, 56) on the rolled axis). The map in image
+    # coordinates must be non-zero exactly there (checks the layout and the model's mask together).
+    model = vitkit.create_model("swin_tiny_patch4_window7_224")
+    layers = A.collect_attention(model, photo_batch(224, ("astronaut",)))
+    shifted = layers[1]
+    assert shifted.name == "layers.0.blocks.1" and shifted.q.grid == (56, 56)
+
+    def cell(p):  # window and region of an original coordinate along one axis
+        r = (p - 3) % 56
+        return r // 7, 0 if r < 49 else (1 if r < 53 else 2)
+
+    for qy, qx in [(0, 0), (0, 30), (27, 55), (52, 52), (55, 1), (20, 20)]:
+        m = A.attention_map(shifted, qy * 56 + qx)  # (heads, 56, 56)
+        support = (m[0] > 1e-30).numpy()
+        want = np.zeros((56, 56), bool)
+        for ky in range(56):
+            for kx in range(56):
+                want[ky, kx] = cell(ky) == cell(qy) and cell(kx) == cell(qx)
+        assert (support == want).all(), (qy, qx)
+        assert m[0].sum().item() == pytest.approx(1.0, abs=1e-5)
+        # painted onto the image, the support covers 4x4-pixel blocks of those tokens
+        img = A.to_input(m, shifted.k, (224, 224))
+        assert ((img[0] > 1e-30).numpy() == np.kron(want, np.ones((4, 4), bool))).all()
+
+
+def test_every_family_maps_to_input_coordinates():
+    # one small variant per family: every attention call gets a layout whose grid x stride covers the input
+    for name, size in [("uniformer_demo_32", (3, 32, 32)), ("uniformer_demo_video_8x32", (3, 4, 32, 32)),
+                       ("mvit_demo_8x32", (3, 8, 32, 32)), ("swin3d_tiny", (3, 4, 64, 64))]:
+        if name not in vitkit.list_models():
+            continue
+        model = vitkit.create_model(name)
+        x = torch.randn(1, *size)
+        for layer in A.collect_attention(model, x):
+            for lay in (layer.q, layer.k):
+                covered = tuple(g * s for g, s in zip(lay.grid, lay.stride))
+                assert all(c >= s for c, s in zip(covered, size[1:])), (name, layer.name, lay.grid, lay.stride)
+            q = None if layer.num_prefix else A.centre_query(layer)
+            m = A.attention_map(layer, q)
+            # the map holds the query's attention to real tokens: all of it but the part on the class token
+            # and on padding (Swin pads maps to whole windows and attends to the zero tokens, as official)
+            g, row = (0, 0) if q is None else (layer.q.index == q).nonzero()[0].tolist()
+            on_real = layer.probs[0, g, :, row][:, layer.k.index[g] >= 0].sum(-1)
+            assert torch.allclose(m.sum(tuple(range(1, m.ndim))), on_real, atol=1e-5), (name, layer.name)
 
 
 # -- maps and rollout -----------------------------------------------------------------------------------------

@@ -7,15 +7,18 @@ groups (1 for global attention, the windows for window attention) and, for queri
 token) and padding tokens have index -1. With that one description, global (ViT, UniFormer), windowed and
 shifted (Swin) and pooled (MViT) attention all map back to pixel (and frame) coordinates the same way.
 
-Layouts come from the ``meta`` the attention call passed (keys below) or, for families that pass none, from
-the model (ViT: one global grid from the patch embedding). ``meta`` keys understood:
+Layouts come from the ``meta`` each attention call passes, completed from the model where the call leaves
+something out (ViT passes none: one global grid from the patch embedding). ``meta`` keys understood:
 
-- ``grid``: the query token grid ``(H, W)`` / ``(T, H, W)`` of the input map (unpadded);
-- ``stride``: input pixels (frames) per cell of ``grid``; ``prefix``: number of prefix tokens (default 0);
-- ``window`` and ``shift`` (window attention on ``grid`` padded up to a multiple of ``window``, then rolled by
-  ``-shift``; windows in row-major order, tokens row-major inside a window);
-- ``kv_grid`` / ``kv_stride`` and ``q_grid`` / ``q_stride`` (pooling attention: the pooled key/value and
-  query grids; default ``grid`` / ``stride``).
+- ``grid`` (or ``q_grid``): the query token grid ``(H, W)`` / ``(T, H, W)`` of the input map (unpadded);
+- ``k_grid`` / ``kv_grid``: the key grid where keys are pooled (MViT); default ``grid``;
+- ``stride`` / ``k_stride``: input pixels (frames) per grid cell; default: input size / grid, rounded up to a
+  power of two where it does not divide (patch and merge strides of 2^k);
+- ``prefix`` / ``num_prefix``: number of prefix tokens (default 0);
+- ``window`` and ``shift``: window attention on ``grid`` padded up to a multiple of ``window``, rolled by
+  ``-shift``; windows in row-major order, tokens row-major inside a window. For calls that give ``window`` but
+  no ``grid`` (Swin), the grid and shift are read by a hook on the calling block (a module with
+  ``window_size`` and ``shift_size`` attributes), through :func:`vitkit.layers.windows.fit_window`.
 """
 from __future__ import annotations
 
@@ -106,35 +109,70 @@ def window_layout(grid: Sequence[int], stride: Sequence[float], window: Sequence
     return TokenLayout(grid, tuple(float(s) for s in stride), flat.masked_fill(~inside, -1))
 
 
-def layout_from_meta(meta: dict[str, Any], which: str) -> TokenLayout:
-    """The query (``which='q'``) or key (``'k'``) layout described by an attention call's ``meta``."""
-    grid = tuple(meta.get(f"{which}_grid") or meta.get("kv_grid" if which == "k" else "q_grid") or meta["grid"])
-    stride = tuple(meta.get(f"{which}_stride") or meta.get("kv_stride" if which == "k" else "q_stride")
-                   or meta["stride"])
+def _stride(size: Sequence[int], grid: Sequence[int]) -> tuple[float, ...]:
+    out = []
+    for s, g in zip(size, grid):
+        r = s / g
+        out.append(float(r) if r == int(r) else float(2 ** math.ceil(math.log2(r) - 1e-9)))
+    return tuple(out)
+
+
+def layout_from_meta(meta: dict[str, Any], which: str, size: Sequence[int] | None = None) -> TokenLayout:
+    """The query (``which='q'``) or key (``'k'``) layout described by an attention call's ``meta``.
+
+    ``size`` is the input's (T, H, W) / (H, W), used when ``meta`` has no stride.
+    """
+    q_grid = tuple(meta.get("grid") or meta["q_grid"])
+    grid = tuple(meta.get("k_grid") or meta.get("kv_grid") or q_grid) if which == "k" else q_grid
+    stride = meta.get("k_stride") if which == "k" else meta.get("q_stride")
+    stride = stride or (meta.get("stride") if grid == q_grid else None)
+    if stride is None:
+        if size is None:
+            raise ValueError(f"attention meta {sorted(meta)} has no stride and no input size was given")
+        stride = _stride(size[-len(grid):], grid)
     if meta.get("window") is not None:
         return window_layout(grid, stride, meta["window"], meta.get("shift"))
-    return global_layout(grid, stride, int(meta.get("prefix", 0)))
+    return global_layout(grid, stride, int(meta.get("prefix", meta.get("num_prefix", 0))))
 
 
-def _vit_layouts(model: nn.Module, x: torch.Tensor, records: list[dict]) -> list[tuple[TokenLayout, TokenLayout, int]]:
+def _vit_meta(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     embed = model.patch_embed
     stride = tuple(getattr(embed, "stride"))
     if model.spatial_rank == 3 and len(stride) == 2:
         stride = (1, *stride)
-    grid = embed.output_grid(tuple(x.shape[2:])) if hasattr(embed, "output_grid") else None
-    prefix = int(getattr(model, "num_prefix_tokens", 0))
-    lay = global_layout(grid, stride, prefix)
-    return [(lay, lay, prefix)] * len(records)
+    grid = embed.output_grid(tuple(x.shape[2:]))
+    return {"grid": tuple(grid), "stride": stride, "prefix": int(getattr(model, "num_prefix_tokens", 0))}
 
 
-#: family -> function(model, input, records) giving (q layout, k layout, prefix) per record, for families
-#: whose attention calls pass no ``meta``
-LAYOUT_ADAPTERS: dict[str, Callable[[nn.Module, torch.Tensor, list[dict]], list]] = {"vit": _vit_layouts}
+#: family -> function(model, input) giving the ``meta`` of every attention call, for families that pass none
+META_ADAPTERS: dict[str, Callable[[nn.Module, torch.Tensor], dict[str, Any]]] = {"vit": _vit_meta}
 
 
-def _block_names(model: nn.Module, n: int) -> list[str]:
-    names = model.block_names() if hasattr(model, "block_names") else []
-    return names if len(names) == n else [f"attn.{i}" for i in range(n)]
+def _hook_window_blocks(model: nn.Module) -> tuple[list, list]:
+    """Pre-hooks on window-attention blocks (``window_size`` + ``shift_size``) noting (grid, window, shift)."""
+    from vitkit.layers.windows import fit_window
+
+    seen: list[dict[str, Any]] = []
+    handles = []
+    for mod in model.modules():
+        if hasattr(mod, "window_size") and hasattr(mod, "shift_size") and not isinstance(mod.window_size, int):
+            def hook(m, args, seen=seen):
+                grid = tuple(args[0].shape[1:-1])  # channels-last map (B, *grid, C)
+                window, shift = fit_window(grid, m.window_size, m.shift_size)
+                seen.append({"grid": grid, "window": window, "shift": shift})
+            handles.append(mod.register_forward_pre_hook(hook))
+    return seen, handles
+def _hook_attention_names(model: nn.Module) -> tuple[list[str], list]:
+    """Pre-hooks on every :class:`vitkit.layers.Attention` noting its module name, in call order."""
+    from vitkit.layers import Attention
+
+    names: list[str] = []
+    handles = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, Attention):
+            label = name[: -len(".attn")] if name.endswith(".attn") else name
+            handles.append(mod.register_forward_pre_hook(lambda m, a, label=label: names.append(label)))
+    return names, handles
 
 
 @torch.no_grad()
@@ -142,26 +180,37 @@ def collect_attention(model: nn.Module, x: torch.Tensor) -> list[AttentionLayer]
     """Run ``model(x)`` in eval mode and return every attention call as an :class:`AttentionLayer`, in order."""
     was_training = model.training
     model.eval()
+    window_calls, handles = _hook_window_blocks(model)
+    called, name_handles = _hook_attention_names(model)
+    handles += name_handles
     try:
         with record_attention() as records:
             model(x)
     finally:
         model.train(was_training)
+        for h in handles:
+            h.remove()
     if not records:
         raise ValueError(f"{type(model).__name__} made no attention call through vitkit.layers.attention()")
-    if all("grid" in r for r in records):
-        layouts = []
-        for r in records:
-            layouts.append((layout_from_meta(r, "q"), layout_from_meta(r, "k"), int(r.get("prefix", 0))))
-    else:
-        family = getattr(model, "family", "")
-        if family not in LAYOUT_ADAPTERS:
+    family = getattr(model, "family", "")
+    size = tuple(x.shape[2:])
+    layouts = []
+    windows = iter(window_calls)
+    for r in records:
+        meta = {k: v for k, v in r.items() if k != "probs"}
+        if "grid" not in meta and "q_grid" not in meta:
+            if "window" in meta:
+                meta = {**meta, **next(windows, {})}
+            elif family in META_ADAPTERS:
+                meta = {**META_ADAPTERS[family](model, x), **meta}
+        if "grid" not in meta and "q_grid" not in meta:
             raise ValueError(
-                f"attention calls of family {family!r} carry no layout meta (grid, stride, window...) and no "
-                f"adapter is registered in vitkit.analysis.attention.LAYOUT_ADAPTERS"
+                f"an attention call of family {family!r} carries no layout meta (grid, stride, window...) and no "
+                f"adapter is registered in vitkit.analysis.attention.META_ADAPTERS"
             )
-        layouts = LAYOUT_ADAPTERS[family](model, x, records)
-    names = _block_names(model, len(records))
+        prefix = int(meta.get("prefix", meta.get("num_prefix", 0)))
+        layouts.append((layout_from_meta(meta, "q", size), layout_from_meta(meta, "k", size), prefix))
+    names = called if len(called) == len(records) else [f"attention.{i}" for i in range(len(records))]
     out = []
     for name, r, (q, k, prefix) in zip(names, records, layouts):
         p = r["probs"]
