@@ -254,3 +254,13 @@ def test_shuffle_frames_permutes_time_only():
         assert torch.equal(y[b], order.view(1, 8, 1, 1).expand(3, 8, 2, 2))  # same order on every channel
     with pytest.raises(ValueError, match="video"):
         shuffle_frames(torch.zeros(2, 3, 4, 4), torch.Generator())
+
+
+def test_sgd_for_vit_fine_tuning_recipe():
+    from vitkit.engine.recipe import find_recipe, load_recipe
+
+    r = load_recipe(find_recipe("imagenet/vit_base_patch16_384"))
+    assert r.optim.name == "sgd" and r.optim.weight_decay == 0.0 and r.train.clip_grad == 1.0
+    model = vitkit.create_model("vit_demo_patch4_32", depth=1, embed_dim=16, num_heads=2)
+    opt = build_optimizer(model, lr=0.01, weight_decay=0.0, name="sgd", momentum=0.9)
+    assert isinstance(opt, torch.optim.SGD) and all(g["momentum"] == 0.9 for g in opt.param_groups)

@@ -100,8 +100,8 @@ def test_two_processes_agree_with_one(tmp_path):
 # -- the CLI and the run directory ----------------------------------------------------------------------------
 def test_cli_train_evaluate_predict(tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli(["train", *TINY, "train.max_steps=3", "train.workers=0", "train.ema_decay=0.9",
-                f"run.dir={run}", "--quiet"]) == 0
+    assert cli(["train", *TINY, "train.max_steps=3", "train.workers=0", "train.ema_decay=0.9", "train.amp=bf16",
+                "train.grad_checkpointing=true", "optim.layer_decay=0.8", f"run.dir={run}", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "# resolved recipe" in out and "vit_demo_patch4_32" in out
     for f in ("recipe.yaml", "metrics.jsonl", "loss.png", "lr.png", "accuracy.png", "model.safetensors",
@@ -157,3 +157,23 @@ def test_video_train_and_shuffled_evaluation(tmp_path, capsys):
     assert "shuffled" in out
     rep2 = json.loads((tmp_path / "ev2" / "eval.json").read_text())
     assert rep2["shuffle_frames"] is True
+
+    # predict on a real video file, encoded here with PyAV from a motion-digits clip
+    import av
+
+    from vitkit.data.builtin import motion_digits_split
+
+    clips, labels = motion_digits_split("test")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=8)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for t in range(clips.shape[1]):
+            frame = clips[0, t].expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    assert cli(["predict", str(run), str(path), str(tmp_path / "missing.mp4"), "--top-k", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "clip.mp4:" in out and "missing.mp4: cannot read" in out
+    assert any(m in out for m in ("right", "left", "clockwise", "up", "down"))

@@ -99,6 +99,7 @@ def model_input(info: Any, recipe: Recipe) -> dict[str, Any]:
     frames = recipe.data.num_frames if recipe.data.num_frames is not None else (size[1] if video else None)
     return {
         "video": video, "input_size": hw, "num_frames": frames, "channels": int(size[0]),
+        "crop_pct": float(info.crop_pct), "interpolation": str(info.interpolation),
         "mean": tuple(recipe.data.mean) if recipe.data.mean is not None else tuple(info.mean),
         "std": tuple(recipe.data.std) if recipe.data.std is not None else tuple(info.std),
     }
@@ -113,6 +114,9 @@ def build_split(recipe: Recipe, inp: dict[str, Any], *, train: bool, num_clips: 
     return build_dataset(
         recipe.data.dataset, recipe.data.train_split if train else recipe.data.val_split, train=train,
         input_size=size, sampling_rate=recipe.data.sampling_rate, num_clips=num_clips, num_crops=num_crops,
-        mean=inp["mean"], std=inp["std"], augment=dict(recipe.data.augment) if train else None,
+        mean=inp["mean"], std=inp["std"],
+        # test: the model's own resize/crop (crop_pct, interpolation), e.g. ViT at 384 takes the full image
+        augment=dict(recipe.data.augment) if train else {"crop_pct": inp["crop_pct"],
+                                                          "interpolation": inp["interpolation"]},
         root=recipe.data.root, classes=classes,
     )

@@ -46,9 +46,13 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8,
-                    layer_decay: float = 1.0) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`; each group's lr is ``lr * lr_scale`` (the scheduler keeps that)."""
+                    layer_decay: float = 1.0, name: str = "adamw", momentum: float = 0.9) -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum) over :func:`param_groups`; each group's lr is ``lr * lr_scale``."""
     groups = param_groups(model, weight_decay, layer_decay)
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {name!r}")

@@ -19,11 +19,13 @@ A recipe has these sections (every key optional; the defaults below apply)::
       std: null
       augment: {}                # passed to build_dataset (e.g. randaugment, color_jitter, random_erasing ...)
       repeated_aug: 1            # > 1: RepeatAugSampler with this many repeats (the MViT video recipe uses 2)
-    optim:                       # AdamW; no weight decay on norms, biases and model.no_weight_decay()
+    optim:                       # no weight decay on norms, biases and model.no_weight_decay()
+      name: adamw                # adamw, or sgd (momentum; the ViT paper's fine-tuning)
+      momentum: 0.9              # sgd only
       lr: 1.0e-3                 # peak lr for ``base_batch_size`` (absolute when base_batch_size is null)
       base_batch_size: null      # lr scales linearly: lr * train.batch_size / base_batch_size
       weight_decay: 0.05
-      betas: [0.9, 0.999]
+      betas: [0.9, 0.999]        # adamw only
       eps: 1.0e-8
       layer_decay: 1.0           # < 1: layer-wise lr decay (lr * layer_decay ** (L - layer_id))
     schedule:                    # linear warm-up, then half-cosine, evaluated every optimiser step
@@ -106,6 +108,8 @@ class DataSection:
 
 @dataclass
 class OptimSection:
+    name: str = "adamw"
+    momentum: float = 0.9
     lr: float = 1e-3
     base_batch_size: int | None = None
     weight_decay: float = 0.05
@@ -186,6 +190,7 @@ _SECTION_CLASSES = {
     "train": TrainSection, "eval": EvalSection, "run": RunSection,
 }
 AMP_MODES = ("bf16", "fp16", "none")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def _unknown(kind: str, key: str, valid: list[str]) -> RecipeError:
@@ -377,6 +382,8 @@ def recipe_from_dict(tree: Mapping[str, Any] | None) -> Recipe:
 
 def validate(r: Recipe) -> None:
     """Cross-key checks with messages that say what is expected."""
+    if r.optim.name not in OPTIMIZERS:
+        raise RecipeError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {r.optim.name!r}")
     if r.train.amp not in AMP_MODES:
         raise RecipeError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {r.train.amp!r}")
     positive = {

@@ -146,7 +146,7 @@ class Trainer:
                                                         else None) if self.dist.distributed else self.model)
         lr = r.optim.lr * (r.train.batch_size / r.optim.base_batch_size if r.optim.base_batch_size else 1.0)
         self.optimizer = build_optimizer(self.model, lr, r.optim.weight_decay, r.optim.betas, r.optim.eps,
-                                         r.optim.layer_decay)
+                                         r.optim.layer_decay, r.optim.name, r.optim.momentum)
         self.scaler = grad_scaler(r.train.amp, dev)
 
         self.sampler = train_sampler(self.train_set, r, self.dist.rank, world)
