@@ -28,7 +28,7 @@ from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_
 from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
 from vitkit.registry import ModelInfo, register_model
 
-from .base import VitkitModel, select_indices, trunc_normal_init
+from .base import VitkitModel, select_indices
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,15 @@ class SwinTransformer(VitkitModel):
 
     def __init__(self, cfg: SwinConfig) -> None:
         super().__init__()
+        device = torch.get_default_device()
+        # built on the meta device and materialised once: PyTorch's default init would run before ours
+        with torch.device("meta"):
+            self._build(cfg)
+        if device.type != "meta":
+            self.to_empty(device=device)
+            self._init_weights()
+
+    def _build(self, cfg: SwinConfig) -> None:
         if len(cfg.depths) != len(cfg.num_heads):
             raise ValueError(f"depths {cfg.depths} and num_heads {cfg.num_heads} must have the same length")
         if cfg.clipped_window_bias not in ("offset", "slice"):
@@ -237,15 +246,28 @@ class SwinTransformer(VitkitModel):
         self.layers = nn.ModuleList(layers)
         self.norm = nn.LayerNorm(self.num_features, eps=cfg.norm_eps)
         self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
-        self._init_weights()
 
+    @torch.no_grad()
     def _init_weights(self) -> None:
-        if next(self.parameters()).device.type == "meta":
-            return
+        """The official init: Linear weights, bias tables and ``absolute_pos_embed`` trunc-normal(0.02) cut at +-2
+        (absolute, timm's ``trunc_normal_``), Linear biases 0, LayerNorm 1 / 0, the patch convolution PyTorch's default.
+
+        A cut at +-2 is 100 standard deviations, so a clamped normal is the same distribution; it avoids the
+        rejection sampling of ``trunc_normal_`` (seconds for the large variants on a loaded CPU).
+        """
         for name, p in self.named_parameters():
             if name.endswith("relative_position_bias_table") or name == "absolute_pos_embed":
-                nn.init.trunc_normal_(p, std=0.02)
-        trunc_normal_init(self.modules())
+                p.normal_(0.0, 0.02).clamp_(-2.0, 2.0)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0.0, 0.02).clamp_(-2.0, 2.0)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.LayerNorm):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+            elif isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                m.reset_parameters()
 
     # -- optimiser hooks -----------------------------------------------------------------------------------
     def no_weight_decay(self) -> set[str]:
