@@ -385,3 +385,23 @@ def test_grad_checkpointing_same_gradients():
     model(x).sum().backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6)
+
+
+def test_convert_cli_with_official_yaml(tmp_path):
+    from vitkit.cli import main
+
+    tensors, meta, sd = _fixture()
+    ckpt = tmp_path / "swin_public.pth"
+    torch.save({"model": sd}, ckpt)  # the official training wrapper
+    cfg = tmp_path / "swin_public.yaml"
+    cfg.write_text(
+        "MODEL:\n  TYPE: swin\n  NUM_CLASSES: 10\n  SWIN:\n    EMBED_DIM: 24\n    DEPTHS: [2, 2, 2, 2]\n"
+        "    NUM_HEADS: [1, 2, 3, 6]\n    WINDOW_SIZE: 7\nDATA:\n  IMG_SIZE: 224\n"
+    )
+    out = tmp_path / "converted.safetensors"
+    assert main(["convert", str(ckpt), str(out), "--official", "swin", "--config", str(cfg)]) == 0
+    model = _tiny()
+    report = load_checkpoint(model, str(out))
+    assert report.ok
+    with torch.no_grad():
+        assert (model(tensors["input"]) - tensors["logits"]).abs().max() <= 1e-5

@@ -240,11 +240,57 @@ def config_from_official(config: Mapping[str, Any]):
     return SwinConfig(**kwargs)
 
 
+_YAML_KEYS = {  # official config.py / configs/swin/*.yaml -> SwinTransformer arguments
+    ("DATA", "IMG_SIZE"): "img_size",
+    ("MODEL", "NUM_CLASSES"): "num_classes",
+    ("MODEL", "DROP_RATE"): "drop_rate",
+    ("MODEL", "DROP_PATH_RATE"): "drop_path_rate",
+    ("MODEL", "SWIN", "PATCH_SIZE"): "patch_size",
+    ("MODEL", "SWIN", "IN_CHANS"): "in_chans",
+    ("MODEL", "SWIN", "EMBED_DIM"): "embed_dim",
+    ("MODEL", "SWIN", "DEPTHS"): "depths",
+    ("MODEL", "SWIN", "NUM_HEADS"): "num_heads",
+    ("MODEL", "SWIN", "WINDOW_SIZE"): "window_size",
+    ("MODEL", "SWIN", "MLP_RATIO"): "mlp_ratio",
+    ("MODEL", "SWIN", "QKV_BIAS"): "qkv_bias",
+    ("MODEL", "SWIN", "QK_SCALE"): "qk_scale",
+    ("MODEL", "SWIN", "APE"): "ape",
+    ("MODEL", "SWIN", "PATCH_NORM"): "patch_norm",
+}
+
+
+def config_from_yaml(path: str) -> dict[str, Any]:
+    """SwinTransformer arguments from an official ``configs/swin/*.yaml`` (keys it does not set keep the
+    official ``config.py`` defaults, which equal the constructor's)."""
+    import yaml
+
+    with open(path) as f:
+        tree = yaml.safe_load(f) or {}
+    if tree.get("MODEL", {}).get("TYPE", "swin") != "swin":
+        raise ValueError(f"{path}: MODEL.TYPE is {tree['MODEL']['TYPE']!r}, not 'swin'")
+    out: dict[str, Any] = {}
+    for keys, arg in _YAML_KEYS.items():
+        node: Any = tree
+        for k in keys:
+            node = node.get(k) if isinstance(node, Mapping) else None
+        if node is not None:
+            out[arg] = node
+    return out
+
+
 @register_official("swin")
-def build_official(state_dict: StateDict, config: Mapping[str, Any]):
-    """The vitkit Swin that official ``SwinTransformer(**config)`` builds, with ``state_dict`` loaded strictly."""
+def build_official(state_dict: StateDict, config: Mapping[str, Any] | str):
+    """The vitkit Swin that official ``SwinTransformer(**config)`` builds, with ``state_dict`` loaded strictly.
+
+    ``config``: the constructor's keyword arguments (a dict, or a dict holding them under ``"constructor"``), or
+    the path of an official ``configs/swin/*.yaml``.
+    """
     from vitkit.models.swin import SwinTransformer
 
+    if isinstance(config, str):
+        config = config_from_yaml(config)
+    if isinstance(config, Mapping) and isinstance(config.get("constructor"), Mapping):
+        config = config["constructor"]
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be the official SwinTransformer keyword arguments (a dict), got {type(config).__name__}")
     model = SwinTransformer(config_from_official(config))
