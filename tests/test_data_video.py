@@ -268,3 +268,11 @@ def test_multiview_replacement_names_the_loaded_sample(video_folder):
             assert j == i and y == label
         else:  # a bad video yields another, good one, under that one's own index and label
             assert j != i and os.path.basename(ds.samples[j][0]).startswith("good") and y == ds.samples[j][1]
+
+
+@pytest.mark.slow
+def test_corrupt_videos_with_spawned_workers(video_folder):
+    ds = build_dataset(str(video_folder), "train", train=True, input_size=(3, 4, 32, 32))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn")
+    assert sum(len(y) for _, y in loader) == len(ds)
+    assert len(ds.bad_samples()) == 5

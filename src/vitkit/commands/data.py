@@ -28,7 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitkit.data import BUILTIN
     from vitkit.data.doctor import scan
+
+    if args.path in BUILTIN:
+        print(f"{args.path}: built-in, generated in memory - nothing to check")
+        return 0
 
     clip = None
     if args.clip:

@@ -42,7 +42,7 @@ class VideoIndex:
     @property
     def fps(self) -> float:
         """Mean frame rate from the timestamps."""
-        if len(self.pts) < 2:
+        if len(self.pts) < 2 or self.pts[-1] == self.pts[0]:
             return 0.0
         return float((len(self.pts) - 1) / ((self.pts[-1] - self.pts[0]) * self.time_base))
 
