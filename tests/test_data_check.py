@@ -52,8 +52,12 @@ def test_doctor_reports_bad_videos(messy_videos, tmp_path):
     from vitkit.cli import main
 
     out = tmp_path / "report.json"
-    rc = main(["data", "check", str(messy_videos), "--clip", "16x1", "--json", str(out)])
+    clean = tmp_path / "clean.txt"
+    rc = main(["data", "check", str(messy_videos), "--clip", "16x1", "--json", str(out), "--write-clean", str(clean)])
     assert rc == 1
+    lines = clean.read_text().splitlines()
+    assert sorted(line.rsplit("/", 1)[1] for line in lines) == ["a.mp4 0", "b.mp4 1", "vfr.mkv 0"]
+    assert main(["data", "check", str(clean)]) == 0  # the cleaned list passes
     rep = json.loads(out.read_text())
     assert rep["kind"] == "video" and rep["total"] == 6 and rep["bad"] == 3
     bad = {f["path"].rsplit("/", 1)[1]: f["reason"] for f in rep["files"] if f["reason"]}

@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--workers", type=int, default=0, help="parallel processes")
     c.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     c.add_argument("--show", type=int, default=50, help="list at most this many bad files (default 50)")
+    c.add_argument("--write-clean", metavar="FILE",
+                   help="write a 'path label' list of the usable entries (absolute paths) to FILE")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         cats = ", ".join(f"{n} {k}" for k, n in report.categories().most_common())
         print(f"bad by kind: {cats}")
+    if args.write_clean:
+        good = [f for f in report.files if f.ok and f.label is not None]
+        with open(args.write_clean, "w", encoding="utf-8") as fh:
+            fh.writelines(f"{f.path} {f.label}\n" for f in good)
+        print(f"{len(good)} usable entries written to {args.write_clean}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(report.to_dict(), fh, indent=1)
