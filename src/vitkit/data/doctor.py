@@ -93,8 +93,6 @@ def _check_video(rep: FileReport, full: bool, span: int | None) -> None:
 
     index = index_video(rep.path)
     rep.frames, rep.fps = index.num_frames, round(index.fps, 3)
-    if index.header_frames and index.header_frames > index.num_frames:
-        raise VideoError(f"truncated: header says {index.header_frames} frames, {index.num_frames} found")
     if full:
         container = _open(rep.path)
         try:

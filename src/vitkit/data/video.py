@@ -103,9 +103,12 @@ def index_video(path: str) -> VideoIndex:
             raise VideoError(f"{missing} packets have no timestamp")
         if not pts:
             raise VideoError("no video frames")
+        header = int(stream.frames or 0)
+        if header > len(pts):  # e.g. an MP4 with its index first and its data cut off
+            raise VideoError(f"truncated: header says {header} frames, {len(pts)} found")
         pts.sort()
         keys = tuple(i for i, t in enumerate(pts) if t in key_pts)
-        return VideoIndex(path, tuple(pts), Fraction(stream.time_base), int(stream.frames or 0), keys)
+        return VideoIndex(path, tuple(pts), Fraction(stream.time_base), header, keys)
     finally:
         container.close()
 
