@@ -405,3 +405,15 @@ def test_convert_cli_with_official_yaml(tmp_path):
     assert report.ok
     with torch.no_grad():
         assert (model(tensors["input"]) - tensors["logits"]).abs().max() <= 1e-5
+
+
+def test_eval_bias_cache_follows_weight_updates():
+    model = _tiny()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        model.load_state_dict({k: v + torch.randn_like(v) if k.endswith("bias_table") else v for k, v in model.state_dict().items()})
+        after = model(x)  # the cached biases must not survive the new weights
+    fresh = model(x).detach()  # with gradients: nothing cached
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, fresh, rtol=1e-5, atol=1e-6)

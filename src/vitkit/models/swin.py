@@ -87,6 +87,7 @@ class WindowAttention(Attention):
         self.clipped_bias = clipped_bias
         rows = math.prod(2 * w - 1 for w in self.table_window)
         self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
+        self._bias_cache: dict = {}
 
     def relative_position_bias(self, window: Sequence[int]) -> torch.Tensor:
         """(heads, N, N) bias for the token pairs of ``window``."""
@@ -96,16 +97,39 @@ class WindowAttention(Attention):
         # kernel then reads the bias in place instead of copying a strided one for every window
         return self.relative_position_bias_table.t()[:, index.reshape(-1)].reshape(-1, n, n)
 
+    def attention_bias(self, window: Sequence[int], mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """(1 or num_windows, heads, N, N): the relative position bias plus the shift mask, in ``dtype``.
+
+        Without gradients (evaluation) the result is kept per (window, mask, dtype) until the table changes
+        (its version counter moves on every in-place update: optimiser steps, ``load_state_dict``).
+        """
+        table = self.relative_position_bias_table
+        cacheable = not torch.is_grad_enabled() and table.device.type != "meta" and not torch.compiler.is_compiling()
+        key = (tuple(window), dtype, id(mask))
+        if cacheable:
+            hit = self._bias_cache.get(key)
+            if hit is not None and hit[0] == table._version and hit[1] is mask:
+                return hit[2]
+        bias = self.relative_position_bias(window).unsqueeze(0)
+        if mask is not None:
+            bias = bias + mask.unsqueeze(1)
+        bias = bias.to(dtype)
+        if cacheable:
+            if len(self._bias_cache) >= 8:
+                self._bias_cache.clear()
+            self._bias_cache[key] = (table._version, mask, bias)
+        return bias
+
     def forward(self, x: torch.Tensor, window: Sequence[int], mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, num_windows, N, C) -> same shape; ``mask`` (num_windows, N, N) is added per head."""
         B, nW, N, C = x.shape
         qkv = self.qkv(x).reshape(B * nW, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        bias = self.relative_position_bias(window).unsqueeze(0)  # (1, heads, N, N)
-        if mask is None:
-            bias = bias.expand(B * nW, -1, -1, -1)
+        bias = self.attention_bias(window, mask, q.dtype)
+        if bias.shape[0] == 1:
+            bias = bias.expand(B * nW, -1, -1, -1)  # a view: the kernel reads one copy for every window
         else:
-            bias = (bias + mask.unsqueeze(1)).unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * nW, -1, N, N)
+            bias = bias.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * nW, -1, N, N)
         drop = self.attn_drop if self.training else 0.0
         out = attention(q, k, v, bias, drop, self.scale, {"window": tuple(window), "num_windows": nW})
         out = out.transpose(1, 2).reshape(B, nW, N, -1)
