@@ -139,3 +139,25 @@ def test_repeat_aug_sampler_single_process():
     assert list(s) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     with pytest.raises(ValueError, match="rank"):
         RepeatAugSampler(list(range(9)), num_replicas=2, rank=2)
+
+
+def test_clear_errors_for_wrong_inputs():
+    from vitkit.data import build_dataset
+
+    t = build_transforms(False, (3, 16, 16))
+    with pytest.raises(TypeError, match="uint8"):
+        t(torch.rand(3, 20, 20))
+    with pytest.raises(ValueError, match=r"\(T,C,H,W\)"):
+        t(torch.zeros(1, 2, 3, 20, 20, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="input_size"):
+        build_transforms(False, (16, 16))
+    with pytest.raises(ValueError, match="crop must be"):
+        build_transforms(True, (3, 16, 16), augment={"crop": "squash"})
+    with pytest.raises(ValueError, match="split"):
+        build_dataset("digits", "dev", train=True, input_size=(3, 32, 32))
+    with pytest.raises(ValueError, match="num_crops"):
+        build_dataset("digits", "test", train=False, input_size=(3, 32, 32), num_crops=5)
+    with pytest.raises(ValueError, match="num_clips"):
+        build_dataset("digits", "test", train=False, input_size=(3, 32, 32), num_clips=4)
+    with pytest.raises(ValueError, match="labels"):
+        MixupCutmix(4)(torch.zeros(2, 3, 8, 8), torch.zeros(3, dtype=torch.long))
