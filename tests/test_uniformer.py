@@ -431,3 +431,49 @@ def test_uniformer_recipes_load_and_match_their_models():
             assert r.data.num_frames == info.input_size[1] and r.eval.num_clips == 4
             assert f"{r.data.num_frames}x{r.data.sampling_rate}" in r.model.name
         assert r.optim.weight_decay == 0.05 and r.train.mixup == 0.8 and r.train.label_smoothing == 0.1
+
+
+def test_inflate_command_writes_a_loadable_video_checkpoint(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from vitkit.cli import main
+
+    img = vitkit.create_model("uniformer_demo_32", num_classes=4)
+    save_file(img.state_dict(), str(tmp_path / "img.safetensors"))
+    out = tmp_path / "vid.safetensors"
+    assert main(["inflate", str(tmp_path / "img.safetensors"), str(out), "--model", "uniformer_demo_video_8x32",
+                 "--center"]) == 0
+    assert "new zero-initialised head" in capsys.readouterr().out  # 4 image classes, 10 video classes
+    vid = vitkit.create_model("uniformer_demo_video_8x32", weights=str(out))
+    w2, w3 = img.state_dict()["blocks1.0.attn.weight"], vid.state_dict()["blocks1.0.attn.weight"]
+    assert torch.equal(w3[:, :, 2], w2) and not w3[:, :, 0].any()
+    assert not vid.head.weight.any()
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    m = UniFormer(UniFormerConfig(**TINY, num_classes=3, num_frames=4))
+    x = torch.randn(2, 3, 4, 64, 64)
+    m.train()
+    for blk in m.modules():  # BatchNorm in eval mode: the same statistics in both passes
+        if isinstance(blk, nn.modules.batchnorm._BatchNorm):
+            blk.eval()
+    m(x).sum().backward()
+    ref = {k: p.grad.clone() for k, p in m.named_parameters()}
+    m.zero_grad()
+    m.set_grad_checkpointing(True)
+    m(x).sum().backward()
+    for k, p in m.named_parameters():
+        torch.testing.assert_close(p.grad, ref[k], atol=1e-5, rtol=1e-4)
+
+
+def test_attention_analysis_sees_global_and_window_blocks():
+    """The attention calls pass their grid, stride and window, so the shared analysis maps them to the input."""
+    from vitkit.analysis.attention import collect_attention, mean_attention_distance
+
+    torch.manual_seed(0)
+    m = UniFormer(UniFormerConfig(**{**TINY, "depth": (1, 1, 2, 1)}, windows=True, window_size=2)).eval()
+    layers = collect_attention(m, torch.randn(1, 3, 128, 128))
+    assert len(layers) == 3  # two windowed stage-3 blocks, one global stage-4 block
+    d = [float(t.mean()) for t in mean_attention_distance(layers)]
+    assert max(d[:2]) < 32 < d[2]  # 2x2 windows of 16-px tokens stay within 32 px; global attention reaches further
