@@ -15,7 +15,17 @@ mean, std, augment=None, root=None, classes=None, num_classes=None) -> Dataset``
 - Items: ``(x, label)`` with ``x`` float ``(C, H, W)`` / ``(C, T, H, W)``; for
   ``train=False`` with ``num_clips * num_crops > 1`` views,
   ``(views (V, C, [T,] H, W), label, sample_index)`` so the evaluator can average
-  scores per video (V = clips x crops, clip-major).
+  scores per video (V = clips x crops, clip-major). ``sample_index`` is the index
+  actually loaded: a bad video yields its replacement's index and label.
+- ``augment``: keys of :func:`build_transforms` (``None``/``{}`` = no augmentation,
+  test-style resize; flips are off unless ``hflip`` is given). Test time: short
+  side ``S / crop_pct`` + centre crop, or short side ``S`` + 3 crops along the long side.
+- Video: frames are indexed by demuxing (exact for variable frame rate and
+  non-zero start pts), then decoded by seeking; train takes one random clip,
+  test ``num_clips`` uniformly spaced ones (a warning when they cannot be distinct).
+- Built-in: ``digits`` (1,437 / 360, 32x32) and ``motion-digits`` (2,000 / 500,
+  8 frames of 32x32, or ``(T-1)*tau+1`` frames when a clip needs more); ``val``
+  and ``test`` name the same held-out part. See :mod:`.builtin`.
 - ``dataset.classes`` (list of names), ``dataset.num_classes``,
   ``dataset.bad_samples()`` -> ``{path: reason}``.
 
@@ -28,7 +38,9 @@ in which the first process to report a path creates one marker file (see
 A dataset in which nothing can be read raises ``RuntimeError`` at construction.
 
 Also: ``build_transforms`` (:mod:`.transforms`), ``MixupCutmix`` (:mod:`.mixup`),
-``RepeatAugSampler`` (:mod:`.samplers`), ``class_names('imagenet1k' | 'kinetics400')``.
+``RepeatAugSampler`` (:mod:`.samplers`), ``class_names('imagenet1k' | 'kinetics400')``
+(torchvision's category lists, standard index order), and the dataset doctor
+``vitkit data check PATH`` (:mod:`.doctor`).
 """
 from __future__ import annotations
 
