@@ -80,11 +80,14 @@ def pool_tokens(
     grid: Sequence[int],
     num_prefix: int = 1,
     norm: nn.Module | None = None,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Pool the grid tokens of ``x`` ((B, N, C) or (B, heads, N, C)); returns the tokens and the new grid.
 
     ``N`` must be ``num_prefix + prod(grid)``; a mismatch raises naming both. ``norm`` (over C) runs after the
     prefix tokens are put back, as in the official code. With ``pool=None`` only the norm applies.
+    ``weight`` (C, 1, *kernel) replaces a conv pool's depthwise filters, e.g. its per-head filters tiled over
+    all heads so that (B, N, heads * head_dim) tokens pool in one call, with no per-head layout copy.
     """
     grid = tuple(int(g) for g in grid)
     if pool is None:
@@ -100,7 +103,11 @@ def pool_tokens(
     # (..., N, C) -> dense (M, *grid, C) -> channels-first view (M, C, *grid) that is channels-last in memory:
     # oneDNN's depthwise / pooling kernels run 10-50x faster on it than on a strided or NC(T)HW input
     maps = tokens.reshape(-1, *grid, C).contiguous().movedim(-1, 1)
-    maps = pool(maps)
+    if weight is not None:
+        conv = F.conv3d if len(grid) == 3 else F.conv2d
+        maps = conv(maps, weight, None, pool.stride, pool.padding, 1, weight.shape[0])
+    else:
+        maps = pool(maps)
     new_grid = tuple(maps.shape[2:])
     tokens = maps.movedim(1, -1).reshape(*lead, math.prod(new_grid), C)
     out = torch.cat([prefix, tokens], dim=-2) if num_prefix else tokens

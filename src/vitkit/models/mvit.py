@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_1d
 from vitkit.layers import resample_pos_embed, to_tuple
+from vitkit.layers.fused import linear
 from vitkit.layers.pooling import POOL_MODES, make_pool, pool_tokens, pooled_grid
 from vitkit.registry import KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
 
@@ -239,12 +240,41 @@ class MultiScaleAttention(Attention):
         spatial = [self.rel_pos_h, self.rel_pos_w]
         return ([self.rel_pos_t] + spatial) if rank == 3 else spatial
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, ...]) -> tuple[torch.Tensor, tuple[int, ...]]:
-        q, k, v = self.split_heads(x)
-        p = self.num_prefix
-        q, q_grid = pool_tokens(q, self.pool_q, grid, p, self.norm_q)
-        k, k_grid = pool_tokens(k, self.pool_k, grid, p, self.norm_k)
-        v, _ = pool_tokens(v, self.pool_v, grid, p, self.norm_v)
+    def _tiled(self, pools: Sequence[nn.Module]) -> torch.Tensor | None:
+        """Conv pooling: the per-head filters of ``pools`` tiled over the heads, (len * heads * head_dim, 1, *k)."""
+        if not isinstance(pools[0], nn.modules.conv._ConvNd):
+            return None
+        rep = (self.num_heads,) + (1,) * (pools[0].weight.ndim - 1)
+        return torch.cat([p.weight.repeat(*rep) for p in pools])
+
+    def forward(
+        self, x: torch.Tensor, grid: tuple[int, ...], residual: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """Attention of ``x`` (B, prefix + prod(grid), C) -> (output, pooled query grid); ``+ residual`` if given.
+
+        q and k|v come from the two halves of the fused ``qkv`` weight, so each is a dense token-major map that
+        pools without a layout copy; k and v pool together in one depthwise call (their kernels and strides agree).
+        """
+        B, N, _ = x.shape
+        h, d, p = self.num_heads, self.head_dim, self.num_prefix
+        C = h * d
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(x, w[:C], None if b is None else b[:C])
+        kv = F.linear(x, w[C:], None if b is None else b[C:])
+        q_grid = k_grid = tuple(grid)
+        if self.pool_q is not None:
+            q, q_grid = pool_tokens(q, self.pool_q, grid, p, None, self._tiled([self.pool_q]))
+        q = q.view(B, -1, h, d)
+        if self.norm_q is not None:
+            q = self.norm_q(q)
+        if self.pool_k is not None:
+            kv, k_grid = pool_tokens(kv, self.pool_k, grid, p, None, self._tiled([self.pool_k, self.pool_v]))
+        kv = kv.view(B, -1, 2, h, d)
+        if self.norm_k is not None:
+            gamma = torch.stack([self.norm_k.weight, self.norm_v.weight]).unsqueeze(1)
+            beta = torch.stack([self.norm_k.bias, self.norm_v.bias]).unsqueeze(1)
+            kv = torch.addcmul(beta, F.layer_norm(kv, (d,), None, None, self.norm_k.eps), gamma)
+        q, k, v = q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
         bias = None
         if self.rel_pos_h is not None or self.rel_pos_t is not None:
             bias = decomposed_rel_pos_bias(q, q_grid, k_grid, self.rel_tables(len(grid)), p)
@@ -252,7 +282,7 @@ class MultiScaleAttention(Attention):
         out = attention(q, k, v, bias, drop, self.scale, {"q_grid": q_grid, "k_grid": k_grid, "num_prefix": p})
         if self.residual_pooling:
             out = torch.cat([out[:, :, :p], out[:, :, p:] + q[:, :, p:]], dim=2) if p else out + q
-        return self.merge_heads(out), q_grid
+        return self.merge_heads(out, residual), q_grid
 
 
 class MultiScaleBlock(nn.Module):
@@ -273,17 +303,21 @@ class MultiScaleBlock(nn.Module):
         self.pool_skip = make_pool("max", spec.dim, _default_kernel(stride), stride) if stride else None
 
     def forward(self, x: torch.Tensor, grid: tuple[int, ...]) -> tuple[torch.Tensor, tuple[int, ...]]:
+        # without active stochastic depth the residual adds go into the output projections (fused at inference)
+        fuse = not self.training or isinstance(self.drop_path, nn.Identity)
         x_norm = self.norm1(x)
-        x_attn, new_grid = self.attn(x_norm, grid)
-        if self.dim_mul_in_att and self.proj is not None:
-            x = self.proj(x_norm)
-        x, _ = pool_tokens(x, self.pool_skip, grid, self.num_prefix)
-        x = x + self.drop_path(x_attn)
+        skip = linear(x_norm, self.proj) if self.dim_mul_in_att and self.proj is not None else x
+        skip, _ = pool_tokens(skip, self.pool_skip, grid, self.num_prefix)
+        if fuse:
+            x, new_grid = self.attn(x_norm, grid, residual=skip)
+        else:
+            x_attn, new_grid = self.attn(x_norm, grid)
+            x = skip + self.drop_path(x_attn)
         x_norm = self.norm2(x)
-        x_mlp = self.mlp(x_norm)
-        if not self.dim_mul_in_att and self.proj is not None:
-            x = self.proj(x_norm)
-        return x + self.drop_path(x_mlp), new_grid
+        skip = linear(x_norm, self.proj) if not self.dim_mul_in_att and self.proj is not None else x
+        if fuse:
+            return self.mlp(x_norm, residual=skip), new_grid
+        return skip + self.drop_path(self.mlp(x_norm)), new_grid
 
 
 class MViT(VitkitModel):
