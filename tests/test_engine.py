@@ -184,7 +184,7 @@ def test_killed_writer_leaves_a_complete_checkpoint(tmp_path):
     """SIGKILL a process that is writing checkpoints back to back; the latest one must load and be whole."""
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
-    for attempt, delay in enumerate((0.05, 0.13, 0.29)):
+    for attempt, delay in enumerate((0.05, 0.23)):
         folder = tmp_path / f"ck{attempt}"
         proc = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, text=True)
         try:

@@ -120,6 +120,7 @@ class Trainer:
                 f"world_size x accum_steps ({world} x {accum})"
             )
         self.micro_batch = r.train.batch_size // (world * accum)
+        self._was_deterministic = torch.are_deterministic_algorithms_enabled()
         if r.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_all(r.train.seed)
@@ -171,6 +172,7 @@ class Trainer:
         self.history: list[dict] = []
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
         self.resumed = bool(resume)
+        self._last_plot = time.perf_counter()
         if resume:
             self._resume(resume)
 
@@ -317,7 +319,8 @@ class Trainer:
             remaining = self.steps_per_epoch - self.batch_in_epoch
             it = iter(self.loader)
             bar = progress_bar(range(remaining), enabled=self.dist.is_main and not self.quiet,
-                               desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}", unit="step")
+                               desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}", unit="sample",
+                               unit_scale=r.train.batch_size)  # throughput in samples/s, and the ETA
             for _ in bar:
                 micro = [next(it) for _ in range(accum)]
                 s = self.train_step(micro, mixup)
@@ -365,6 +368,7 @@ class Trainer:
             (self.run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
             plot_metrics(self.run_dir)
         D.barrier()
+        torch.use_deterministic_algorithms(self._was_deterministic)
         self.log(f"done: {self.step} steps in {seconds:.0f}s; test top-1 {final.get('top1', float('nan')):.2f}%"
                  + (f", EMA top-1 {final['ema_top1']:.2f}%" if "ema_top1" in final else "")
                  + f"; run directory {self.run_dir}")
@@ -396,8 +400,9 @@ class Trainer:
         if "ema_top1" in res:
             msg += f"; EMA top-1 {res['ema_top1']:.2f}%"
         self.log(msg)
-        if self.dist.is_main:
+        if self.dist.is_main and time.perf_counter() - self._last_plot > 60:  # the final plots are always drawn
             plot_metrics(self.run_dir)
+            self._last_plot = time.perf_counter()
         return res
 
 
