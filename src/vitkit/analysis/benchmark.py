@@ -216,3 +216,187 @@ def write_json(path: str, rows: Iterable[BenchRow], peaks: dict[str, float], **e
     payload = {"environment": environment(), "matmul_peak_flops": peaks, "rows": [asdict(r) for r in rows], **extra}
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
+
+
+# -- model-level benchmarks: peers, memory, resolution scaling (``vitkit benchmark``) ------------------------
+#: vitkit name -> torchvision builder name (random init; no download)
+TORCHVISION_PEERS = {
+    "vit_base_patch16_224": "vit_b_16", "vit_base_patch32_224": "vit_b_32", "vit_large_patch16_224": "vit_l_16",
+    "vit_huge_patch14_224": "vit_h_14", "swin_tiny_patch4_window7_224": "swin_t",
+    "swin_small_patch4_window7_224": "swin_s", "swin_base_patch4_window7_224": "swin_b",
+    "mvit_base_16x4": "video.mvit_v1_b", "mvit_v2_s": "video.mvit_v2_s", "swin3d_tiny": "video.swin3d_t",
+    "swin3d_small": "video.swin3d_s", "swin3d_base": "video.swin3d_b",
+}
+
+
+def peer_model(name: str, against: str) -> tuple[str, nn.Module]:
+    """(label, module): the same architecture from ``against`` ('timm' or 'torchvision'), random init, eval mode."""
+    if against == "timm":
+        import timm
+
+        if name not in timm.list_models():
+            raise ValueError(f"timm has no model named {name!r} (image models only; see timm.list_models())")
+        return "timm", timm.create_model(name, pretrained=False).eval()
+    if against == "torchvision":
+        import torchvision
+
+        if name not in TORCHVISION_PEERS:
+            raise ValueError(f"no torchvision counterpart known for {name!r}; known: {sorted(TORCHVISION_PEERS)}")
+        mod = torchvision.models
+        path = TORCHVISION_PEERS[name].split(".")
+        for p in path[:-1]:
+            mod = getattr(mod, p)
+        return "torchvision", getattr(mod, path[-1])(weights=None).eval()
+    raise ValueError(f"--against must be 'timm' or 'torchvision', got {against!r}")
+
+
+class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Tracks bytes of tensor storages created by ops while active; ``peak`` is the high-water mark."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, list[int]] = {}
+        self.now = 0
+        self.peak = 0
+
+    def _release(self, key: int) -> None:
+        entry = self.live.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.now -= entry[0]
+            del self.live[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import weakref
+
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            st = t.untyped_storage()
+            key = st.data_ptr()
+            if key == 0:
+                continue
+            if key not in self.live:
+                self.live[key] = [st.nbytes(), 0]
+                self.now += st.nbytes()
+                self.peak = max(self.peak, self.now)
+            self.live[key][1] += 1
+            weakref.finalize(t, self._release, key)
+        return out
+
+
+def forward_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None) -> int:
+    """Peak bytes of the tensors one inference forward allocates (activations and temporaries; weights and
+    the input excluded). On CUDA this is ``max_memory_allocated`` above the level before the call; on the CPU
+    an op-level count of live tensor storages (no allocator caching counted)."""
+    model.eval()
+    device = x.device
+    with torch.inference_mode(), autocast_context(device, amp_dtype):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            model(x)
+            torch.cuda.synchronize(device)
+            return torch.cuda.max_memory_allocated(device) - base
+        counter = _LiveBytes()
+        with counter:
+            out = model(x)
+        del out
+        return counter.peak
+
+
+def attention_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """MACs of the attention matmuls alone (QK^T and AV of every fused attention call) in ``model(x)``."""
+    import importlib
+
+    P = importlib.import_module("vitkit.analysis.profile")  # the module (the package re-exports a function)
+
+    class _AttnOnly(P.MacCounter):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in P._SDPA_OPS:
+                self.total += P._sdpa(args[0], args[1], args[2])
+            return out
+
+    counter = _AttnOnly()
+    model.eval()
+    with torch.no_grad(), counter:
+        model(x)
+    return counter.total
+
+
+def compare(
+    name: str,
+    against: Sequence[str] = (),
+    batch: int = 8,
+    dtypes: Sequence[str] = ("fp32", "bf16"),
+    iters: int = 5,
+    input_size: Sequence[int] | None = None,
+    peaks: dict[str, float] | None = None,
+) -> tuple[list[BenchRow], dict[str, str]]:
+    """vitkit ``name`` and its peers in one process, round-robin: throughput, latency, % of matmul peak and
+    peak forward memory (``extra['peak_mem_mb']``). Returns the rows and, per peer, a note on the weights."""
+    import vitkit
+
+    info = vitkit.model_info(name)
+    size = tuple(input_size or info.input_size)
+    torch.manual_seed(0)
+    models = {"vitkit": vitkit.create_model(name).eval()}
+    notes = {}
+    for a in against:
+        label, peer = peer_model(name, a)
+        try:  # same weights in both, so the work is identical
+            vitkit.load_checkpoint(models["vitkit"], peer.state_dict())
+            notes[label] = f"{type(peer).__name__}; same weights (its state dict converted into vitkit)"
+        except Exception as e:  # a peer whose layout has no converter still runs, on its own random weights
+            notes[label] = f"{type(peer).__name__}; own random weights (not convertible: {type(e).__name__})"
+        models[label] = peer
+    kinds = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    peaks = peaks or {d: matmul_peak(kinds[d]) for d in dtypes}
+    macs = vitkit.profile(name, size).macs
+    x = torch.randn(batch, *size)
+    rows = measure_interleaved(models, name, x, macs, peaks, dtypes, iters=iters)
+    for r in rows:
+        mem = forward_memory(models[r.impl], x, kinds[r.dtype] if r.dtype != "fp32" else None)
+        r.extra["peak_mem_mb"] = mem / 2**20
+    add_ratios(rows)
+    return rows, notes
+
+
+def resolution_scaling(
+    name: str, sizes: Sequence[int], batch: int = 1, iters: int = 3, dtype: str = "fp32", **overrides
+) -> dict[str, list[float]]:
+    """Cost of ``name`` at square inputs ``sizes`` (frames kept): latency, GMACs, attention GMACs, memory.
+
+    Each size builds the variant at that size (position tables resampled once), with config ``overrides``
+    (e.g. ``windows=True`` for UniFormer's windowed stage 3). Sizes the architecture cannot take are skipped
+    and listed under ``skipped``.
+    """
+    import vitkit
+    from vitkit.export import size_overrides
+
+    info = vitkit.model_info(name)
+    out: dict[str, list] = {"size": [], "pixels": [], "ms": [], "gmacs": [], "attn_gmacs": [], "mem_mb": [],
+                            "skipped": []}
+    amp = {"fp32": None, "bf16": torch.bfloat16}[dtype]
+    for s in sizes:
+        shape = (*info.input_size[:-2], s, s)
+        try:
+            model = vitkit.create_model(name, **{**overrides, **size_overrides(info, shape)}).eval()
+            x = torch.randn(batch, *shape)
+            macs = vitkit.profile(model, shape).macs
+        except (ValueError, RuntimeError) as e:
+            out["skipped"].append(f"{s}: {e}")
+            continue
+        t = time_forward(model, x, amp, warmup=1, iters=iters)
+        out["size"].append(s)
+        out["pixels"].append(s * s)
+        out["ms"].append(t["seconds"] * 1e3 / batch)
+        out["gmacs"].append(macs / 1e9)
+        out["attn_gmacs"].append(attention_macs(model, x[:1]) / 1e9)
+        out["mem_mb"].append(forward_memory(model, x[:1], amp) / 2**20)
+    return out

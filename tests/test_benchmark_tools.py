@@ -1,0 +1,147 @@
+"""Benchmark tooling: memory and attention-MAC counters on constructed cases, scaling exponents, peers, the
+README table generator and the ``vitkit benchmark`` command. Nothing here asserts on a timing."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+import vitkit
+from vitkit.analysis import benchmark as B
+from vitkit.analysis.plots import loglog_slope
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _readme_table():
+    spec = importlib.util.spec_from_file_location("readme_table", os.path.join(ROOT, "benchmarks", "readme_table.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Widen(nn.Module):
+    """Two 4x-wide temporaries alive at once, then a scalar: peak = 2 * 4 * input bytes + 4 bytes."""
+
+    def forward(self, x):
+        a = x.repeat(1, 4)
+        b = a * 2
+        return b.sum()
+
+
+class Chain(nn.Module):
+    """Ten element-wise steps that drop the previous result: peak = two input-sized tensors."""
+
+    def forward(self, x):
+        for _ in range(10):
+            x = x * 2
+        return x
+
+
+def test_forward_memory_counts_live_tensors():
+    x = torch.randn(1, 1000)  # 4000 bytes, not counted (it exists before the forward)
+    assert B.forward_memory(Widen(), x) == 2 * 16000 + 4
+    assert B.forward_memory(Chain(), x) == 2 * 4000  # freed intermediates are released, not accumulated
+
+
+def test_forward_memory_grows_with_batch_for_a_real_model():
+    model = vitkit.create_model("vit_demo_patch4_32")
+    m1 = B.forward_memory(model, torch.randn(1, 3, 32, 32))
+    m4 = B.forward_memory(model, torch.randn(4, 3, 32, 32))
+    assert 0 < m1 < m4 <= 4 * m1 + 1024
+
+
+def test_attention_macs_closed_form_vit():
+    # per layer: heads * N^2 * (d_qk + d_v) = N^2 * 2 * D for N = 65 tokens (64 patches + class), D = 128
+    model = vitkit.create_model("vit_demo_patch4_32")
+    assert B.attention_macs(model, torch.randn(1, 3, 32, 32)) == 6 * 65**2 * 2 * 128
+
+
+def test_attention_cost_quadratic_for_vit_linear_for_swin():
+    # counted at two sizes on narrow models: ViT's global attention grows with pixels^~2 (N^2, N = 196 / 784
+    # patches + class token), Swin's fixed windows with pixels^1 exactly
+    def attn(name, s, **narrow):
+        model = vitkit.create_model(name, img_size=s, **narrow)
+        return B.attention_macs(model, torch.zeros(1, 3, s, s))
+
+    vit = [attn("vit_tiny_patch16_224", s, depth=2, embed_dim=48, num_heads=1) for s in (224, 448)]
+    assert vit[0] == 2 * 197**2 * 2 * 48
+    assert loglog_slope([224**2, 448**2], vit) == pytest.approx(2.0, abs=0.01)
+    if "swin_tiny_patch4_window7_224" in vitkit.list_models():
+        narrow = dict(embed_dim=12, depths=(2, 2, 2, 2), num_heads=(1, 1, 1, 1))
+        swin = [attn("swin_tiny_patch4_window7_224", s, **narrow) for s in (224, 448)]
+        assert loglog_slope([224**2, 448**2], swin) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_loglog_slope():
+    assert loglog_slope([1, 2, 4, 8], [3, 12, 48, 192]) == pytest.approx(2.0)
+    assert loglog_slope([10, 100], [5, 50]) == pytest.approx(1.0)
+
+
+def test_peer_model_errors_name_the_choices():
+    with pytest.raises(ValueError, match="timm or torchvision|'timm' or 'torchvision'"):
+        B.peer_model("vit_base_patch16_224", "mmpretrain")
+    with pytest.raises(ValueError, match="no torchvision counterpart"):
+        B.peer_model("vit_demo_patch4_32", "torchvision")
+    with pytest.raises(ValueError, match="timm has no model"):
+        B.peer_model("vit_demo_patch4_32", "timm")
+
+
+def test_compare_with_timm_same_weights_side_by_side():
+    rows, notes = B.compare("vit_tiny_patch16_224", ["timm"], batch=1, dtypes=("fp32",), iters=1,
+                            peaks={"fp32": 1e11})
+    assert [r.impl for r in rows] == ["vitkit", "timm"]
+    assert "same weights" in notes["timm"]
+    ours = rows[0]
+    assert set(ours.ratios) == {"timm"} and ours.ratios["timm"] > 0
+    assert ours.macs_per_item == vitkit.profile("vit_tiny_patch16_224").macs
+    assert all(r.extra["peak_mem_mb"] > 0 for r in rows)
+
+
+def test_readme_block_replacement_touches_only_the_block():
+    rt = _readme_table()
+    text = f"# title\nintro\n{rt.START}\nold table\n{rt.END}\nrest of the file\n"
+    new = rt.replace_block(text, "| a |\n|---|")
+    assert new == f"# title\nintro\n{rt.START}\n| a |\n|---|\n{rt.END}\nrest of the file\n"
+    assert rt.replace_block(new, "x") == f"# title\nintro\n{rt.START}\nx\n{rt.END}\nrest of the file\n"
+    with pytest.raises(ValueError, match="speed-table:start"):
+        rt.replace_block("no markers", "x")
+
+
+def test_readme_table_from_the_registry(tmp_path):
+    rt = _readme_table()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"keep me\n{rt.START}\n{rt.END}\nand me\n")
+    out = tmp_path / "table.json"
+    rc = rt.main(["--pattern", "vit_*patch16_224", "--no-throughput", "--readme", str(readme), "--json", str(out)])
+    assert rc == 0
+    text = readme.read_text()
+    assert text.startswith("keep me\n") and text.endswith("and me\n")
+    row = next(line for line in text.splitlines() if "`vit_base_patch16_224`" in line)
+    info = vitkit.model_info("vit_base_patch16_224")
+    assert f"{info.top1:.1f}" in row and "86.57 / 86.57" in row and "17.56 / 17.56" in row
+    data = json.loads(out.read_text())
+    assert {r["model"] for r in data["rows"]} == set(vitkit.list_models("vit_*patch16_224", include_demo=False))
+    assert rt.main(["--pattern", "no_such_model*", "--no-throughput", "--readme", str(readme)]) == 2
+
+
+def test_cli_benchmark_writes_json_and_scaling_plot(tmp_path):
+    from PIL import Image
+
+    from vitkit.cli import main
+
+    rc = main(["benchmark", "vit_demo_patch4_32", "--batch", "2", "--iters", "1", "--dtypes", "fp32",
+               "--sizes", "32,64", "--out", str(tmp_path)])
+    assert rc == 0
+    data = json.loads((tmp_path / "vit_demo_patch4_32.json").read_text())
+    assert data["rows"][0]["impl"] == "vitkit" and data["rows"][0]["extra"]["peak_mem_mb"] > 0
+    sc = data["scaling"]["vit_demo_patch4_32"]
+    assert sc["size"] == [32, 64] and sc["pixels"] == [1024, 4096]
+    assert sc["attn_gmacs"][1] / sc["attn_gmacs"][0] == pytest.approx((257 / 65) ** 2)
+    with Image.open(tmp_path / "vit_demo_patch4_32_scaling.png") as im:
+        assert im.size[0] > 300
+    assert main(["benchmark", "vit_demo_patch4_32", "--dtypes", "fp64", "--out", str(tmp_path)]) == 2
