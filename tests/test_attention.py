@@ -307,3 +307,29 @@ def test_cli_writes_overlays_rollout_and_distances(tmp_path):
     dist = json.loads((out / "mean_distance.json").read_text())
     assert dist["unit"] == "input pixels" and len(dist["layers"]) == 6
     assert main(["attention", "vit_demo_patch4_32", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+
+
+def test_cli_on_a_video_file_with_pooled_attention(tmp_path):
+    # a real encoded clip (the photo panning right, 12 frames) through MViT: rollout over pooled layers and
+    # per-layer maps averaged over time onto the middle frame
+    import av
+    from PIL import Image
+
+    from vitkit.cli import main
+
+    frames = skimage_data.chelsea()  # 300 x 451
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(12):
+            crop = np.ascontiguousarray(frames[30:270, 10 * i:10 * i + 320])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    out_dir = tmp_path / "att"
+    assert main(["attention", "mvit_demo_8x32", str(path), "--out", str(out_dir), "--layers", "0"]) == 0
+    for name in ("layer_00.png", "rollout.png", "mean_distance.png"):
+        with Image.open(out_dir / name) as im:
+            assert im.size[0] > 50
