@@ -264,3 +264,35 @@ def test_sgd_for_vit_fine_tuning_recipe():
     model = vitkit.create_model("vit_demo_patch4_32", depth=1, embed_dim=16, num_heads=2)
     opt = build_optimizer(model, lr=0.01, weight_decay=0.0, name="sgd", momentum=0.9)
     assert isinstance(opt, torch.optim.SGD) and all(g["momentum"] == 0.9 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_epoch_sampler_shards_and_skips(repeats):
+    from vitkit.engine.data import train_sampler
+    from vitkit.engine.recipe import load_recipe
+
+    r = load_recipe(None, [f"data.repeated_aug={repeats}"])
+    data = list(range(11))
+    ranks = [train_sampler(data, r, rank=k, world_size=2) for k in range(2)]
+    for s in ranks:
+        s.set_epoch(3)
+    full = [list(s) for s in ranks]
+    assert all(e == 3 for part in full for e, _, _ in part)
+    assert len(full[0]) == len(full[1])
+    seen = [i for part in full for _, i, _ in part]
+    if repeats == 1:
+        assert set(seen) == set(data)  # every sample seen in the epoch
+    else:  # repeated augmentation (DeiT): each chosen sample appears `repeats` times, on different ranks
+        assert {i for _, i, _ in full[0]} == {i for _, i, _ in full[1]}
+        views = [v for part in full for _, _, v in part]
+        assert len(set(views)) == len(views), "repeats of a sample must get distinct augmentation seeds"
+    ranks[0].set_epoch(3, start=4)
+    assert list(ranks[0]) == full[0][4:]  # resume skips exactly what was consumed
+    ranks[0].set_epoch(4)
+    assert [i for _, i, _ in ranks[0]] != [i for _, i, _ in full[0]]  # a new order every epoch
+    if repeats == 1:  # one process sees the same global order, interleaved by rank
+        one = train_sampler(data, r, rank=0, world_size=1)
+        one.set_epoch(3)
+        merged = [x for pair in zip(full[0], full[1]) for x in pair]
+        assert [i for _, i, _ in merged][:10] == [i for _, i, _ in list(one)][:10]
+        assert {v for part in full for _, _, v in part} == {0}  # same seeds as one process: DDP == 1 process

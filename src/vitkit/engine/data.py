@@ -42,21 +42,24 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, index = key
-        seed_all(mix_seed(self.seed, epoch, index))
+    def __getitem__(self, key: tuple[int, int, int]):
+        epoch, index, view = key
+        seed_all(mix_seed(self.seed, epoch, index, view))
         return self.dataset[index]
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(epoch, index)`` from a distributed base sampler, skipping the first ``start`` indices on resume.
+class EpochSampler(Sampler[tuple[int, int, int]]):
+    """Yields ``(epoch, index, view)`` from a distributed base sampler, skipping ``start`` indices on resume.
 
     The base is :class:`torch.utils.data.DistributedSampler` (shuffled by ``seed + epoch``, padded to a multiple
-    of the world size, rank r takes every world-th index) or the data package's ``RepeatAugSampler``.
+    of the world size, rank r takes every world-th index) or the data package's ``RepeatAugSampler``. ``view`` is
+    0, or with ``distinct_views`` (repeated augmentation) the position in the global stream, so the repeats of a
+    sample - on other ranks or on the same one - are augmented differently.
     """
 
-    def __init__(self, base: Sampler[int]) -> None:
+    def __init__(self, base: Sampler[int], rank: int = 0, world_size: int = 1, distinct_views: bool = False) -> None:
         self.base = base
+        self.rank, self.world_size, self.distinct_views = rank, world_size, distinct_views
         self.epoch = 0
         self.start = 0
 
@@ -64,10 +67,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch, self.start = epoch, start
         self.base.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
         for k, i in enumerate(self.base):
             if k >= self.start:
-                yield self.epoch, int(i)
+                yield self.epoch, int(i), (self.rank + k * self.world_size if self.distinct_views else 0)
 
     def __len__(self) -> int:
         return len(self.base) - self.start
@@ -85,7 +88,7 @@ def train_sampler(dataset: Dataset, recipe: Recipe, rank: int, world_size: int) 
     else:
         base = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                   seed=recipe.train.seed, drop_last=False)
-    return EpochSampler(base)
+    return EpochSampler(base, rank, world_size, distinct_views=recipe.data.repeated_aug > 1)
 
 
 def model_input(info: Any, recipe: Recipe) -> dict[str, Any]:
