@@ -59,7 +59,7 @@ def measure_row(name: str, iters: int, max_gmacs: float | None, timed: bool) -> 
     return row
 
 
-def markdown(rows: list[dict], env: dict) -> str:
+def markdown(rows: list[dict], env: dict, load: tuple[float, float] | None = None) -> str:
     lines = [
         "| model | input | top-1 (paper) | params M (vitkit / paper) | GMACs (vitkit / paper) | img or clip/s here |",
         "|---|---|---|---|---|---|",
@@ -78,6 +78,7 @@ def markdown(rows: list[dict], env: dict) -> str:
         "Top-1: the paper's ImageNet-1k / Kinetics-400 figure for the variant's weights and input; params and "
         "MACs counted by `vitkit.profile` (MACs = multiply-accumulates, attention matmuls included, per view); "
         "throughput: fp32, batch 1, median of timed runs on this machine (noisy on shared CPUs)."
+        + (f" Load average (1 min) at the start / end of the run: {load[0]:.1f} / {load[1]:.1f}." if load else "")
     )
     return "\n".join(lines)
 
@@ -106,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
         return 2
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []
     for n in names:
         rows.append(measure_row(n, args.iters, args.max_gmacs, not args.no_throughput))
         r = rows[-1]
         print(f"{n:<36}{r['params_m']:>9.2f} M{r['gmacs']:>9.2f} G  {_fmt(r['per_s'], 2):>8}/s {r['note']}", flush=True)
     env = environment()
-    table = markdown(rows, env)
+    load = (load_start, os.getloadavg()[0]) if load_start is not None else None
+    env["loadavg_start_end"] = load
+    table = markdown(rows, env, load)
     if args.dry_run:
         print(table)
         return 0

@@ -162,6 +162,8 @@ def _hook_window_blocks(model: nn.Module) -> tuple[list, list]:
                 seen.append({"grid": grid, "window": window, "shift": shift})
             handles.append(mod.register_forward_pre_hook(hook))
     return seen, handles
+
+
 def _hook_attention_names(model: nn.Module) -> tuple[list[str], list]:
     """Pre-hooks on every :class:`vitkit.layers.Attention` noting its module name, in call order."""
     from vitkit.layers import Attention

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                 exps_all[n] = {m: loglog_slope(sc["pixels"], sc[m]) for m in ("ms", "gmacs", "attn_gmacs", "mem_mb")}
             print(f"{n}\n{'size':>6}{'ms/item':>10}{'GMACs':>9}{'attn GMACs':>12}{'mem MB':>9}")
             for i, s in enumerate(sc["size"]):
-                print(f"{s:>6}{sc['ms'][i]:>10.1f}{sc['gmacs'][i]:>9.2f}{sc['attn_gmacs'][i]:>12.3f}{sc['mem_mb'][i]:>9.1f}")
+                print(f"{s:>6}{sc['ms'][i]:>10.1f}{sc['gmacs'][i]:>9.2f}{sc['attn_gmacs'][i]:>12.3f}"
+                      f"{sc['mem_mb'][i]:>9.1f}")
             if n in exps_all:
                 print("  cost ~ pixels^k: " + ", ".join(f"{m} k={v:.2f}" for m, v in exps_all[n].items()))
         extra["scaling"] = series
