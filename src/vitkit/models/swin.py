@@ -120,8 +120,13 @@ class WindowAttention(Attention):
             self._bias_cache[key] = (table._version, mask, bias)
         return bias
 
-    def forward(self, x: torch.Tensor, window: Sequence[int], mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` (B, num_windows, N, C) -> same shape; ``mask`` (num_windows, N, N) is added per head."""
+    def forward(
+        self, x: torch.Tensor, window: Sequence[int], mask: torch.Tensor | None = None, meta: dict | None = None
+    ) -> torch.Tensor:
+        """``x`` (B, num_windows, N, C) -> same shape; ``mask`` (num_windows, N, N) is added per head.
+
+        ``meta`` (the token grid, window, shift) goes to :func:`vitkit.layers.attention` for analysis hooks.
+        """
         B, nW, N, C = x.shape
         qkv = self.qkv(x).reshape(B * nW, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -131,7 +136,7 @@ class WindowAttention(Attention):
         else:
             bias = bias.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * nW, -1, N, N)
         drop = self.attn_drop if self.training else 0.0
-        out = attention(q, k, v, bias, drop, self.scale, {"window": tuple(window), "num_windows": nW})
+        out = attention(q, k, v, bias, drop, self.scale, {"window": tuple(window), "num_windows": nW, **(meta or {})})
         out = out.transpose(1, 2).reshape(B, nW, N, -1)
         return self.proj_drop(self.proj(out))
 
@@ -173,7 +178,8 @@ class SwinBlock(nn.Module):
         order, inverse = window_order(grid, window, shift, x.device)
         n = math.prod(window)
         x = x.reshape(B, -1, C).index_select(1, order).reshape(B, -1, n, C)
-        x = self.attn(x, window, shift_mask(padded, window, shift, x.device))
+        meta = {"grid": tuple(grid), "shift": shift}
+        x = self.attn(x, window, shift_mask(padded, window, shift, x.device), meta)
         return x.reshape(B, -1, C).index_select(1, inverse).reshape(B, *grid, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
