@@ -170,12 +170,14 @@ class GlobalBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pos_embed(x)
         B, C, *grid = x.shape
-        t = x.flatten(2).transpose(1, 2)
+        # tokens as a channels-last view: free when x is channels-last strided (as the embeddings leave it), and
+        # the map handed back is a channels-last view of the tokens, so no block copies between layouts
+        t = x.movedim(1, -1).reshape(B, -1, C)
         y = self.mix(self.norm1(t), grid)
         t = t + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
         y = self.mlp(self.norm2(t))
         t = t + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
-        return t.transpose(1, 2).reshape(B, C, *grid)
+        return t.reshape(B, *grid, C).movedim(-1, 1)
 
 
 # -- model ------------------------------------------------------------------------------------------------------
