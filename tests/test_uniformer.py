@@ -14,8 +14,8 @@ import vitkit
 from vitkit.checkpoints import CheckpointError, from_official, load_checkpoint
 from vitkit.checkpoints.uniformer import inflate_image_to_video, inflate_weight
 from vitkit.layers import explicit_attention
-from vitkit.models.uniformer import GlobalBlock, LocalBlock, UniFormer, UniFormerConfig, window_partition, \
-    window_reverse
+from vitkit.layers.windows import window_partition, window_reverse
+from vitkit.models.uniformer import GlobalBlock, LocalBlock, UniFormer, UniFormerConfig
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIX = REF / "fixtures"
@@ -281,7 +281,7 @@ def test_window_partition_roundtrip_2d_and_3d():
         x = torch.randn(2, *grid, 5)
         w = window_partition(x, win)
         assert w.shape == (2 * math.prod(g // s for g, s in zip(grid, win)), math.prod(win), 5)
-        assert torch.equal(window_reverse(w, win, grid, 2), x)
+        assert torch.equal(window_reverse(w, win, grid), x)
 
 
 def test_window_covering_the_map_equals_global_attention():

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, batchnorm_nd, conv_nd, drop_path_rates, to_tuple
 from vitkit.layers.conv_blocks import ConvStem, depthwise_conv
+from vitkit.layers.windows import padded_grid, window_partition, window_reverse
 from vitkit.registry import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
 
 from .base import VitkitModel, select_indices
@@ -96,26 +97,6 @@ class LocalBlock(nn.Module):
         return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
 
 
-def window_partition(x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
-    """(B, *grid, C) with grid divisible by ``window`` -> (B * num_windows, prod(window), C)."""
-    B, *grid, C = x.shape
-    r = len(grid)
-    split = [B]
-    for g, w in zip(grid, window):
-        split += [g // w, w]
-    perm = [0] + [1 + 2 * i for i in range(r)] + [2 + 2 * i for i in range(r)] + [2 * r + 1]
-    return x.reshape(*split, C).permute(perm).reshape(-1, math.prod(window), C)
-
-
-def window_reverse(w: torch.Tensor, window: Sequence[int], grid: Sequence[int], batch: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B * num_windows, prod(window), C) -> (B, *grid, C)."""
-    r = len(grid)
-    counts = [g // s for g, s in zip(grid, window)]
-    x = w.reshape(batch, *counts, *window, w.shape[-1])
-    perm = [0] + [j for i in range(r) for j in (1 + i, 1 + r + i)] + [2 * r + 1]
-    return x.permute(perm).reshape(batch, *grid, w.shape[-1])
-
-
 class GlobalBlock(nn.Module):
     """Global MHRA block (the official ``SABlock``): LayerNorm, multi-head self-attention over all tokens, MLP.
 
@@ -160,9 +141,8 @@ class GlobalBlock(nn.Module):
             for p in reversed(pads):
                 spec += [0, p]
             x = F.pad(x, spec)
-        padded = [g + p for g, p in zip(grid, pads)]
         y = self.attn(window_partition(x, window), meta={**meta, "window": tuple(window)})
-        y = window_reverse(y, window, padded, B)
+        y = window_reverse(y, window, padded_grid(grid, window))
         if any(pads):
             y = y[(slice(None), *(slice(0, g) for g in grid))]
         return y.reshape(B, -1, C)
