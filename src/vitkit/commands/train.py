@@ -10,7 +10,7 @@ HELP = "train a model from a YAML recipe (no arguments: the built-in digits demo
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("args", nargs="*", metavar="RECIPE|KEY=VALUE",
-                   help="a recipe file (or a name under configs/, e.g. demo/motion_digits), then dotted overrides "
+                   help="a recipe file (or a name under configs/, e.g. demo/motion_digits_mvit), then dotted overrides "
                         "such as optim.lr=1e-3 train.batch_size=64 (default recipe: demo/digits)")
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run exactly: its run directory, checkpoints/ or a step_* checkpoint "

@@ -169,7 +169,6 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
-        self.history: list[dict] = []
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
         self.resumed = bool(resume)
         self._last_plot = time.perf_counter()
