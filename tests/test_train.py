@@ -242,3 +242,23 @@ def test_demo_reaches_target(tmp_path, recipe, target):
     """The demos as shipped: digits >= 95 %, MViT on motion-digits >= 90 % (minutes on 2 cores; not timed here)."""
     res = Trainer(load_recipe(find_recipe(recipe), [f"run.dir={tmp_path}"]), quiet=True).fit()
     assert res.final["top1"] >= target, res.final
+
+
+def test_predict_with_a_bare_weights_file_names_imagenet_classes(tmp_path, capsys):
+    """A torch weights file with no class list and a 1000-class head: the shipped ImageNet-1k names are used."""
+    from PIL import Image
+
+    import vitkit
+    from vitkit.data import class_names
+
+    model = vitkit.create_model("vit_demo_patch4_32", num_classes=1000)
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.jpg")
+    assert cli(["predict", str(tmp_path / "w.pth"), str(tmp_path / "red.jpg"), "--model", "vit_demo_patch4_32",
+                "--top-k", "3"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "(class " in line]
+    names = set(class_names("imagenet1k"))
+    assert len(lines) == 3
+    for line in lines:
+        c = int(line.rsplit("(class ", 1)[1].rstrip(")"))
+        assert class_names("imagenet1k")[c][:20] in line and class_names("imagenet1k")[c] in names

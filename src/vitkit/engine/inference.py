@@ -66,6 +66,13 @@ def load_trained(source: str, *, model_name: str | None = None, recipe: str | No
     if classes is not None:
         cfg["num_classes"] = len(classes)
     model = create_model(rec.model.name, **cfg)
+    if classes is None and "num_classes" not in cfg:  # a foreign checkpoint: take the class count from its head
+        from vitkit.checkpoints import convert_state_dict, read_state_dict
+
+        sd, _ = convert_state_dict(read_state_dict(weights), model)
+        head = sd.get("head.weight")
+        if head is not None and head.shape[0] != getattr(model, "num_classes", head.shape[0]):
+            model = create_model(rec.model.name, **cfg, num_classes=int(head.shape[0]))
     load_checkpoint(model, weights)
     if classes is None:
         classes = default_class_names(getattr(model, "num_classes", 0))

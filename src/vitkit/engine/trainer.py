@@ -11,6 +11,7 @@ each sample from ``(seed, epoch, index)`` (see :mod:`vitkit.engine.data`), so ``
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -182,6 +183,7 @@ class Trainer:
             "micro_batch": self.micro_batch, "world_size": self.dist.world_size,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "schedule": dataclasses.asdict(self.schedule),  # a function of the step; kept for inspection
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": rng_state(), "recipe": self.recipe.to_yaml(),
         }
