@@ -417,3 +417,20 @@ def test_eval_bias_cache_follows_weight_updates():
     fresh = model(x).detach()  # with gradients: nothing cached
     assert (after - before).abs().max() > 1e-3
     torch.testing.assert_close(after, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_bias_cache_not_shared_by_copies():
+    import copy
+
+    model = _tiny()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model(x)  # fills the cache
+        twin = copy.deepcopy(model)
+        for p in twin.parameters():  # as many in-place updates as the original saw: versions could collide
+            p.add_(0.0)
+        twin.layers[0].blocks[1].attn.relative_position_bias_table.copy_(torch.randn(169, 1))
+    twin.eval()
+    fresh = twin(x).detach()  # gradients on: computed, not cached
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), fresh, rtol=1e-5, atol=1e-6)

@@ -108,8 +108,8 @@ class WindowAttention(Attention):
         key = (tuple(window), dtype, id(mask))
         if cacheable:
             hit = self._bias_cache.get(key)
-            if hit is not None and hit[0] == table._version and hit[1] is mask:
-                return hit[2]
+            if hit is not None and hit[0] is table and hit[1] == table._version and hit[2] is mask:
+                return hit[3]
         bias = self.relative_position_bias(window).unsqueeze(0)
         if mask is not None:
             bias = bias + mask.unsqueeze(1)
@@ -117,8 +117,14 @@ class WindowAttention(Attention):
         if cacheable:
             if len(self._bias_cache) >= 8:
                 self._bias_cache.clear()
-            self._bias_cache[key] = (table._version, mask, bias)
+            self._bias_cache[key] = (table, table._version, mask, bias)
         return bias
+
+    def __getstate__(self):
+        # copies (deepcopy for EMA, pickling) start with an empty cache
+        state = dict(super().__getstate__())
+        state["_bias_cache"] = {}
+        return state
 
     def forward(
         self, x: torch.Tensor, window: Sequence[int], mask: torch.Tensor | None = None, meta: dict | None = None
