@@ -8,6 +8,10 @@ MViT v1 widens the channels in the MLP of the last block of a stage with a ``pro
 skip; MViTv2 (``dim_mul_in_att``) widens in the attention of the first block with a ``proj`` of ``norm1(x)``,
 and adds decomposed relative position bias (``rel_pos_spatial`` / ``rel_pos_temporal``) and residual pooling.
 Images and video are the same code: the grid rank follows ``num_frames`` (None for images).
+
+Speed (CPU): q and k|v are computed as two dense token-major maps from the halves of the ``qkv`` weight, so the
+depthwise pooling runs on channels-last maps without per-head layout copies (k and v in one call), attention is
+the fused SDPA kernel, and without active stochastic depth the residual adds ride in the output projections.
 """
 from __future__ import annotations
 
@@ -242,7 +246,7 @@ class MultiScaleAttention(Attention):
 
     def _tiled(self, pools: Sequence[nn.Module]) -> torch.Tensor | None:
         """Conv pooling: the per-head filters of ``pools`` tiled over the heads, (len * heads * head_dim, 1, *k)."""
-        if not isinstance(pools[0], nn.modules.conv._ConvNd):
+        if not isinstance(pools[0], (nn.Conv2d, nn.Conv3d)):
             return None
         rep = (self.num_heads,) + (1,) * (pools[0].weight.ndim - 1)
         return torch.cat([p.weight.repeat(*rep) for p in pools])
