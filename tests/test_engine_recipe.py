@@ -15,7 +15,8 @@ def test_demo_recipe_loads_and_overrides():
     assert r.optim.lr == pytest.approx(1e-3) and isinstance(r.optim.lr, float)
     assert r.train.batch_size == 32 and r.train.clip_grad is None
     assert r.model.config["depth"] == 4 and r.model.name == "vit_demo_patch4_32"
-    assert r.data.augment == {"hflip": False}
+    assert r.data.augment["hflip"] is False  # merged into the recipe's augment mapping
+    assert r.data.augment["crop"] == "rrc"
 
 
 def test_resolved_recipe_round_trips():
