@@ -477,3 +477,12 @@ def test_attention_analysis_sees_global_and_window_blocks():
     assert len(layers) == 3  # two windowed stage-3 blocks, one global stage-4 block
     d = [float(t.mean()) for t in mean_attention_distance(layers)]
     assert max(d[:2]) < 32 < d[2]  # 2x2 windows of 16-px tokens stay within 32 px; global attention reaches further
+
+
+@needs_ref
+def test_from_official_with_a_registered_variant_name():
+    """The demo variant has the fixture's architecture: the official weights load under its name."""
+    data, _, sd = _fixture("image")
+    model = from_official("uniformer", sd, "uniformer_demo_32")
+    with torch.no_grad():
+        assert (model(data["input"]) - data["logits"]).abs().max() <= 1e-5
