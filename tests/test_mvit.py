@@ -400,3 +400,15 @@ def test_demo_variant_is_small_and_fast():
     assert info.demo and info.input_size == (3, 8, 32, 32)
     r = vitkit.profile("mvit_demo_8x32")
     assert 0.5e6 < r.params < 1.5e6 and r.macs < 0.2e9
+
+
+def test_bf16_autocast_forward_is_close_to_float32():
+    model = vitkit.create_model("mvit_demo_8x32").eval()
+    _randomize_norms(model)
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert torch.isfinite(out).all()
+    assert _max_diff(out.float(), ref) <= 0.05 * ref.abs().max().item() + 0.05

@@ -105,7 +105,14 @@ def pool_tokens(
     maps = tokens.reshape(-1, *grid, C).contiguous().movedim(-1, 1)
     if weight is not None:
         conv = F.conv3d if len(grid) == 3 else F.conv2d
-        maps = conv(maps, weight, None, pool.stride, pool.padding, 1, weight.shape[0])
+        if maps.device.type == "cpu" and maps.dtype in (torch.bfloat16, torch.float16):
+            # reduced-precision depthwise convolutions are several times slower than float32 ones on CPUs
+            # without native bf16 units; the convolution is tiny, so run it in float32 and cast back
+            with torch.autocast("cpu", enabled=False):
+                maps = conv(maps.float(), weight.float(), None, pool.stride, pool.padding, 1,
+                            weight.shape[0]).to(x.dtype)
+        else:
+            maps = conv(maps, weight, None, pool.stride, pool.padding, 1, weight.shape[0])
     else:
         maps = pool(maps)
     new_grid = tuple(maps.shape[2:])
