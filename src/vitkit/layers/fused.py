@@ -38,6 +38,17 @@ def fused_linear_enabled(enabled: bool) -> Iterator[None]:
         _ENABLED[0] = previous
 
 
+def is_tracing() -> bool:
+    """True while TorchScript, torch.compile or torch.export trace the model (their tensors are placeholders)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return True
+    if getattr(torch.compiler, "is_exporting", lambda: False)():
+        return True
+    from torch._guards import detect_fake_mode
+
+    return detect_fake_mode() is not None
+
+
 def _use_fused(x: torch.Tensor, layer: nn.Linear) -> bool:
     return (
         _ENABLED[0]
@@ -47,9 +58,7 @@ def _use_fused(x: torch.Tensor, layer: nn.Linear) -> bool:
         and layer.weight.dtype == torch.float32
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
-        and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
-        and not torch.compiler.is_compiling()
+        and not is_tracing()
     )
 
 

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from .fused import is_tracing
+
 MASK_VALUE = -100.0  # the official Swin / Video Swin value: exp(-100) underflows, no NaN in low precision
 _CACHE = 256
 
@@ -96,13 +98,24 @@ def _window_order(
     return order, inverse[real]
 
 
-@functools.lru_cache(maxsize=_CACHE)
-def _to_device(name: str, args: tuple, device: torch.device):
+def _build(name: str, args: tuple, device: torch.device, cached: bool):
     fn = {"order": _window_order, "mask": _shift_mask, "index": _relative_position_index}[name]
-    out = fn(*args)
+    out = fn(*args) if cached else fn.__wrapped__(*args)
+    if out is None:
+        return None
     if isinstance(out, tuple):
         return tuple(t.to(device) for t in out)
     return out.to(device)
+
+
+_to_device_cached = functools.lru_cache(maxsize=_CACHE)(functools.partial(_build, cached=True))
+
+
+def _to_device(name: str, args: tuple, device: torch.device):
+    # While tracing (export / compile), build afresh: caching would keep the tracer's fake tensors.
+    if is_tracing():
+        return _build(name, args, device, cached=False)
+    return _to_device_cached(name, args, device)
 
 
 def window_order(
