@@ -35,9 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0
+    from vitkit.checkpoints import CheckpointError
+
     try:
         return int(args._run(args) or 0)
-    except (KeyError, ValueError, FileNotFoundError, TypeError) as e:
+    except (KeyError, ValueError, FileNotFoundError, TypeError, CheckpointError) as e:
         # User errors get one clear line, not a traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"vitkit {args.command}: error: {msg}", file=sys.stderr)
