@@ -8,7 +8,7 @@ import torch
 import vitkit
 from vitkit.registry import model_info
 
-BIG = 60e6  # full-width models above this many parameters are slow to build: run them with -m slow
+BIG = 120e6  # full-width models above this many parameters are slow to build: run them with -m slow
 
 
 def _params(name: str) -> int:

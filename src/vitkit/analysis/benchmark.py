@@ -320,6 +320,9 @@ def attention_macs(model: nn.Module, x: torch.Tensor) -> int:
             out = func(*args, **(kwargs or {}))
             if func in P._SDPA_OPS:
                 self.total += P._sdpa(args[0], args[1], args[2])
+            elif func is P._NATIVE_MHA:  # the attention matmuls inside the native MHA kernel
+                b, n, c = args[0].shape
+                self.total += b * n * n * 2 * c
             return out
 
     counter = _AttnOnly()

@@ -51,6 +51,10 @@ def _count(func, args, out) -> int:
         return o.numel() * w.shape[1] * math.prod(w.shape[2:])
     if func in _SDPA_OPS:
         return _sdpa(args[0], args[1], args[2])
+    if func is _NATIVE_MHA:  # qkv projection + attention + output projection in one kernel
+        x, heads, w_qkv = args[0], args[4], args[5]
+        b, n, c = x.shape
+        return b * n * (w_qkv.shape[0] * c + c * c) + b * n * n * 2 * c
     if func in _FUSED_LINEAR_OPS:  # oneDNN linear (+ bias/activation/add): input (M, K), weight (N, K)
         x, w = (args[0], args[2]) if func is _FUSED_BINARY else (args[0], args[1])
         return x.numel() // x.shape[-1] * w.shape[0] * w.shape[1]
@@ -73,6 +77,9 @@ _FUSED_BINARY = torch.ops.mkldnn._linear_pointwise.binary if hasattr(torch.ops.m
 _FUSED_LINEAR_OPS = (
     {torch.ops.mkldnn._linear_pointwise.default, _FUSED_BINARY} if _FUSED_BINARY is not None else set()
 )
+
+
+_NATIVE_MHA = getattr(getattr(aten, "_native_multi_head_attention", None), "default", None)
 
 
 class MacCounter(TorchDispatchMode):

@@ -15,9 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fused import linear
+from .fused import is_tracing, linear
 
 _state = threading.local()
+_NATIVE_MHA = hasattr(torch, "_native_multi_head_attention")
 
 
 def _recorder() -> list | None:
@@ -112,6 +113,22 @@ class Attention(nn.Module):
         self.proj = nn.Linear(num_heads * head_dim, dim_out)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def _native_ok(self, x: torch.Tensor) -> bool:
+        """Whether the native fused MHA kernel computes exactly this module's forward for ``x``."""
+        return (
+            _NATIVE_MHA
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+            and self.qkv.bias is not None
+            and self.proj.in_features == self.proj.out_features == x.shape[-1] == self.num_heads * self.head_dim
+            and self.scale == self.head_dim**-0.5
+            and _recorder() is None
+            and not _explicit()
+            and not is_tracing()
+        )
+
     def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, N, C) -> q, k, v each (B, heads, N, head_dim)."""
         B, N, _ = x.shape
@@ -135,6 +152,14 @@ class Attention(nn.Module):
         residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Self-attention of ``x`` (B, N, C); with ``residual``, returns ``residual + attn(x)``."""
+        if bias is None and self._native_ok(x):
+            # PyTorch's native MHA kernel (nn.MultiheadAttention's inference fast path): qkv projection,
+            # attention and output projection in one call, a few per cent faster on the CPU than three ops
+            out = torch._native_multi_head_attention(
+                x, x, x, self.num_heads * self.head_dim, self.num_heads, self.qkv.weight, self.qkv.bias,
+                self.proj.weight, self.proj.bias, None, False,
+            )[0]
+            return out if residual is None else residual + out
         q, k, v = self.split_heads(x)
         drop = self.attn_drop if self.training else 0.0
         return self.merge_heads(attention(q, k, v, bias, drop, self.scale, meta), residual)

@@ -24,12 +24,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_1d
-from vitkit.layers import resample_pos_embed, to_tuple
+from vitkit.layers import to_tuple
 from vitkit.layers.fused import linear
 from vitkit.layers.pooling import POOL_MODES, make_pool, pool_tokens, pooled_grid
 from vitkit.registry import KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
 
 from .base import VitkitModel, select_indices, trunc_normal_init
+from .tokens import TokenEmbedding
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ class MultiScaleBlock(nn.Module):
         return skip + self.drop_path(self.mlp(x_norm)), new_grid
 
 
-class MViT(VitkitModel):
+class MViT(TokenEmbedding, VitkitModel):
     """MViT v1 / v2 for video (B, C, T, H, W) or images (B, C, H, W)."""
 
     family = "mvit"
@@ -343,16 +344,8 @@ class MViT(VitkitModel):
         self.patch_embed = PatchEmbed(cfg.patch_kernel, cfg.in_chans, d, cfg.patch_stride, cfg.patch_padding,
                                       rank=rank, strict_size=False)
         self.grid = self.patch_embed.output_grid(size)
-        self.num_prefix_tokens = p = 1 if cfg.cls_embed_on else 0
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.cls_embed_on else None
-        self.pos_embed = self.pos_embed_spatial = self.pos_embed_temporal = self.pos_embed_class = None
-        if cfg.use_abs_pos:
-            if self.is_video and cfg.sep_pos_embed:
-                self.pos_embed_spatial = nn.Parameter(torch.zeros(1, math.prod(self.grid[1:]), d))
-                self.pos_embed_temporal = nn.Parameter(torch.zeros(1, self.grid[0], d))
-                self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, d)) if p else None
-            else:
-                self.pos_embed = nn.Parameter(torch.zeros(1, p + math.prod(self.grid), d))
+        self.init_tokens(d, self.grid, cfg.cls_embed_on, cfg.use_abs_pos, self.is_video and cfg.sep_pos_embed)
+        p = self.num_prefix_tokens
         self.specs = block_specs(cfg, self.grid)
         dpr = drop_path_rates(cfg.drop_path_rate, cfg.depth)
         self.blocks = nn.ModuleList([MultiScaleBlock(s, cfg, dpr[i], p) for i, s in enumerate(self.specs)])
@@ -391,29 +384,10 @@ class MViT(VitkitModel):
         return {n for n, _ in self.named_parameters() if "pos_embed" in n or "rel_pos" in n or n == "cls_token"}
 
     # -- embedding -----------------------------------------------------------------------------------------
-    def position_embedding(self, grid: tuple[int, ...]) -> torch.Tensor | None:
-        """The (1, prefix + prod(grid), C) absolute position embedding for a token ``grid`` (resampled if needed)."""
-        if self.pos_embed is not None:
-            return resample_pos_embed(self.pos_embed, grid, self.grid, self.num_prefix_tokens)
-        if self.pos_embed_spatial is None:
-            return None
-        spatial = resample_pos_embed(self.pos_embed_spatial, grid[1:], self.grid[1:], 0)
-        temporal = resample_pos_embed(self.pos_embed_temporal, grid[:1], self.grid[:1], 0)
-        pe = (spatial.unsqueeze(1) + temporal.unsqueeze(2)).flatten(1, 2)
-        if self.pos_embed_class is not None:
-            pe = torch.cat([self.pos_embed_class, pe], dim=1)
-        return pe
-
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         """Input -> tokens (B, prefix + N, C) with the position embedding added, and the token grid."""
         self.check_input(x)
-        x = self.patch_embed(x)
-        grid = tuple(x.shape[2:])
-        x = x.flatten(2).transpose(1, 2)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        pe = self.position_embedding(grid)
-        return (x + pe if pe is not None else x), grid
+        return self.tokens(self.patch_embed(x))
 
     # -- forward -------------------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

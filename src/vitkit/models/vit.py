@@ -14,11 +14,12 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, drop_path_rates, resample_pos_embed, to_tuple
+from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, drop_path_rates, to_tuple
 from vitkit.layers.resnetv2 import ResNetV2Stem
 from vitkit.registry import INCEPTION_MEAN, INCEPTION_STD, KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
 
 from .base import VitkitModel, select_indices, trunc_normal_init
+from .tokens import TokenEmbedding
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class VisionTransformer(VitkitModel):
+class VisionTransformer(TokenEmbedding, VitkitModel):
     family = "vit"
 
     def __init__(self, cfg: ViTConfig) -> None:
@@ -122,15 +123,7 @@ class VisionTransformer(VitkitModel):
             self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, d)
             self.grid = self.patch_embed.output_grid(img)
             self.patch_embed.check_input(torch.empty(0, cfg.in_chans, *img, device="meta"))
-        self.num_prefix_tokens = 1 if cfg.class_token else 0
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
-        if self.is_video and cfg.sep_pos_embed:
-            self.pos_embed = None
-            self.pos_embed_spatial = nn.Parameter(torch.zeros(1, math.prod(self.grid[1:]), d))
-            self.pos_embed_temporal = nn.Parameter(torch.zeros(1, self.grid[0], d))
-            self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
-        else:
-            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + math.prod(self.grid), d))
+        self.init_tokens(d, self.grid, cfg.class_token, True, self.is_video and cfg.sep_pos_embed)
         self.pos_drop = nn.Dropout(cfg.drop_rate)
         dpr = drop_path_rates(cfg.drop_path_rate, cfg.depth)
         self.blocks = nn.ModuleList([Block(cfg, dpr[i]) for i in range(cfg.depth)])
@@ -168,27 +161,10 @@ class VisionTransformer(VitkitModel):
         return {n for n, _ in self.named_parameters() if n in names}
 
     # -- embedding -----------------------------------------------------------------------------------------
-    def position_embedding(self, grid: tuple[int, ...]) -> torch.Tensor:
-        """The (1, prefix + prod(grid), C) position embedding for a token ``grid``, resampled if it differs."""
-        if self.pos_embed is not None:
-            return resample_pos_embed(self.pos_embed, grid, self.grid, self.num_prefix_tokens)
-        t, hw = grid[0], grid[1:]
-        spatial = resample_pos_embed(self.pos_embed_spatial, hw, self.grid[1:], 0)
-        temporal = resample_pos_embed(self.pos_embed_temporal, (t,), self.grid[:1], 0)
-        pe = (spatial.unsqueeze(1) + temporal.unsqueeze(2)).flatten(1, 2)
-        if self.pos_embed_class is not None:
-            pe = torch.cat([self.pos_embed_class, pe], dim=1)
-        return pe
-
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-        """Input -> tokens (B, prefix + N, C) with position embedding added, and the token grid."""
+        """Input -> tokens (B, prefix + N, C) with position embedding added (and dropout), and the token grid."""
         self.check_input(x)
-        x = self.patch_embed(x)
-        grid = tuple(x.shape[2:])
-        x = x.flatten(2).transpose(1, 2)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        x = x + self.position_embedding(grid)
+        x, grid = self.tokens(self.patch_embed(x))
         return self.pos_drop(x), grid
 
     # -- forward -------------------------------------------------------------------------------------------
