@@ -207,3 +207,28 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     meta = {"format": "pt", "vitkit_model": str(getattr(model, "model_name", type(model).__name__))}
     meta.update(metadata or {})
     atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
+
+
+#: Hugging Face attention projection names (transformers 4.x and 5.x) -> q / k / v
+HF_QKV_NAMES = {"query": "q", "q_proj": "q", "key": "k", "k_proj": "k", "value": "v", "v_proj": "v"}
+
+
+def rename_prefix(name: str, table: list[tuple[str, str]]) -> str:
+    """Replace the first matching prefix of ``name`` from ``table`` ((source, destination) pairs, in order)."""
+    for src, dst in table:
+        if name.startswith(src):
+            return dst + name[len(src):]
+    return name
+
+
+def fuse_qkv(parts: dict[str, dict[str, dict[str, torch.Tensor]]], out: StateDict) -> StateDict:
+    """Concatenate separate q/k/v tensors into fused ``<prefix>.attn.qkv.<weight|bias>`` entries of ``out``.
+
+    ``parts`` maps a block prefix to {'weight'|'bias': {'q'|'k'|'v': tensor}}; an incomplete triple raises.
+    """
+    for prefix, kinds in parts.items():
+        for kind, t in kinds.items():
+            if set(t) != {"q", "k", "v"}:
+                raise KeyError(f"{prefix}: incomplete query/key/value {kind} in the checkpoint")
+            out[f"{prefix}.attn.qkv.{kind}"] = torch.cat([t["q"], t["k"], t["v"]], dim=0)
+    return out

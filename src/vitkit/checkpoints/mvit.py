@@ -17,7 +17,7 @@ import torch
 
 from vitkit.layers import resample_1d, resample_pos_embed
 
-from .base import StateDict, load_checkpoint, register_adapter, register_converter, register_official
+from .base import StateDict, load_checkpoint, register_adapter, register_converter, register_official, rename_prefix
 
 
 # -- detection -------------------------------------------------------------------------------------------------
@@ -96,11 +96,7 @@ def from_torchvision(sd: StateDict, model) -> StateDict:
             m = re.match(r"(blocks\.\d+\.)(.+)", k)
             rest = m.group(2) if m else None
             if rest is not None:
-                for src, dst in _TV_BLOCK:
-                    if rest.startswith(src):
-                        rest = dst + rest[len(src):]
-                        break
-                out[m.group(1) + rest] = v
+                out[m.group(1) + rename_prefix(rest, list(_TV_BLOCK))] = v
             else:
                 out[k] = v
     return out

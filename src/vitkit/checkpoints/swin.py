@@ -16,7 +16,16 @@ import torch
 
 from vitkit.layers import resample_pos_embed, resample_rel_pos_table
 
-from .base import StateDict, load_checkpoint, register_adapter, register_converter, register_official
+from .base import (
+    HF_QKV_NAMES,
+    StateDict,
+    fuse_qkv,
+    load_checkpoint,
+    register_adapter,
+    register_converter,
+    register_official,
+    rename_prefix,
+)
 
 _BUFFERS = ("relative_position_index", "attn_mask")
 
@@ -70,10 +79,7 @@ _TV_BLOCK = (("mlp.0.", "mlp.fc1."), ("mlp.3.", "mlp.fc2."))
 
 
 def _tv_block(rest: str) -> str:
-    for src, dst in _TV_BLOCK:
-        if rest.startswith(src):
-            return dst + rest[len(src):]
-    return rest
+    return rename_prefix(rest, list(_TV_BLOCK))
 
 
 def _from_torchvision(sd: StateDict, first_stage: int) -> StateDict:
@@ -125,7 +131,6 @@ _HF_BLOCK = [
     ("mlp.fc1.", "mlp.fc1."),
     ("mlp.fc2.", "mlp.fc2."),
 ]
-_HF_QKV = {"query": "q", "q_proj": "q", "key": "k", "k_proj": "k", "value": "v", "v_proj": "v"}
 
 
 @register_converter("swin", "huggingface", _is_hf)
@@ -163,19 +168,10 @@ def from_huggingface(sd: StateDict, model) -> StateDict:
         prefix, rest = f"layers.{i}.blocks.{b.group(1)}", b.group(2)
         q = re.match(r"attention\.(?:self\.)?(query|key|value|q_proj|k_proj|v_proj)\.(weight|bias)$", rest)
         if q:
-            qkv.setdefault(prefix, {}).setdefault(q.group(2), {})[_HF_QKV[q.group(1)]] = v
+            qkv.setdefault(prefix, {}).setdefault(q.group(2), {})[HF_QKV_NAMES[q.group(1)]] = v
             continue
-        for src, dst in _HF_BLOCK:
-            if rest.startswith(src):
-                rest = dst + rest[len(src):]
-                break
-        out[f"{prefix}.{rest}"] = v
-    for prefix, parts in qkv.items():
-        for kind, t in parts.items():
-            if set(t) != {"q", "k", "v"}:
-                raise KeyError(f"{prefix}: incomplete query/key/value {kind} in the Hugging Face checkpoint")
-            out[f"{prefix}.attn.qkv.{kind}"] = torch.cat([t["q"], t["k"], t["v"]], dim=0)
-    return out
+        out[f"{prefix}.{rename_prefix(rest, _HF_BLOCK)}"] = v
+    return fuse_qkv(qkv, out)
 
 
 def _table_window(rows: int, model_window: tuple[int, ...]) -> tuple[int, ...]:

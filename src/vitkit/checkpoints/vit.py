@@ -12,7 +12,7 @@ import torch
 
 from vitkit.layers import resample_pos_embed
 
-from .base import StateDict, register_adapter, register_converter
+from .base import HF_QKV_NAMES, StateDict, fuse_qkv, register_adapter, register_converter, rename_prefix
 
 
 def _is_torchvision(sd: Mapping[str, torch.Tensor]) -> bool:
@@ -57,12 +57,7 @@ def from_torchvision(sd: StateDict, model) -> StateDict:
         if m is None:
             out[k] = v  # left for the key check to report
             continue
-        rest = m.group(2)
-        for src, dst in layer.items():
-            if rest.startswith(src):
-                rest = dst + rest[len(src):]
-                break
-        out[f"blocks.{m.group(1)}.{rest}"] = v
+        out[f"blocks.{m.group(1)}.{rename_prefix(m.group(2), list(layer.items()))}"] = v
     return out
 
 
@@ -84,7 +79,7 @@ _HF_LAYER = [
 def from_huggingface(sd: StateDict, model) -> StateDict:
     sd = {re.sub(r"^vit\.", "", k): v for k, v in sd.items()}
     out: StateDict = {}
-    qkv: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
+    qkv: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
     top = {
         "embeddings.cls_token": "cls_token",
         "embeddings.position_embeddings": "pos_embed",
@@ -105,23 +100,13 @@ def from_huggingface(sd: StateDict, model) -> StateDict:
         if m is None:
             out[k] = v
             continue
-        i, rest = int(m.group(1)), m.group(2)
+        prefix, rest = f"blocks.{m.group(1)}", m.group(2)
         q = re.match(r"attention\.(?:attention\.)?(query|key|value|q_proj|k_proj|v_proj)\.(weight|bias)", rest)
         if q:
-            which = {"query": "q", "q_proj": "q", "key": "k", "k_proj": "k", "value": "v", "v_proj": "v"}[q.group(1)]
-            qkv.setdefault(i, {}).setdefault(q.group(2), {})[which] = v
+            qkv.setdefault(prefix, {}).setdefault(q.group(2), {})[HF_QKV_NAMES[q.group(1)]] = v
             continue
-        for src, dst in _HF_LAYER:
-            if rest.startswith(src):
-                rest = dst + rest[len(src):]
-                break
-        out[f"blocks.{i}.{rest}"] = v
-    for i, parts in qkv.items():
-        for kind, t in parts.items():
-            if set(t) != {"q", "k", "v"}:
-                raise KeyError(f"layer {i}: incomplete query/key/value {kind} in the Hugging Face checkpoint")
-            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([t["q"], t["k"], t["v"]], dim=0)
-    return out
+        out[f"{prefix}.{rename_prefix(rest, _HF_LAYER)}"] = v
+    return fuse_qkv(qkv, out)
 
 
 @register_adapter("vit")
