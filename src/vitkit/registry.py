@@ -106,12 +106,15 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     return dataclasses.replace(info.config, **overrides)
 
 
-def create_model(name: str, *, weights: str | None = None, strict: bool = True, **overrides: Any) -> nn.Module:
+def create_model(name: str, *, weights: str | None = None, strict: bool = True, features_only: bool = False,
+                 out_indices: Any = None, **overrides: Any) -> nn.Module:
     """Build a registered variant.
 
     ``overrides`` replace config fields (``num_classes=10``, ``drop_path_rate=0.1``, ``img_size=384`` ...).
     ``weights`` is a local checkpoint in any supported layout (vitkit safetensors, official, timm, torchvision,
     Hugging Face); it is converted, resampled where the size differs, and loaded strictly unless ``strict=False``.
+    ``features_only=True`` returns the backbone view (maps at several strides, ``model.feature_info``; see
+    :mod:`vitkit.models.backbone`), with ``out_indices`` selecting the levels; weights load before the conversion.
     """
     info = model_info(name)
     cfg = resolve_config(name, **overrides)
@@ -122,4 +125,10 @@ def create_model(name: str, *, weights: str | None = None, strict: bool = True, 
         from vitkit.checkpoints import load_checkpoint
 
         load_checkpoint(model, weights, strict=strict)
+    if features_only:
+        from vitkit.models.backbone import as_backbone
+
+        return as_backbone(model, out_indices)
+    if out_indices is not None:
+        raise TypeError("out_indices needs features_only=True")
     return model
