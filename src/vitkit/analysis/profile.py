@@ -96,8 +96,8 @@ class MacCounter(TorchDispatchMode):
         n = _count(func, args, out)
         if n:
             self.total += n
-            if self.stack:
-                self.by_stage[self.stack[-1]] = self.by_stage.get(self.stack[-1], 0) + n
+            stage = self.stack[-1] if self.stack else OTHER
+            self.by_stage[stage] = self.by_stage.get(stage, 0) + n
         return out
 
 
@@ -107,7 +107,7 @@ class ProfileResult:
     input_size: tuple[int, ...]
     params: int
     macs: int
-    stages: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (params, macs)
+    stages: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (params, macs); they add up to the totals
     paper_params: float | None = None  # millions
     paper_macs: float | None = None  # G
 
@@ -128,6 +128,9 @@ class ProfileResult:
         return "\n".join(rows)
 
 
+OTHER = "other"  # the row for parameters outside every stage (class token, final norm) and any MACs run there
+
+
 def stage_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Stages to attribute cost to: ``model.profile_stages()`` if defined, else the top-level children."""
     if hasattr(model, "profile_stages"):
@@ -136,12 +139,18 @@ def stage_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
-    """MACs of ``model(x)`` in total and per stage (no gradients, model left in its mode)."""
+    """MACs of ``model(x)`` in total and per stage (no gradients, model left in its mode).
+
+    Every module inside a stage carries the stage's label, not only the stage module itself: a model may run a
+    stage's blocks through its own methods and never call the stage (Swin runs ``layers[i].blocks`` one by one).
+    MACs run outside every stage are counted under :data:`OTHER`, so the stages always add up to the total.
+    """
     counter = MacCounter()
     handles = []
-    for name, mod in stage_modules(model):
-        handles.append(mod.register_forward_pre_hook(lambda m, a, n=name: counter.stack.append(n) and None))
-        handles.append(mod.register_forward_hook(lambda m, a, o: counter.stack.pop() and None))
+    for name, stage in stage_modules(model):
+        for mod in stage.modules():
+            handles.append(mod.register_forward_pre_hook(lambda m, a, n=name: counter.stack.append(n) and None))
+            handles.append(mod.register_forward_hook(lambda m, a, o: counter.stack.pop() and None))
     was_training = model.training
     model.eval()
     try:
@@ -181,10 +190,15 @@ def profile(
     param = next(model.parameters())
     x = torch.zeros(batch_size, *input_size, device=param.device, dtype=param.dtype)
     total, by_stage = count_macs(model, x)
-    stages = {}
+    stages, counted = {}, set()
     for name, mod in stage_modules(model):
-        stages[name] = (sum(p.numel() for p in mod.parameters()), by_stage.get(name, 0))
+        own = [p for p in mod.parameters() if id(p) not in counted]
+        counted.update(id(p) for p in own)
+        stages[name] = (sum(p.numel() for p in own), by_stage.get(name, 0) // batch_size)
     params = sum(p.numel() for p in model.parameters())
+    rest = (params - sum(p for p, _ in stages.values()), by_stage.get(OTHER, 0) // batch_size)
+    if any(rest):
+        stages[OTHER] = rest
     name = getattr(model, "model_name", type(model).__name__)
     # The paper's figures describe the variant at its own input size and head; say nothing beside other sizes.
     default_size = info is not None and tuple(input_size) == tuple(info.input_size)

@@ -325,7 +325,7 @@ class SwinTransformer(VitkitModel):
     def profile_stages(self) -> list[tuple[str, nn.Module]]:
         stages = [("patch_embed", self.patch_embed)]
         stages += [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
-        return stages + [("head", self.head)]
+        return stages + [("norm", self.norm), ("head", self.head)]
 
     # -- forward -------------------------------------------------------------------------------------------
     def embed(self, x: torch.Tensor) -> torch.Tensor:
