@@ -6,6 +6,11 @@ another sample chosen deterministically from the index; ``bad_samples()``
 returns every bad path with its reason, including those found inside
 DataLoader workers (see :mod:`vitkit.data.badlog`). A dataset in which no
 sample can be read fails at construction with the reasons.
+
+Only reading and decoding can make a sample bad. A transform that fails on a
+decoded sample raises :class:`~vitkit.data.transforms.TransformError` at once
+(a configuration error naming the recipe key), at construction or at the first
+item, and is never counted as bad data.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from PIL import Image
 from .badlog import BadSampleLog
 from .sampling import clip_indices, clip_span, random_clip_start, uniform_clip_starts
 from .sources import SampleList
+from .transforms import TransformError
 from .video import IndexCache, VideoError, decode_frames
 
 log = logging.getLogger("vitkit.data")
@@ -111,20 +117,22 @@ class FileDataset(torch.utils.data.Dataset):
             if path in self._bad:
                 continue
             try:
-                self._load(j)
-                return
+                raw = self._decode(j)
             except Exception as e:  # noqa: BLE001 - any decoder failure makes the sample bad
                 self._bad.report(path, _reason(e))
+                continue
+            self._transform(raw)  # a failure here is the configuration's: TransformError propagates
+            return
         bad = self.bad_samples()
         examples = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:3])
         raise RuntimeError(f"dataset {self.name!r}: none of its {len(self.samples)} samples can be read "
                            f"(e.g. {examples}). Run `vitkit data check {self.name}` for a full report.")
 
-    def _load(self, j: int):
+    def _decode(self, j: int) -> torch.Tensor:
+        """Read and decode sample ``j``: uint8 image ``(C, H, W)``, or the wanted clips' frames ``(N*T, C, H, W)``."""
         path, _ = self.samples[j]
         if not self.video:
-            views = self.transform(load_image(path, self.channels))
-            return views
+            return load_image(path, self.channels)
         index = self._index_cache.get(path)
         span = clip_span(self.num_frames, self.sampling_rate)
         if index.num_frames < span:
@@ -136,11 +144,24 @@ class FileDataset(torch.utils.data.Dataset):
             starts = uniform_clip_starts(index.num_frames, span, self.num_clips, path)
         wanted = [i for s in starts for i in clip_indices(s, self.num_frames, self.sampling_rate, index.num_frames)]
         frames, _ = decode_frames(index, wanted)  # all clips in one call: one pass when they are close
-        views = []
-        for clip in frames.split(self.num_frames):
-            v = self.transform(clip)
-            views.extend(v.unbind(0) if self.num_crops > 1 else [v])
-        return views[0] if len(views) == 1 else torch.stack(views)
+        return frames
+
+    def _transform(self, raw: torch.Tensor):
+        """Decoded sample -> the item's tensor(s); raises :class:`TransformError` (never a bad-sample reason)."""
+        try:
+            if not self.video:
+                return self.transform(raw)
+            views = []
+            for clip in raw.split(self.num_frames):
+                v = self.transform(clip)
+                views.extend(v.unbind(0) if self.num_crops > 1 else [v])
+            return views[0] if len(views) == 1 else torch.stack(views)
+        except TransformError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a custom transform: still the configuration's, not the data's
+            raise TransformError(f"transform {type(self.transform).__name__} failed on a decoded sample of "
+                                 f"{self.name!r}: {type(e).__name__}: {' '.join(str(e).split())}. This is a "
+                                 "configuration error, not bad data: check the data.augment keys") from e
 
     def _replacement(self, i: int, attempt: int) -> int:
         return random.Random(i * 1_000_003 + attempt).randrange(len(self.samples))
@@ -154,10 +175,11 @@ class FileDataset(torch.utils.data.Dataset):
             if path in self._bad:
                 continue
             try:
-                x = self._load(j)
-            except Exception as e:  # noqa: BLE001
+                raw = self._decode(j)
+            except Exception as e:  # noqa: BLE001 - unreadable or undecodable: a bad sample
                 self._bad.report(path, _reason(e))
                 continue
+            x = self._transform(raw)
             if not self.train and self.num_views > 1:
                 return x, label, j
             return x, label

@@ -24,6 +24,9 @@ parameters once and applies them to all frames.
   (timm's ``'pixel'`` mode), after normalisation.
 - ``interpolation``: ``'bicubic'`` or ``'bilinear'`` (default bilinear).
 - ``crop_pct``: test-time centre-crop fraction (default 0.875 = 224/256).
+
+A transform that raises is a configuration error, never bad data: :class:`TransformError`
+names the ``data.augment`` key (or ``data.mean``/``data.std``) whose operation failed.
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["build_transforms", "parse_randaugment", "RandAugmentMstd", "spatial_crops", "Preprocess"]
+__all__ = ["build_transforms", "parse_randaugment", "RandAugmentMstd", "spatial_crops", "Preprocess", "Stage",
+           "TransformError"]
 
 _KNOWN = {"crop", "scale", "ratio", "jitter_scales", "hflip", "color_jitter", "randaugment",
           "random_erasing", "interpolation", "crop_pct"}
@@ -67,11 +71,43 @@ def parse_randaugment(spec: str | dict | None) -> dict | None:
     return out
 
 
-class RandAugmentMstd(v2.RandAugment):
-    """torchvision RandAugment with timm's magnitude scale (0-10) and Gaussian magnitude noise."""
+class TransformError(ValueError):
+    """A transform failed on a decoded sample: the recipe's transform settings are wrong, not the data.
 
-    def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.0, interpolation=InterpolationMode.BILINEAR):
-        super().__init__(num_ops=n, magnitude=round(m * 10), num_magnitude_bins=101, interpolation=interpolation)
+    Survives DataLoader workers as one line: torch re-raises ``TransformError(traceback_text)`` in the main
+    process, and the constructor keeps only the original message.
+    """
+
+    def __init__(self, message: str) -> None:
+        if message.startswith("Caught TransformError"):
+            found = re.findall(r"TransformError: (.*)", message)
+            message = found[-1] if found else message
+        super().__init__(message)
+
+
+_GEOMETRIC_OPS = frozenset({"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"})
+_TENSOR_INTERPOLATIONS = frozenset({InterpolationMode.NEAREST, InterpolationMode.NEAREST_EXACT,
+                                    InterpolationMode.BILINEAR})
+
+
+def _per_frame_pil(x: torch.Tensor, op) -> torch.Tensor:
+    """Apply ``op`` (PIL image -> PIL image) to every ``(C, H, W)`` frame of a uint8 image or clip."""
+    frames = x.as_subclass(torch.Tensor).reshape(-1, *x.shape[-3:])
+    out = torch.stack([F.pil_to_tensor(op(F.to_pil_image(f))) for f in frames]).reshape(x.shape)
+    return tv_tensors.wrap(out, like=x) if isinstance(x, tv_tensors.TVTensor) else out
+
+
+class RandAugmentMstd(v2.RandAugment):
+    """torchvision RandAugment with timm's magnitude scale (0-10) and Gaussian magnitude noise.
+
+    Geometric ops with an interpolation tensors do not support (bicubic) run on PIL images, one frame at a time
+    with the same op and magnitude (timm and PySlowFast apply RandAugment to PIL images).
+    """
+
+    def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.0, interpolation=InterpolationMode.BILINEAR,
+                 fill: Sequence[int] | int | None = None):
+        super().__init__(num_ops=n, magnitude=round(m * 10), num_magnitude_bins=101, interpolation=interpolation,
+                         fill=list(fill) if isinstance(fill, (list, tuple)) else fill)
         self.m, self.mstd = m, mstd
 
     def forward(self, *inputs: Any) -> Any:
@@ -79,6 +115,13 @@ class RandAugmentMstd(v2.RandAugment):
             m = float(torch.normal(torch.tensor(self.m), torch.tensor(self.mstd)).clamp(0, 10))
             self.magnitude = round(m * 10)
         return super().forward(*inputs)
+
+    def _apply_image_or_video_transform(self, image, transform_id, magnitude, interpolation, fill):
+        apply = super()._apply_image_or_video_transform
+        if (transform_id in _GEOMETRIC_OPS and isinstance(image, torch.Tensor)
+                and InterpolationMode(interpolation) not in _TENSOR_INTERPOLATIONS):
+            return _per_frame_pil(image, lambda im: apply(im, transform_id, magnitude, interpolation, fill))
+        return apply(image, transform_id, magnitude, interpolation, fill)
 
 
 def _interp(name: str) -> InterpolationMode:
@@ -106,10 +149,34 @@ def spatial_crops(x: torch.Tensor, size: tuple[int, int], num_crops: int) -> lis
     return out
 
 
+class Stage(torch.nn.Module):
+    """Transforms applied in order, each tagged with the recipe key that configured it (for error messages)."""
+
+    def __init__(self, ops: Sequence[tuple[str, Any]] = (), train: bool = True):
+        super().__init__()
+        self.keys = [k for k, _ in ops]
+        self.ops = torch.nn.ModuleList([op for _, op in ops])
+        self.train_stage = train
+
+    def forward(self, x: Any) -> Any:
+        for key, op in zip(self.keys, self.ops):
+            try:
+                x = op(x)
+            except Exception as e:  # noqa: BLE001 - any failure here is the configuration's
+                where = " or ".join(f"data.augment.{k}" if not k.startswith("data.") else k for k in key.split(","))
+                kind = "training" if self.train_stage else "test"
+                raise TransformError(
+                    f"{kind} transform failed in {type(op).__name__} on a decoded "
+                    f"{'clip' if isinstance(x, tv_tensors.Video) else 'image'} of shape {tuple(x.shape)}: "
+                    f"{type(e).__name__}: {' '.join(str(e).split())}. This is a configuration error, not bad "
+                    f"data: change {where} in the recipe") from e
+        return x
+
+
 class Preprocess(torch.nn.Module):
     """uint8 image/clip -> float normalised tensor(s); see the module docstring."""
 
-    def __init__(self, geometric: v2.Transform, photometric: v2.Transform, post: v2.Transform,
+    def __init__(self, geometric: Stage, photometric: Stage, post: Stage,
                  size: tuple[int, int], num_crops: int = 1):
         super().__init__()
         self.geometric, self.photometric, self.post = geometric, photometric, post
@@ -135,10 +202,6 @@ class Preprocess(torch.nn.Module):
         return views[0] if self.num_crops == 1 else torch.stack(views)
 
 
-def _compose(ops: list) -> v2.Transform:
-    return v2.Compose(ops) if ops else v2.Identity()
-
-
 def build_transforms(train: bool, input_size: Sequence[int], mean: Sequence[float] = (0.485, 0.456, 0.406),
                      std: Sequence[float] = (0.229, 0.224, 0.225), augment: dict | None = None,
                      num_crops: int = 1) -> Preprocess:
@@ -152,42 +215,49 @@ def build_transforms(train: bool, input_size: Sequence[int], mean: Sequence[floa
     size = (int(input_size[-2]), int(input_size[-1]))
     interp = _interp(aug.get("interpolation", "bilinear"))
     crop_pct = float(aug.get("crop_pct", 0.875))
-    post_ops: list = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    post_ops: list = [("data.mean,data.std", v2.ToDtype(torch.float32, scale=True)),
+                      ("data.mean,data.std", v2.Normalize(list(mean), list(std)))]
     photo: list = []
     if train and augment:
         crop = aug.get("crop", "rrc")
         if crop == "rrc":
-            geo: list = [v2.RandomResizedCrop(size, scale=tuple(aug.get("scale", (0.08, 1.0))),
-                                              ratio=tuple(aug.get("ratio", (3 / 4, 4 / 3))),
-                                              interpolation=interp, antialias=True)]
+            geo: list = [("crop,scale,ratio,interpolation", v2.RandomResizedCrop(
+                size, scale=tuple(aug.get("scale", (0.08, 1.0))), ratio=tuple(aug.get("ratio", (3 / 4, 4 / 3))),
+                interpolation=interp, antialias=True))]
         elif crop == "jitter":
             s = min(size)
             lo, hi = aug.get("jitter_scales", (round(s * 256 / 224), round(s * 320 / 224)))
-            geo = [v2.RandomShortestSize(list(range(int(lo), int(hi) + 1)), interpolation=interp, antialias=True),
-                   v2.RandomCrop(size)]
+            geo = [("jitter_scales,interpolation", v2.RandomShortestSize(
+                       list(range(int(lo), int(hi) + 1)), interpolation=interp, antialias=True)),
+                   ("crop,jitter_scales", v2.RandomCrop(size))]
         elif crop == "none":
-            geo = [v2.Resize(int(math.floor(min(size) / crop_pct)), interpolation=interp, antialias=True),
-                   v2.CenterCrop(size)]
+            geo = [("crop_pct,interpolation", v2.Resize(int(math.floor(min(size) / crop_pct)),
+                                                        interpolation=interp, antialias=True)),
+                   ("crop", v2.CenterCrop(size))]
         else:
             raise ValueError(f"augment crop must be 'rrc', 'jitter' or 'none', got {crop!r}")
         if aug.get("hflip", 0.0):
-            geo.append(v2.RandomHorizontalFlip(float(aug["hflip"])))
-        cj = aug.get("color_jitter")
-        if cj:
-            cj = (float(cj),) * 3 if isinstance(cj, (int, float)) else tuple(cj)
-            photo.append(v2.ColorJitter(*cj))
+            geo.append(("hflip", v2.RandomHorizontalFlip(float(aug["hflip"]))))
         ra = parse_randaugment(aug.get("randaugment"))
+        cj = aug.get("color_jitter")
+        if cj and not ra:  # timm: "color jitter is enabled when not using AA"
+            cj = (float(cj),) * 3 if isinstance(cj, (int, float)) else tuple(cj)
+            photo.append(("color_jitter", v2.ColorJitter(*cj)))
         if ra:
-            photo.append(RandAugmentMstd(ra["n"], ra["m"], ra["mstd"], interpolation=interp))
+            fill = [min(255, round(255 * m)) for m in mean] if len(mean) > 1 else min(255, round(255 * mean[0]))
+            photo.append(("randaugment,interpolation",
+                          RandAugmentMstd(ra["n"], ra["m"], ra["mstd"], interpolation=interp, fill=fill)))
         if aug.get("random_erasing"):
-            post_ops.append(v2.RandomErasing(float(aug["random_erasing"]), value="random"))
+            post_ops.append(("random_erasing", v2.RandomErasing(float(aug["random_erasing"]), value="random")))
         if num_crops != 1:
             raise ValueError("num_crops > 1 is a test-time protocol")
     elif num_crops == 3:
-        geo = [v2.Resize(min(size), interpolation=interp, antialias=True)]  # PySlowFast: short side = crop size
+        # PySlowFast: short side = crop size
+        geo = [("interpolation", v2.Resize(min(size), interpolation=interp, antialias=True))]
     else:
-        geo = [v2.Resize(int(math.floor(min(size) / crop_pct)), interpolation=interp, antialias=True)]
+        geo = [("crop_pct,interpolation", v2.Resize(int(math.floor(min(size) / crop_pct)),
+                                                    interpolation=interp, antialias=True))]
         if num_crops == 1:
-            geo.append(v2.CenterCrop(size))
-    return Preprocess(_compose(geo), _compose(photo), _compose(post_ops), size,
+            geo.append(("crop_pct", v2.CenterCrop(size)))
+    return Preprocess(Stage(geo, train), Stage(photo, train), Stage(post_ops, train), size,
                       num_crops=num_crops if not train else 1)
