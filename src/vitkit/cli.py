@@ -36,10 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     from vitkit.checkpoints import CheckpointError
+    from vitkit.weights import DownloadError
 
     try:
         return int(args._run(args) or 0)
-    except (KeyError, ValueError, FileNotFoundError, TypeError, CheckpointError) as e:
+    except (KeyError, ValueError, FileNotFoundError, TypeError, CheckpointError, DownloadError) as e:
         # User errors get one clear line, not a traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"vitkit {args.command}: error: {msg}", file=sys.stderr)

@@ -106,8 +106,8 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     return dataclasses.replace(info.config, **overrides)
 
 
-def create_model(name: str, *, weights: str | None = None, strict: bool = True, features_only: bool = False,
-                 out_indices: Any = None, **overrides: Any) -> nn.Module:
+def create_model(name: str, *, weights: str | None = None, pretrained: bool | str = False, strict: bool = True,
+                 features_only: bool = False, out_indices: Any = None, **overrides: Any) -> nn.Module:
     """Build a registered variant.
 
     ``overrides`` replace config fields (``num_classes=10``, ``drop_path_rate=0.1``, ``img_size=384`` ...).
@@ -115,13 +115,29 @@ def create_model(name: str, *, weights: str | None = None, strict: bool = True, 
     Hugging Face); it is converted, resampled where the size differs, and loaded strictly unless ``strict=False``.
     ``features_only=True`` returns the backbone view (maps at several strides, ``model.feature_info``; see
     :mod:`vitkit.models.backbone`), with ``out_indices`` selecting the levels; weights load before the conversion.
+    ``pretrained`` (``True`` for the variant's default tag, or a tag such as ``"in1k"``) downloads published
+    weights into the cache (:mod:`vitkit.weights`) and loads them; the model takes the file's class count unless
+    ``num_classes`` is given, in which case the classifier is replaced by a zero-initialised one.
     """
     info = model_info(name)
+    if pretrained and weights is not None:
+        raise ValueError("give either weights= (a local file) or pretrained= (a published tag), not both")
+    spec = None
+    if pretrained:
+        from vitkit.weights import get_weights
+
+        spec = get_weights(name, pretrained)
+        overrides = {**spec.overrides(), **overrides}
     cfg = resolve_config(name, **overrides)
     model = info.builder(cfg)
     model.model_name = name
     model.info = info
-    if weights is not None:
+    if spec is not None:
+        from vitkit.weights import load_pretrained
+
+        model.pretrained_report = load_pretrained(model, spec)
+        model.pretrained_weights = spec
+    elif weights is not None:
         from vitkit.checkpoints import load_checkpoint
 
         load_checkpoint(model, weights, strict=strict)

@@ -1,5 +1,5 @@
 """Checkpoint loading: detect the layout (vitkit, official, timm, torchvision, Hugging Face), map keys, resample."""
-from . import mvit, swin, uniformer, vit  # noqa: F401  (register the converters)
+from . import jax_vit, mm, mvit, swin, uniformer, vit  # noqa: F401  (register the converters)
 from .base import (
     CheckpointError,
     LoadReport,

@@ -108,6 +108,10 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> S
             from safetensors.torch import load_file
 
             sd: object = load_file(path)
+        elif path.endswith(".npz"):  # JAX/Flax checkpoints (google-research/vision_transformer)
+            from .jax_vit import read_npz
+
+            sd = read_npz(path)
         else:
             try:
                 sd = torch.load(path, map_location="cpu", weights_only=True)

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", help="only this family (vit, swin, mvit, uniformer)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--update-readme", metavar="README", help="rewrite the models table in this README in place")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the published weights (model.tag) instead; with --update-readme, the README zoo table")
 
 
 def model_rows(pattern: str = "*", family: str | None = None) -> list[dict]:
@@ -73,22 +75,42 @@ def text(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: str, table: str) -> bool:
-    """Replace the block between the models-table markers; return whether the file changed."""
+def update_readme(path: str, table: str, start: str = README_START, end: str = README_END) -> bool:
+    """Replace the block between the ``start``/``end`` markers; return whether the file changed."""
     with open(path) as f:
         content = f.read()
-    if README_START not in content or README_END not in content:
-        raise ValueError(f"{path} has no {README_START} ... {README_END} block")
-    head, rest = content.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_START}\n{table}\n{README_END}{tail}"
+    if start not in content or end not in content:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{table}\n{end}{tail}"
     if new != content:
         with open(path, "w") as f:
             f.write(new)
     return new != content
 
 
+def run_pretrained(args: argparse.Namespace) -> int:
+    """The weights zoo: ``model.tag`` rows (``vitkit card NAME`` shows one in full)."""
+    from vitkit import list_models
+    from vitkit.weights.cards import ZOO_END, ZOO_START, zoo_markdown, zoo_rows, zoo_text
+
+    if args.update_readme:
+        changed = update_readme(args.update_readme, zoo_markdown(), ZOO_START, ZOO_END)
+        print(f"{args.update_readme}: zoo table {'updated' if changed else 'already up to date'}")
+        return 0
+    allowed = set(list_models(family=args.family))
+    rows = [w for w in zoo_rows(args.pattern) if w.model in allowed]
+    if not rows:
+        print(f"no published weights match {args.pattern!r}")
+        return 1
+    print(zoo_markdown(rows=rows) if args.markdown else zoo_text(rows=rows))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return run_pretrained(args)
     rows = model_rows(args.pattern, args.family)
     if not rows:
         print(f"no model matches {args.pattern!r}")

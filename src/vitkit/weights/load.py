@@ -1,0 +1,87 @@
+"""Published weights into a model: fetch (cache / mirror), convert once to vitkit's safetensors beside the
+download, then load (strict, with the classifier replaced when the model's class count differs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from vitkit.checkpoints.base import (
+    CheckpointError,
+    LoadReport,
+    atomic_write,
+    convert_state_dict,
+    load_checkpoint,
+    read_state_dict,
+)
+
+from .download import fetch
+from .spec import Weights, get_weights
+
+#: bump when a converter changes what it writes, so stale converted caches are not reused
+CONVERTED_VERSION = "1"
+_CLASSIFIERS = ("head.", "aux_head.")
+
+
+def weights_file(w: Weights, progress: bool | None = None) -> Path:
+    """The published file of ``w`` in the local cache (downloaded and verified when missing)."""
+    return fetch(w.url, sha256=w.sha256, sha256_prefix=w.sha256_prefix, progress=progress)
+
+
+def converted_path(raw: Path, model_name: str) -> Path:
+    """Where the vitkit-layout safetensors converted from ``raw`` for ``model_name`` is cached (beside it)."""
+    return raw.with_name(f"{raw.name}.{model_name}.v{CONVERTED_VERSION}.safetensors")
+
+
+def converted_state_dict(w: Weights, model: nn.Module, progress: bool | None = None) -> tuple[dict, str]:
+    """``w`` in vitkit's key layout (from the converted cache, or converted now and cached), and its layout."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    raw = weights_file(w, progress)
+    conv = converted_path(raw, w.model)
+    if conv.is_file():
+        with safe_open(str(conv), framework="pt") as f:
+            layout = (f.metadata() or {}).get("layout", w.layout)
+        return load_file(str(conv)), layout
+    sd, layout = convert_state_dict(read_state_dict(raw), model)
+    flat = {k: v.detach().contiguous().clone() for k, v in sd.items()}
+    meta = {"format": "pt", "vitkit_weights": w.name, "layout": layout, "url": w.url}
+    atomic_write(conv, lambda tmp: save_file(flat, tmp, metadata=meta))
+    return flat, layout
+
+
+def _classifier_keys(sd: dict[str, torch.Tensor], model: nn.Module) -> list[str]:
+    """Classifier tensors of ``sd`` whose shape the model does not share (another class count)."""
+    own = model.state_dict()
+    return [k for k in sd if k.startswith(_CLASSIFIERS) and (k not in own or own[k].shape != sd[k].shape)]
+
+
+def load_pretrained(model: nn.Module, weights: Weights | str, tag: str | bool | None = None,
+                    progress: bool | None = None) -> LoadReport:
+    """Load published weights (a :class:`Weights`, ``"model.tag"``, or a model name with ``tag``) into ``model``.
+
+    Everything but the classifier loads strictly. When the model's class count differs from the file's
+    (fine-tuning on new classes), the file's classifier is left out and the model's is zero-initialised, as
+    timm / torchvision users expect from ``num_classes=N`` with pretrained weights; the report lists it as missing.
+    """
+    w = weights if isinstance(weights, Weights) else get_weights(weights, tag)
+    family = getattr(model, "family", "")
+    want = getattr(model, "model_name", w.model)
+    if want != w.model:
+        raise ValueError(f"weights {w.name} are for {w.model}, not {want}")
+    sd, layout = converted_state_dict(w, model, progress)
+    dropped = _classifier_keys(sd, model)
+    for k in dropped:
+        del sd[k]
+    report = load_checkpoint(model, sd, strict=False)
+    report.source = f"{w.name} ({layout} layout, {family})"
+    heads = [k for k in report.missing if k.startswith(_CLASSIFIERS)]
+    problems = LoadReport(source=report.source, missing=[k for k in report.missing if k not in heads],
+                          unexpected=report.unexpected, mismatched=report.mismatched)
+    if not problems.ok:
+        raise CheckpointError(f"{w.name} does not match {want}:\n" + problems.describe())
+    if heads and hasattr(model, "reset_classifier"):
+        model.reset_classifier(model.num_classes)
+    return report
