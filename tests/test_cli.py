@@ -52,3 +52,39 @@ def test_readme_models_table_is_generated_and_current():
     expected = markdown(model_rows())
     if table != expected:
         pytest.fail("README models table is stale: run `vitkit models --update-readme README.md`")
+
+
+def test_help_does_not_load_torch():
+    code = ("import sys; from vitkit.cli import build_parser; build_parser().format_help(); "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")})
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_train_help_lists_the_recipes(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "demo/: digits, motion_digits_mvit" in out and "swin_tiny_patch4_window7_224" in out
+    assert "_base_/" not in out and "imagenet_scratch" not in out
+
+
+def test_recipe_dump_only_on_request_and_dry_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # a config error: one line on stderr, nothing dumped before it
+    assert main(["train", "demo/digits", "--quiet", "train.clip_grad=-1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "train.clip_grad must be > 0" in captured.err
+    # --dry-run: checked, printed, nothing built; options and overrides in any order; a README-style path
+    assert main(["train", "--dry-run", "configs/demo/digits.yaml", "schedule.epochs=1", "--quiet",
+                 "optim.lr=1e-3"]) == 0
+    captured = capsys.readouterr()
+    assert "# resolved recipe" in captured.out and "lr: 0.001" in captured.out and "recipe OK" in captured.out
+    assert "warm-up clipped" in captured.err
+    assert not (tmp_path / "runs").exists()
+    assert main(["train", "demo/digit", "--dry-run"]) == 2
+    assert "did you mean demo/digits" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "demo/digits", "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err

@@ -29,9 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, letting a command's ``key=value`` overrides and its options come in any order.
+
+    argparse stops filling a ``nargs="*"`` positional at the first option, so ``vitkit train demo/digits --quiet
+    optim.lr=1e-3`` would leave ``optim.lr=1e-3`` unrecognised; such leftovers join the command's ``args``.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        target = getattr(args, "args", None)
+        if not isinstance(target, list) or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        target.extend(extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0

@@ -103,7 +103,12 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     bad = sorted(set(overrides) - valid)
     if bad:
         raise TypeError(f"{name}: unknown config field(s) {bad}; valid fields: {sorted(valid)}")
-    return dataclasses.replace(info.config, **overrides)
+    cfg = dataclasses.replace(info.config, **overrides)
+    if overrides:
+        from vitkit.models.config_check import check_config
+
+        check_config(cfg, prefix=f"{name}: ")
+    return cfg
 
 
 def create_model(name: str, *, weights: str | None = None, pretrained: bool | str = False, strict: bool = True,

@@ -2,21 +2,45 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 NAME = "train"
 HELP = "train a model from a YAML recipe (no arguments: the built-in digits demo); DDP under torchrun"
 
 
+def _recipes_epilog() -> str:
+    from vitkit.engine.recipe_files import list_recipes  # no torch: keeps `vitkit --help` fast
+
+    names = list_recipes()
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        folder, _, leaf = n.rpartition("/")
+        groups.setdefault(folder or ".", []).append(leaf)
+    lines = ["shipped recipes (give the name, e.g. `vitkit train demo/motion_digits_mvit`; any YAML file works too):"]
+    for folder, leaves in groups.items():
+        lines.append(f"  {folder}/: " + ", ".join(leaves))
+    lines.append("options and key=value overrides may come in any order; --print-config shows the resolved recipe, "
+                 "--dry-run checks it and exits")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = _recipes_epilog()
     p.add_argument("args", nargs="*", metavar="RECIPE|KEY=VALUE",
-                   help="a recipe file (or a name under configs/, e.g. demo/motion_digits_mvit), then dotted overrides "
+                   help="a recipe file or shipped recipe name (see below), then dotted overrides "
                         "such as optim.lr=1e-3 train.batch_size=64 (default recipe: demo/digits)")
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run exactly: its run directory, checkpoints/ or a step_* checkpoint "
                         "(the run's recipe.yaml is used when no recipe is given)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--quiet", action="store_true", help="no per-step output")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved recipe (inheritance and overrides applied) before training")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read and check the recipe (keys, types, ranges, the model), print it, and exit")
 
 
 def split_args(items: list[str]) -> tuple[str | None, list[str]]:
@@ -40,12 +64,20 @@ def resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    recipe = resolve(args)  # configuration errors fail here, before anything is printed or built
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        for note in recipe.notes:
+            print(note, file=sys.stderr, flush=True)
+        if args.print_config or args.dry_run:
+            print("# resolved recipe\n" + recipe.to_yaml(), flush=True)
+    if args.dry_run:
+        if main_rank:
+            print("recipe OK (dry run: nothing trained)", flush=True)
+        return 0
     from vitkit.engine import distributed as D
     from vitkit.engine.trainer import Trainer
 
-    recipe = resolve(args)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
-        print("# resolved recipe\n" + recipe.to_yaml(), flush=True)
     try:
         trainer = Trainer(recipe, resume=args.resume, device=args.device, quiet=args.quiet)
         trainer.fit()

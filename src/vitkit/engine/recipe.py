@@ -3,7 +3,7 @@
 A recipe has these sections (every key optional; the defaults below apply)::
 
     model:                       # the network
-      name: vit_demo_patch4_32   # a registered variant (``vitkit models``)
+      name: vit_demo_patch8_32   # a registered variant (``vitkit models``)
       weights: null              # initial weights, any layout vitkit.load_checkpoint reads (fine-tuning)
       <config field>: value      # any field of the variant's config dataclass: drop_path_rate, depth, img_size ...
                                  # (num_classes defaults to the dataset's)
@@ -64,12 +64,16 @@ A recipe has these sections (every key optional; the defaults below apply)::
 
 Override from the command line with dotted keys: ``vitkit train configs/demo/digits.yaml optim.lr=1e-3
 train.batch_size=64 model.drop_path_rate=0.1``. Values are parsed as YAML and converted to the key's type
-(``1e-3`` is a float). An unknown key is an error naming the valid keys of its section.
+(``1e-3`` is a float). An unknown key is an error naming the valid keys of its section (and the section it belongs
+to when it is in another: ``train.epochs`` -> ``schedule.epochs``); every value is range-checked when the recipe is
+read, with the valid range in the message. A recipe may inherit from others with ``_base_`` (see
+:mod:`vitkit.engine.recipe_files`).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -79,14 +83,15 @@ from typing import Any, Mapping
 
 import yaml
 
+from .recipe_files import RecipeError, configs_dir, find_recipe, list_recipes, read_recipe_tree
 
-class RecipeError(ValueError):
-    """A recipe key or value is invalid; the message names the valid keys or the expected type."""
+__all__ = ["Recipe", "RecipeError", "configs_dir", "default_run_name", "find_recipe", "list_recipes",
+           "load_recipe", "recipe_from_dict"]
 
 
 @dataclass
 class ModelSection:
-    name: str = "vit_demo_patch4_32"
+    name: str = "vit_demo_patch8_32"
     weights: str | None = None
     config: dict = field(default_factory=dict)  # filled from the extra keys of the YAML section
 
@@ -172,10 +177,13 @@ class Recipe:
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
     run: RunSection = field(default_factory=RunSection)
+    #: what validation adjusted (e.g. a warm-up clipped to a short run); printed at the start of training
+    notes: list = field(default_factory=list, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         """Plain nested dict; the model section is flat (name, weights, then the config overrides)."""
         out = dataclasses.asdict(self)
+        out.pop("notes")
         model = out.pop("model")
         out = {"model": {"name": model["name"], "weights": model["weights"], **model["config"]}, **out}
         return out
@@ -184,7 +192,7 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Recipe)}
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Recipe) if f.name != "notes"}
 _SECTION_CLASSES = {
     "model": ModelSection, "data": DataSection, "optim": OptimSection, "schedule": ScheduleSection,
     "train": TrainSection, "eval": EvalSection, "run": RunSection,
@@ -193,8 +201,12 @@ AMP_MODES = ("bf16", "fp16", "none")
 OPTIMIZERS = ("adamw", "sgd")
 
 
-def _unknown(kind: str, key: str, valid: list[str]) -> RecipeError:
+def _unknown(kind: str, key: str, valid: list[str], section: str | None = None) -> RecipeError:
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    if section is not None and key not in valid:  # the key of another section: train.epochs -> schedule.epochs
+        elsewhere = [f"{s}.{key}" for s, cls in _SECTION_CLASSES.items()
+                     if s != section and key in {f.name for f in dataclasses.fields(cls)} - {"config"}]
+        close = elsewhere + close
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return RecipeError(f"unknown {kind} {key!r}{hint}; valid: {', '.join(valid)}")
 
@@ -297,14 +309,26 @@ def _build_section(section: str, values: Mapping[str, Any]) -> Any:
             elif key in config_types:
                 config[key] = _coerce_config(value, config_types[key], f"model.{key}")
             else:
-                raise _unknown("key in section 'model'", key, ["name", "weights", *sorted(config_types)])
+                raise _unknown("key in section 'model'", key, ["name", "weights", *sorted(config_types)], "model")
+        _check_model_config(str(name), config)
         kwargs["config"] = config
         return cls(**kwargs)
     for key, value in values.items():
         if key not in types_:
-            raise _unknown(f"key in section {section!r}", key, list(types_))
+            raise _unknown(f"key in section {section!r}", key, list(types_), section)
         kwargs[key] = _coerce(value, types_[key], f"{section}.{key}")
     return cls(**kwargs)
+
+
+def _check_model_config(name: str, config: dict) -> None:
+    """The model's own range checks (the ones ``create_model`` applies), reported as ``model.<field>``."""
+    from vitkit.models.config_check import check_config
+    from vitkit.registry import model_info
+
+    try:
+        check_config(dataclasses.replace(model_info(name).config, **config), prefix="model.")
+    except (ValueError, TypeError) as e:
+        raise RecipeError(str(e)) from None
 
 
 def _coerce_config(value: Any, tp: Any, where: str) -> Any:
@@ -380,8 +404,50 @@ def recipe_from_dict(tree: Mapping[str, Any] | None) -> Recipe:
     return recipe
 
 
+def _in_range(key: str, value: float | None, lo: float | None = None, hi: float | None = None, *,
+              lo_open: bool = False, hi_open: bool = False, extra: str = "") -> None:
+    """Raise ``key must be in [lo, hi)`` (the interval as declared) when ``value`` lies outside it."""
+    if value is None:
+        return
+    ok = (lo is None or (value > lo if lo_open else value >= lo)) and \
+         (hi is None or (value < hi if hi_open else value <= hi))
+    if ok and math.isfinite(value):
+        return
+    if hi is None:
+        rng = f"{'>' if lo_open else '>='} {lo:g}"
+    elif lo is None:
+        rng = f"{'<' if hi_open else '<='} {hi:g}"
+    else:
+        rng = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    raise RecipeError(f"{key} must be {rng}{extra}, got {value}")
+
+
+def _check_sizes(r: Recipe, in_chans: int) -> None:
+    d = r.data
+    size = d.input_size
+    if size is not None:
+        sizes = size if isinstance(size, list) else [size]
+        if len(sizes) not in (1, 2) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                               for v in sizes):
+            raise RecipeError(f"data.input_size must be a positive integer H (=W) or [H, W], got {size!r}")
+    if d.num_frames is not None and d.num_frames < 1:
+        raise RecipeError(f"data.num_frames must be >= 1 or null (the model's), got {d.num_frames}")
+    for key in ("mean", "std"):
+        v = getattr(d, key)
+        if v is None:
+            continue
+        if len(v) != in_chans or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise RecipeError(f"data.{key} must be a list of {in_chans} numbers (one per input channel), got {v!r}")
+        if key == "std" and not all(x > 0 for x in v):
+            raise RecipeError(f"data.std must be > 0 for every channel, got {v!r}")
+
+
 def validate(r: Recipe) -> None:
-    """Cross-key checks with messages that say what is expected."""
+    """Range and cross-key checks with messages that say what is expected.
+
+    Adjustments that keep a recipe usable are recorded in ``r.notes`` rather than raised: a warm-up as long as
+    the run (``schedule.epochs=1`` on a recipe with 3 warm-up epochs) is clipped to half the run.
+    """
     if r.optim.name not in OPTIMIZERS:
         raise RecipeError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {r.optim.name!r}")
     if r.train.amp not in AMP_MODES:
@@ -403,57 +469,72 @@ def validate(r: Recipe) -> None:
         )
     if not 0 < r.optim.layer_decay <= 1:
         raise RecipeError(f"optim.layer_decay must be in (0, 1], got {r.optim.layer_decay}")
-    if len(r.optim.betas) != 2:
+    if len(r.optim.betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                          for b in r.optim.betas):
         raise RecipeError(f"optim.betas must be two numbers, got {r.optim.betas}")
     r.optim.betas = [float(b) for b in r.optim.betas]
+    for i, b in enumerate(r.optim.betas):
+        _in_range(f"optim.betas[{i}]", b, 0, 1, hi_open=True)
+    _in_range("optim.lr", r.optim.lr, 0, lo_open=True)
+    _in_range("optim.weight_decay", r.optim.weight_decay, 0)
+    _in_range("optim.eps", r.optim.eps, 0, lo_open=True)
+    _in_range("optim.momentum", r.optim.momentum, 0, 1, hi_open=True)
+    if r.optim.base_batch_size is not None and r.optim.base_batch_size < 1:
+        raise RecipeError(f"optim.base_batch_size must be >= 1 or null, got {r.optim.base_batch_size}")
+    peak = r.optim.lr * (r.train.batch_size / r.optim.base_batch_size if r.optim.base_batch_size else 1.0)
+    _in_range("schedule.min_lr", r.schedule.min_lr, 0, peak,
+              extra=f" (0 up to the peak lr {peak:g} = optim.lr scaled by the batch)")
+    _in_range("schedule.warmup_lr", r.schedule.warmup_lr, 0)
+    _in_range("schedule.warmup_epochs", r.schedule.warmup_epochs, 0)
+    _in_range("train.clip_grad", r.train.clip_grad, 0, lo_open=True,
+              extra=" (the largest gradient norm; null: no clipping)")
+    _in_range("train.label_smoothing", r.train.label_smoothing, 0, 1, hi_open=True)
+    _in_range("train.mixup", r.train.mixup, 0, extra=" (the Beta distribution's alpha; 0: off)")
+    _in_range("train.cutmix", r.train.cutmix, 0, extra=" (the Beta distribution's alpha; 0: off)")
+    _in_range("train.mixup_switch_prob", r.train.mixup_switch_prob, 0, 1)
+    _in_range("train.workers", r.train.workers, 0)
+    _in_range("run.save_every", r.run.save_every, 0, extra=" (optimiser steps between checkpoints; 0: every epoch)")
     if r.train.ema_decay is not None and not 0 <= r.train.ema_decay < 1:
         raise RecipeError(f"train.ema_decay must be in [0, 1), got {r.train.ema_decay}")
-    if r.schedule.warmup_epochs > r.schedule.epochs:
-        raise RecipeError(
-            f"schedule.warmup_epochs ({r.schedule.warmup_epochs}) exceeds schedule.epochs ({r.schedule.epochs})"
-        )
     if r.train.max_steps is not None and r.train.max_steps < 1:
         raise RecipeError(f"train.max_steps must be >= 1 or null, got {r.train.max_steps}")
+    in_chans = getattr(_model_config(r.model), "in_chans", 3)
+    _check_sizes(r, in_chans)
+    s = r.schedule
+    if s.warmup_epochs > 0 and s.warmup_epochs >= s.epochs:
+        clipped = s.epochs / 2
+        r.notes.append(f"note: schedule.warmup_epochs {s.warmup_epochs:g} is not shorter than schedule.epochs "
+                       f"{s.epochs}; warm-up clipped to {clipped:g} epoch(s) (half the run)")
+        s.warmup_epochs = clipped
+
+
+def _model_config(m: ModelSection) -> Any:
+    from vitkit.registry import model_info
+
+    return dataclasses.replace(model_info(m.name).config, **m.config)
 
 
 def load_recipe(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe YAML file (None: the schema defaults), apply dotted overrides, validate."""
-    tree: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise RecipeError(f"recipe file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise RecipeError(f"{p} is not valid YAML: {e}") from None
-        if loaded is not None and not isinstance(loaded, Mapping):
-            raise RecipeError(f"{p}: a recipe is a mapping of sections ({', '.join(SECTIONS)}), got {type(loaded).__name__}")
-        tree = dict(loaded or {})
+    """Read a recipe YAML file (None: the schema defaults) with its ``_base_`` parents, apply dotted overrides,
+    validate."""
+    tree = read_recipe_tree(path) if path is not None else {}
     tree = merge_overrides(tree, overrides or [])
     return recipe_from_dict(tree)
 
 
-def configs_dir() -> Path | None:
-    """The recipes directory: ``configs/`` of a source checkout, or ``vitkit/configs`` when installed."""
-    here = Path(__file__).resolve()
-    for cand in (here.parents[3] / "configs", here.parents[1] / "configs"):
-        if cand.is_dir():
-            return cand
-    return None
+def dataset_tag(spec: str) -> str:
+    """A short name for a dataset spec: ``digits``, ``/data/imagenet`` -> ``imagenet``,
+    ``/data/k400/train.csv`` -> ``k400`` (a list file named after a split takes its folder's name)."""
+    p = Path(str(spec).rstrip("/\\"))
+    stem = p.stem if p.suffix.lower() in (".txt", ".csv", ".tsv", ".lst", ".list", ".json") else p.name
+    if stem.lower() in ("train", "val", "test", "valid", "validation", "training", "list", "labels") and p.parent.name:
+        return p.parent.name
+    return stem or "data"
 
 
-def find_recipe(name: str) -> Path:
-    """A recipe path, or a name under configs/ (``demo/digits`` or ``demo/digits.yaml``)."""
-    p = Path(name)
-    if p.is_file():
-        return p
-    base = configs_dir()
-    if base is not None:
-        for cand in (base / name, base / f"{name}.yaml"):
-            if cand.is_file():
-                return cand
-    raise RecipeError(f"recipe not found: {name} (a YAML file, or a name under {base or 'configs/'})")
+def default_run_name(r: Recipe) -> str:
+    """``run.name``, or ``<model>-<dataset>`` from the model and data actually used (after overrides)."""
+    return r.run.name or f"{r.model.name}-{dataset_tag(r.data.dataset)}"
 
 
 DEMO_RECIPE = "demo/digits.yaml"

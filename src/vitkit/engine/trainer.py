@@ -34,7 +34,7 @@ from .evaluate import EvalResult, evaluate
 from .metrics import MetricsLog, plot_metrics, truncate_after
 from .optim import build_optimizer
 from .progress import on_terminal, progress_bar
-from .recipe import Recipe, RecipeError
+from .recipe import Recipe, RecipeError, default_run_name
 from .schedule import WarmupCosine
 
 
@@ -92,8 +92,7 @@ def _run_dir(recipe: Recipe, resume: str | None) -> Path:
         for cand in (p, *p.parents):
             if (cand / "recipe.yaml").is_file() and (cand / "checkpoints").is_dir():
                 return cand
-    name = recipe.run.name or f"{recipe.model.name}-{Path(recipe.data.dataset).name}"
-    return Path(recipe.run.output_dir) / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Path(recipe.run.output_dir) / f"{default_run_name(recipe)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def _batch(batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -262,6 +262,9 @@ _vit("vit_base_patch16_8x8",
 _vit("vit_demo_patch4_32",
      ViTConfig(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, num_classes=10),
      paper="demonstration variant (not from a paper)", demo=True, crop_pct=1.0, interpolation="bilinear")
+_vit("vit_demo_patch8_32",  # the digits demo's model (configs/demo/digits.yaml)
+     ViTConfig(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=4, num_classes=10),
+     paper="demonstration variant (not from a paper)", demo=True, crop_pct=1.0, interpolation="bilinear")
 _vit("vit_demo_video_8x32",
      ViTConfig(img_size=32, patch_size=4, num_frames=8, tubelet_size=2, embed_dim=128, depth=4, num_heads=4,
                num_classes=10, sep_pos_embed=True),
