@@ -11,12 +11,12 @@ from PIL import Image
 from vitkit.data import build_dataset
 from vitkit.data.transforms import Stage, TransformError, build_transforms
 from vitkit.engine.data import model_input
-from vitkit.engine.recipe import configs_dir, load_recipe
+from vitkit.engine.recipe import configs_dir, list_recipes, load_recipe
 from vitkit.registry import model_info
 
 skimage_data = pytest.importorskip("skimage.data")
 
-RECIPES = sorted(str(p.relative_to(configs_dir())) for p in configs_dir().rglob("*.yaml"))
+RECIPES = [f"{n}.yaml" for n in list_recipes()]  # not the _base_/ parts
 
 
 def _photo(name: str) -> torch.Tensor:
