@@ -49,12 +49,13 @@ from functools import lru_cache
 from importlib import resources
 from typing import Sequence
 
-from .builtin import DIGIT_CLASSES, MOTIONS, BuiltinDataset, load_digits_split, motion_digits_split
+from .builtin import DIGIT_CLASSES, MOTIONS, MOTIONS_LR, BuiltinDataset, load_digits_split, motion_digits_split
 from .datasets import FileDataset
+from .flip import FlipLabelSwap, resolve_flip_label_map
+from .formats import resolve_dataset
 from .mixup import MixupCutmix
 from .samplers import RepeatAugSampler
 from .sampling import clip_span
-from .sources import resolve_source
 from .transforms import build_transforms
 
 log = logging.getLogger("vitkit.data")
@@ -64,28 +65,50 @@ __all__ = ["build_dataset", "build_transforms", "MixupCutmix", "RepeatAugSampler
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BUILTIN = ("digits", "motion-digits")
+BUILTIN = ("digits", "motion-digits", "motion-digits-lr")
+CLASS_LISTS = ("imagenet1k", "kinetics400", "kinetics600", "something_something_v2")
 
 
 @lru_cache(maxsize=None)
 def class_names(name: str) -> tuple[str, ...]:
-    """Shipped class lists in their standard index order: ``'imagenet1k'`` or ``'kinetics400'``."""
-    try:
-        text = resources.files(__package__).joinpath("classes", f"{name}.txt").read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ValueError(f"no shipped class list {name!r}; available: 'imagenet1k', 'kinetics400'") from e
+    """Shipped class lists in their standard index order: ``'imagenet1k'``, ``'kinetics400'``, ``'kinetics600'``
+    or ``'something_something_v2'`` (see ``classes/README.md`` for their sources)."""
+    if name not in CLASS_LISTS:
+        raise ValueError(f"no shipped class list {name!r}; available: {', '.join(map(repr, CLASS_LISTS))}")
+    text = resources.files(__package__).joinpath("classes", f"{name}.txt").read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 @lru_cache(maxsize=4)
-def _motion_digits(split: str, frames: int):
-    return motion_digits_split(split, frames=frames)
+def _motion_digits(split: str, frames: int, motions: int = len(MOTIONS)):
+    return motion_digits_split(split, frames=frames, motions=motions)
+
+
+def _split_flip(augment: dict | None) -> tuple[dict | None, float, object]:
+    """Take ``hflip`` out of ``augment`` when ``flip_label_map`` asks for a label-swapping flip."""
+    aug = dict(augment) if augment else None
+    if not aug or "flip_label_map" not in aug:
+        return aug, 0.0, None
+    spec = aug.pop("flip_label_map")
+    return aug, float(aug.pop("hflip", 0.0) or 0.0), spec
+
+
+def _with_flip(ds, p: float, spec, train: bool):
+    if not train or not p or spec is None:
+        return ds
+    if getattr(ds, "multi_label", False):
+        raise ValueError("augment.flip_label_map is for single-label data")
+    label_map = resolve_flip_label_map(spec, ds.classes)
+    if not label_map:
+        log.warning("%s: augment.flip_label_map found no left/right class pairs; flips keep every label", ds.name)
+    return FlipLabelSwap(ds, p, label_map)
 
 
 def build_dataset(spec: str, split: str, *, train: bool, input_size: Sequence[int], sampling_rate: int = 1,
                   num_clips: int = 1, num_crops: int = 1, mean: Sequence[float] = IMAGENET_MEAN,
                   std: Sequence[float] = IMAGENET_STD, augment: dict | None = None, root: str | None = None,
-                  classes: list[str] | str | None = None, num_classes: int | None = None):
+                  classes: list[str] | str | None = None, num_classes: int | None = None, sampling: str = "dense",
+                  decoder: str = "pyav", data_format: str = "auto"):
     """Dataset for ``spec``/``split`` producing tensors of ``input_size``; see the module docstring."""
     input_size = tuple(int(v) for v in input_size)
     if len(input_size) not in (3, 4):
@@ -102,11 +125,17 @@ def build_dataset(spec: str, split: str, *, train: bool, input_size: Sequence[in
         raise ValueError(f"video decoding gives 3 channels, input_size asks for {channels}")
     frames = input_size[1] if video else 1
     crops = num_crops if not train else 1
+    augment, flip_p, flip_map = _split_flip(augment)
     if spec in BUILTIN:
         aug = dict(augment) if augment else None
-        if spec == "motion-digits" and aug and aug.get("hflip"):
-            log.warning("motion-digits: hflip disabled - a flip turns 'left' into 'right' and changes the class")
-            aug["hflip"] = 0.0
+        if spec == "motion-digits" and (flip_p or (aug and aug.get("hflip"))):
+            log.warning("motion-digits: hflip disabled - a flip turns 'left' into 'right' and 'clockwise' into "
+                        "'counter-clockwise' (use motion-digits-lr with augment.flip_label_map: left-right)")
+            aug = dict(aug or {}, hflip=0.0)
+            flip_p = 0.0
+        if spec == "motion-digits-lr" and train and aug and aug.get("hflip"):
+            log.warning("motion-digits-lr: hflip without augment.flip_label_map mislabels every flipped "
+                        "left/right clip (the Something-Something recipes do not flip)")
         test_aug = {"crop_pct": 1.0} if not (train and aug) else aug  # built-in frames fill the image: no crop
         transform = build_transforms(train, input_size, mean, std, test_aug if not (train and aug) else aug,
                                      num_crops=crops)
@@ -118,15 +147,17 @@ def build_dataset(spec: str, split: str, *, train: bool, input_size: Sequence[in
             names = DIGIT_CLASSES
         else:
             if not video:
-                raise ValueError("'motion-digits' is a video dataset: input_size must be (C,T,H,W)")
-            data, labels = _motion_digits(split, max(8, clip_span(frames, sampling_rate)))
-            names = list(MOTIONS)
+                raise ValueError(f"{spec!r} is a video dataset: input_size must be (C,T,H,W)")
+            names = list(MOTIONS if spec == "motion-digits" else MOTIONS_LR)
+            data, labels = _motion_digits(split, max(8, clip_span(frames, sampling_rate)), len(names))
         fast = not (train and aug) and crops == 1 and tuple(data.shape[-2:]) == input_size[-2:]
-        return BuiltinDataset(data, labels, names, transform, fast=fast, mean=mean, std=std, train=train,
-                              channels=channels, num_frames=frames if video else None,
-                              sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops, name=spec)
-    source = resolve_source(spec, split, video, root=root, classes=classes, num_classes=num_classes)
+        ds = BuiltinDataset(data, labels, names, transform, fast=fast, mean=mean, std=std, train=train,
+                            channels=channels, num_frames=frames if video else None,
+                            sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops, name=spec)
+        return _with_flip(ds, flip_p, flip_map, train)
+    source = resolve_dataset(spec, split, video, data_format, root=root, classes=classes, num_classes=num_classes)
     transform = build_transforms(train, input_size, mean, std, augment, num_crops=crops)
-    return FileDataset(source, transform, video=video, train=train, num_frames=frames,
-                       sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops,
-                       channels=channels, name=spec)
+    ds = FileDataset(source, transform, video=video, train=train, num_frames=frames,
+                     sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops,
+                     channels=channels, name=spec, sampling=sampling, decoder=decoder)
+    return _with_flip(ds, flip_p, flip_map, train)

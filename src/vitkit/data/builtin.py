@@ -12,6 +12,14 @@ on a noisy background; the class is the motion (0 right, 1 left, 2 down, 3 up,
 clip turns "right" into "left". Clip ``i`` is generated from a seed fixed by
 split and ``i``; train (2,000) uses sprites of digits' train part, test (500)
 of its test part. Both are held in memory as uint8 tensors.
+
+``motion-digits-lr``: the direction-sensitive variant in Something-Something's
+style - the 8 straight motions only, named ``moving right``, ``moving left`` ...
+``moving up-right``. A horizontal flip turns each left/right class into its
+mirror (``moving right`` <-> ``moving left``, ``moving up-left`` <-> ``moving
+up-right``) and keeps ``moving up``/``moving down``: training with plain flips
+mislabels the flipped clips, training without flips (the SSv2 recipes) or with
+the left/right label swap (``augment.flip_label_map: left-right``) does not.
 """
 from __future__ import annotations
 
@@ -24,10 +32,11 @@ import torch.nn.functional as F
 
 from .sampling import clip_indices, clip_span, random_clip_start, uniform_clip_starts
 
-__all__ = ["load_digits_split", "motion_digits_split", "MOTIONS", "BuiltinDataset"]
+__all__ = ["load_digits_split", "motion_digits_split", "MOTIONS", "MOTIONS_LR", "BuiltinDataset"]
 
 MOTIONS = ("right", "left", "down", "up", "down-right", "up-left", "down-left", "up-right",
            "clockwise", "counter-clockwise")
+MOTIONS_LR = tuple(f"moving {m}" for m in MOTIONS[:8])
 _DIRS = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (-1, 1), (1, -1)]
 DIGIT_CLASSES = [str(i) for i in range(10)]
 
@@ -87,14 +96,16 @@ def _render(sprite: np.ndarray, motion: int, rng: np.random.Generator, frames: i
     return clip.round().astype(np.uint8)
 
 
-def motion_digits_split(split: str, frames: int = 8, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 clips (N, frames, 1, size, size) and motion labels; deterministic per (split, index)."""
+def motion_digits_split(split: str, frames: int = 8, size: int = 32,
+                        motions: int = len(MOTIONS)) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 clips (N, frames, 1, size, size) and motion labels (the first ``motions`` of :data:`MOTIONS`);
+    deterministic per (split, index)."""
     images, _, tr, te = _digits()
     train = split == "train"
     pool = _upscale(images[tr if train else te], 12).numpy().astype(np.float32)
     n = 2000 if train else 500
     clips = np.empty((n, frames, 1, size, size), np.uint8)
-    labels = np.arange(n) % 10
+    labels = np.arange(n) % motions
     for i in range(n):
         rng = np.random.default_rng([0 if train else 1, i])
         sprite = pool[rng.integers(len(pool))]

@@ -24,14 +24,16 @@ import torch
 from PIL import Image
 
 from .badlog import BadSampleLog
-from .sampling import clip_indices, clip_span, random_clip_start, uniform_clip_starts
+from .decoders import build_reader
+from .frames import FrameFolderReader
+from .sampling import SAMPLING_MODES, clip_indices, clip_span, random_clip_start, segment_indices, uniform_clip_starts
 from .sources import SampleList
 from .transforms import TransformError
-from .video import IndexCache, VideoError, decode_frames
+from .video import VideoError
 
 log = logging.getLogger("vitkit.data")
 
-__all__ = ["FileDataset", "load_image", "MAX_REPLACEMENT_TRIES"]
+__all__ = ["FileDataset", "load_image", "multi_hot", "MAX_REPLACEMENT_TRIES"]
 
 MAX_REPLACEMENT_TRIES = 50
 
@@ -50,6 +52,13 @@ def load_image(path: str, channels: int = 3) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
+def multi_hot(labels, num_classes: int) -> torch.Tensor:
+    """Float ``(num_classes,)`` with ones at ``labels`` (an int or a collection of ints)."""
+    out = torch.zeros(num_classes)
+    out[list(labels) if isinstance(labels, (tuple, list, set, frozenset)) else [int(labels)]] = 1.0
+    return out
+
+
 def _reason(e: BaseException) -> str:
     if isinstance(e, VideoError):
         return str(e)
@@ -66,11 +75,15 @@ class FileDataset(torch.utils.data.Dataset):
     ``(views (V, C, [T,] H, W), label, sample_index)`` where ``sample_index`` is
     the index actually loaded (a replaced bad sample yields its replacement's
     index, so per-video averaging never mixes two videos).
+
+    Video samples are files read by ``decoder`` (:mod:`.decoders`) or folders of frames (:mod:`.frames`);
+    ``sampling`` is ``'dense'`` (``T x tau`` clips) or ``'segment'`` (one frame from each of ``T`` segments).
+    A multi-label source (``source.multi_label``) gives float multi-hot labels of ``num_classes``.
     """
 
     def __init__(self, source: SampleList, transform: Callable, *, video: bool, train: bool,
                  num_frames: int = 1, sampling_rate: int = 1, num_clips: int = 1, num_crops: int = 1,
-                 channels: int = 3, name: str | None = None):
+                 channels: int = 3, name: str | None = None, sampling: str = "dense", decoder: str = "pyav"):
         self.samples = list(source.samples)
         self.classes = list(source.classes)
         self.transform = transform
@@ -80,8 +93,13 @@ class FileDataset(torch.utils.data.Dataset):
         self.num_crops = num_crops if not train else 1
         self.channels = channels
         self.name = name or source.origin
+        if sampling not in SAMPLING_MODES:
+            raise ValueError(f"data.sampling must be one of {', '.join(SAMPLING_MODES)}, got {sampling!r}")
+        self.sampling = sampling
+        self.multi_label = bool(source.multi_label)
+        self._reader = build_reader(decoder) if video else None
+        self._frames = FrameFolderReader(source.frame_counts)
         self._bad = BadSampleLog(self.name)
-        self._index_cache = IndexCache()
         for path, reason in source.rejected.items():
             self._bad.report(path, reason, action="entry skipped", unusable=False)
         if not self.samples:
@@ -133,18 +151,18 @@ class FileDataset(torch.utils.data.Dataset):
         path, _ = self.samples[j]
         if not self.video:
             return load_image(path, self.channels)
-        index = self._index_cache.get(path)
-        span = clip_span(self.num_frames, self.sampling_rate)
-        if index.num_frames < span:
-            log.debug("%s: %d frames, shorter than a clip of span %d; last frame repeated",
-                      path, index.num_frames, span)
-        if self.train:
-            starts = [random_clip_start(index.num_frames, span)]
+        reader = self._frames if os.path.isdir(path) else self._reader
+        n = reader.num_frames(path)
+        if self.sampling == "segment":
+            wanted = [i for c in range(self.num_clips)
+                      for i in segment_indices(n, self.num_frames, train=self.train, clip=c, num_clips=self.num_clips)]
         else:
-            starts = uniform_clip_starts(index.num_frames, span, self.num_clips, path)
-        wanted = [i for s in starts for i in clip_indices(s, self.num_frames, self.sampling_rate, index.num_frames)]
-        frames, _ = decode_frames(index, wanted)  # all clips in one call: one pass when they are close
-        return frames
+            span = clip_span(self.num_frames, self.sampling_rate)
+            if n < span:
+                log.debug("%s: %d frames, shorter than a clip of span %d; last frame repeated", path, n, span)
+            starts = [random_clip_start(n, span)] if self.train else uniform_clip_starts(n, span, self.num_clips, path)
+            wanted = [i for s in starts for i in clip_indices(s, self.num_frames, self.sampling_rate, n)]
+        return reader.read(path, wanted)  # all clips in one call: one pass when they are close
 
     def _transform(self, raw: torch.Tensor):
         """Decoded sample -> the item's tensor(s); raises :class:`TransformError` (never a bad-sample reason)."""
@@ -180,6 +198,8 @@ class FileDataset(torch.utils.data.Dataset):
                 self._bad.report(path, _reason(e))
                 continue
             x = self._transform(raw)
+            if self.multi_label:
+                label = multi_hot(label, self.num_classes)
             if not self.train and self.num_views > 1:
                 return x, label, j
             return x, label

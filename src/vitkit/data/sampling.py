@@ -4,6 +4,11 @@ A clip of ``num_frames`` frames at sampling rate ``tau`` spans
 ``(num_frames - 1) * tau + 1`` source frames and takes exactly
 ``start + i * tau`` for ``i in range(num_frames)`` (not ``num_frames * tau``:
 that window gives strides 4,4,4,5 - VideoMAE#97).
+
+*Segment* sampling (TSN; UniFormer's and PySlowFast's Something-Something
+loader) instead covers the whole video whatever its length: the frames are cut
+into ``T`` equal segments and one frame is taken from each, at random in
+training and at the segment's centre in testing (:func:`segment_indices`).
 """
 from __future__ import annotations
 
@@ -13,7 +18,10 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["clip_span", "clip_indices", "random_clip_start", "uniform_clip_starts"]
+__all__ = ["clip_span", "clip_indices", "random_clip_start", "uniform_clip_starts", "segment_indices",
+           "SAMPLING_MODES"]
+
+SAMPLING_MODES = ("dense", "segment")
 
 
 def clip_span(num_frames: int, sampling_rate: int) -> int:
@@ -50,3 +58,32 @@ def uniform_clip_starts(video_frames: int, span: int, num_clips: int, path: str 
         log.warning("%s: %d frames give only %d distinct starts for %d clips of span %d",
                     path or "video", video_frames, len(set(starts)), num_clips, span)
     return starts
+
+
+def segment_indices(video_frames: int, num_segments: int, *, train: bool, clip: int = 0, num_clips: int = 1,
+                    generator: torch.Generator | None = None) -> list[int]:
+    """One frame from each of ``num_segments`` equal segments of the video (TSN-style).
+
+    Segment ``i`` spans ``[round(s * i), round(s * (i + 1))]`` with ``s = (video_frames - 1) / num_segments``
+    (the segment bounds of PySlowFast's Something-Something loader). Training draws a frame uniformly inside
+    each segment; testing takes the centre, or with ``num_clips > 1`` clip ``clip``'s evenly spaced offset
+    ``(clip + 1) / (num_clips + 1)`` of the way through each segment (distinct views when segments are long
+    enough). Short videos repeat frames; indices are non-decreasing.
+    """
+    if video_frames < 1:
+        raise ValueError("video has no frames")
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    if not 0 <= clip < num_clips:
+        raise ValueError(f"clip {clip} out of range for {num_clips} clips")
+    size = (video_frames - 1) / num_segments
+    out = []
+    for i in range(num_segments):
+        start, end = int(round(size * i)), int(round(size * (i + 1)))
+        if train:
+            out.append(int(torch.randint(start, end + 1, (1,), generator=generator).item()))
+        elif num_clips == 1:
+            out.append((start + end) // 2)
+        else:
+            out.append(start + ((end - start) * (clip + 1)) // (num_clips + 1))
+    return out

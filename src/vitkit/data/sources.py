@@ -27,10 +27,12 @@ SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "test"), "tes
 class SampleList:
     """What a source yields: samples, class names, and entries rejected while reading it."""
 
-    samples: list[tuple[str, int]]
+    samples: list[tuple[str, int]]   # (path, label); multi-label: (path, tuple of labels)
     classes: list[str]
     rejected: dict[str, str] = field(default_factory=dict)  # path -> reason
     origin: str = ""
+    multi_label: bool = False
+    frame_counts: dict[str, int] = field(default_factory=dict)  # frame folders: frames the list gives
 
 
 def find_classes(directory: str) -> list[str]:

@@ -107,10 +107,29 @@ def index_video(path: str) -> VideoIndex:
         if header > len(pts):  # e.g. an MP4 with its index first and its data cut off
             raise VideoError(f"truncated: header says {header} frames, {len(pts)} found")
         pts.sort()
+        if not header:
+            _check_duration(container, pts, Fraction(stream.time_base))
         keys = tuple(i for i, t in enumerate(pts) if t in key_pts)
         return VideoIndex(path, tuple(pts), Fraction(stream.time_base), header, keys)
     finally:
         container.close()
+
+
+def _check_duration(container, pts: list[int], time_base: Fraction) -> None:
+    """Containers without a frame count (WebM/Matroska) still record the duration in their header: frames that
+    end well before it mean the file was cut short (more than 2 frames and 10% of the duration missing)."""
+    if container.duration is None:
+        return
+    if len(pts) > 1:
+        frame = float((pts[-1] - pts[0]) * time_base) / (len(pts) - 1)
+    else:
+        rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
+        frame = 1 / float(rate) if rate else 0.0
+    end = float(pts[-1] * time_base) + frame
+    header_end = (container.duration + (container.start_time or 0)) / 1e6
+    missing = header_end - end
+    if missing > max(2 * frame, 0.1 * header_end):
+        raise VideoError(f"truncated: header says {header_end:.2f} s, frames end at {end:.2f} s")
 
 
 def _to_tensor(frames: list[av.VideoFrame]) -> torch.Tensor:

@@ -121,5 +121,6 @@ def build_split(recipe: Recipe, inp: dict[str, Any], *, train: bool, num_clips: 
         # test: the model's own resize/crop (crop_pct, interpolation), e.g. ViT at 384 takes the full image
         augment=dict(recipe.data.augment) if train else {"crop_pct": inp["crop_pct"],
                                                           "interpolation": inp["interpolation"]},
-        root=recipe.data.root, classes=classes,
+        root=recipe.data.root, classes=classes, sampling=recipe.data.sampling, decoder=recipe.data.decoder,
+        data_format=recipe.data.format,
     )

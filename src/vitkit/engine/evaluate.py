@@ -1,7 +1,8 @@
 """Evaluation: top-1/top-5, multi-view averaging, per-class accuracy, confusion matrix, frame shuffling.
 
 A test item is ``(x, label)`` (one view) or ``(views, label, index)`` with views (V, C, [T,] H, W): the papers'
-protocol of K temporal clips x 3 spatial crops. Softmax scores of a sample's views are averaged, then ranked.
+protocol of K temporal clips x 3 spatial crops. Softmax scores of a sample's views are averaged, then ranked;
+multi-label data (multi-hot labels, Charades) takes the maximum of the views' sigmoid scores and reports mAP.
 Under DDP each rank scores a disjoint, unpadded shard and the scores are gathered by sample index, so the
 numbers do not depend on the number of processes (no DistributedSampler padding duplicates).
 """
@@ -18,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import distributed as D
 from .amp import autocast
+from .metrics import mean_average_precision
+from .multilabel import is_multi_label, view_scores
 
 
 class Indexed(Dataset):
@@ -57,10 +60,15 @@ class EvalResult:
     confusion: torch.Tensor | None = None  # (K, K) counts, rows = true class, columns = predicted
     scores: torch.Tensor | None = None  # (N, K) averaged softmax scores, in dataset order
     labels: torch.Tensor | None = None
+    mAP: float | None = None  # multi-label: mean average precision (%) over classes with a positive
+    per_class_ap: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"top1": self.top1, "top5": self.top5, "loss": self.loss, "num_samples": self.num_samples,
-                "num_views": self.num_views}
+        out = {"top1": self.top1, "top5": self.top5, "loss": self.loss, "num_samples": self.num_samples,
+               "num_views": self.num_views}
+        if self.mAP is not None:
+            out["mAP"] = self.mAP
+        return out
 
 
 def shuffle_frames(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -87,9 +95,14 @@ def _split_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]
 @torch.no_grad()
 def score_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, workers: int = 0,
                   device: torch.device = torch.device("cpu"), amp: str = "none", shuffle: bool = False,
-                  seed: int = 0, progress: bool = False, dist: D.DistInfo | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Averaged softmax scores (N, K) and labels (N,) for every sample, gathered over ranks; and views per sample."""
+                  seed: int = 0, progress: bool = False, dist: D.DistInfo | None = None,
+                  multi_label: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Video scores (N, K) and labels (N,) or (N, K) for every sample, gathered over ranks; and views per sample.
+
+    Scores: softmax averaged over a sample's views, or with ``multi_label`` (default: the dataset's
+    ``multi_label``) sigmoid max-pooled over them."""
+    if multi_label is None:
+        multi_label = is_multi_label(dataset)
     dist = dist or D.DistInfo(device=device)
     sampler = ShardSampler(len(dataset), dist.rank, dist.world_size)
     loader = DataLoader(Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
@@ -113,7 +126,7 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, w
             x = x.flatten(0, 1)
         with autocast(amp, device):
             logits = model(x.to(device, non_blocking=True))
-        probs = logits.float().softmax(-1).view(b, num_views if multi else 1, -1).mean(1)
+        probs = view_scores(logits, b, num_views if multi else 1, multi_label)
         idx_all.append(index)
         score_all.append(probs.cpu())
         label_all.append(torch.as_tensor(label))
@@ -151,9 +164,29 @@ def metrics_from_scores(scores: torch.Tensor, labels: torch.Tensor, num_views: i
     )
 
 
+def multilabel_metrics(scores: torch.Tensor, labels: torch.Tensor, num_views: int = 1) -> EvalResult:
+    """mAP (%) of (N, K) sigmoid scores against (N, K) multi-hot labels; top-1/top-5 = the top class(es) hit
+    the label set; loss = mean binary cross-entropy of the scores."""
+    n, k = scores.shape
+    labels = labels.float()
+    mAP, ap = mean_average_precision(scores, labels)
+    top = scores.topk(min(5, k), dim=1).indices
+    hits = labels.gather(1, top) > 0
+    p = scores.double().clamp(1e-12, 1 - 1e-12)
+    loss = float(-(labels * p.log() + (1 - labels) * (1 - p).log()).mean()) if n else float("nan")
+    return EvalResult(
+        top1=100.0 * hits[:, 0].float().mean().item() if n else float("nan"),
+        top5=100.0 * hits.any(1).float().mean().item() if n else float("nan"),
+        loss=loss, num_samples=n, num_views=num_views, scores=scores, labels=labels, mAP=mAP,
+        per_class_ap=[100.0 * float(a) for a in ap],
+    )
+
+
 def evaluate(model: nn.Module, dataset: Dataset, **kwargs) -> EvalResult:
     """Score ``dataset`` (see :func:`score_dataset` for the keywords) and compute the metrics."""
     scores, labels, views = score_dataset(model, dataset, **kwargs)
+    if labels.ndim == 2:
+        return multilabel_metrics(scores, labels, views)
     return metrics_from_scores(scores, labels, views)
 
 

@@ -100,3 +100,38 @@ def plot_metrics(run_dir: str | os.PathLike) -> list[Path]:
         ax.grid(alpha=0.3)
         save(fig, "accuracy.png")
     return out
+
+
+def average_precision(scores: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
+    """Per-class average precision of (N, K) scores against (N, K) 0/1 labels; nan for a class with no positive.
+
+    AP = sum over thresholds of (recall step) x precision, thresholds at the distinct scores (ties form one
+    step), as ``sklearn.metrics.average_precision_score`` computes it.
+    """
+    import torch
+
+    scores, labels = scores.double(), labels.double()
+    n, k = scores.shape
+    out = torch.full((k,), float("nan"), dtype=torch.float64)
+    for c in range(k):
+        y = labels[:, c]
+        pos = y.sum()
+        if pos == 0:
+            continue
+        order = torch.argsort(scores[:, c], descending=True, stable=True)
+        s, t = scores[order, c], y[order]
+        tp = torch.cumsum(t, 0)
+        last = torch.ones(n, dtype=torch.bool)  # the last element of each run of tied scores
+        last[:-1] = s[1:] != s[:-1]
+        tp, seen = tp[last], torch.arange(1, n + 1, dtype=torch.float64)[last]
+        precision, recall = tp / seen, tp / pos
+        steps = torch.diff(recall, prepend=torch.zeros(1, dtype=torch.float64))
+        out[c] = (steps * precision).sum()
+    return out
+
+
+def mean_average_precision(scores: "torch.Tensor", labels: "torch.Tensor") -> tuple[float, "torch.Tensor"]:
+    """mAP (%) over the classes that have a positive (PySlowFast's Charades metric), and the per-class APs."""
+    ap = average_precision(scores, labels)
+    valid = ~ap.isnan()
+    return (100.0 * float(ap[valid].mean()) if valid.any() else float("nan")), ap

@@ -109,6 +109,9 @@ class DataSection:
     std: list | None = None
     augment: dict = field(default_factory=dict)
     repeated_aug: int = 1
+    format: str = "auto"          # auto | list | folder | rawframes | ssv2 | charades (vitkit.data.formats)
+    sampling: str = "dense"       # video: dense (T x tau clips) | segment (one frame from each of T segments)
+    decoder: str = "pyav"         # video files: pyav | torchcodec | decord (vitkit.data.decoders)
 
 
 @dataclass
@@ -461,6 +464,15 @@ def validate(r: Recipe) -> None:
     for k, v in positive.items():
         if v < 1:
             raise RecipeError(f"{k} must be >= 1, got {v}")
+    from vitkit.data.decoders import DECODERS
+    from vitkit.data.formats import FORMATS
+    from vitkit.data.sampling import SAMPLING_MODES
+
+    choices = {"data.format": (r.data.format, FORMATS), "data.sampling": (r.data.sampling, SAMPLING_MODES),
+               "data.decoder": (r.data.decoder, DECODERS)}
+    for k, (v, valid) in choices.items():
+        if v not in valid:
+            raise RecipeError(f"{k} must be one of {', '.join(valid)}, got {v!r}")
     if r.eval.num_crops not in (1, 3):
         raise RecipeError(f"eval.num_crops must be 1 (centre) or 3, got {r.eval.num_crops}")
     if r.train.batch_size % r.train.accum_steps:

@@ -32,6 +32,7 @@ from .data import SeededDataset, build_split, mix_seed, model_input, seed_all, t
 from .ema import ModelEma
 from .evaluate import EvalResult, evaluate
 from .metrics import MetricsLog, plot_metrics, truncate_after
+from .multilabel import is_multi_label, multilabel_loss, top1_hits
 from .optim import build_optimizer
 from .progress import on_terminal, progress_bar
 from .recipe import Recipe, RecipeError, default_run_name
@@ -133,6 +134,10 @@ class Trainer:
             classes=list(self.train_set.classes) if r.data.dataset not in ("digits", "motion-digits") else None)
         self.num_classes = int(getattr(self.train_set, "num_classes", 0) or len(self.train_set.classes))
         self.class_names = list(getattr(self.train_set, "classes", range(self.num_classes)))
+        self.multi_label = is_multi_label(self.train_set)  # sigmoid + BCE, max-pooled views, mAP
+        if self.multi_label and (r.train.mixup > 0 or r.train.cutmix > 0 or r.train.label_smoothing):
+            raise RecipeError("multi-label data (sigmoid + BCE) does not take train.mixup, train.cutmix or "
+                              "train.label_smoothing; set them to 0")
 
         self.run_dir = Path(D.broadcast_object(str(_run_dir(r, resume)) if self.dist.is_main else None))
         self.log = lambda msg: _log(self.dist, msg)
@@ -239,7 +244,9 @@ class Trainer:
                 with autocast(r.amp, dev):
                     logits = self.ddp(x)
                 logits = logits.float()
-                if target is not None:
+                if self.multi_label:
+                    loss = multilabel_loss(logits, y)
+                elif target is not None:
                     loss = soft_cross_entropy(logits, target)
                 else:
                     loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
@@ -251,7 +258,7 @@ class Trainer:
                 scaled = loss / accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total_loss += loss.item()
-            correct += int((logits.argmax(-1) == y).sum())
+            correct += top1_hits(logits, y)
             seen += y.shape[0]
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -277,9 +284,13 @@ class Trainer:
                   amp=r.train.amp, dist=self.dist, progress=self.dist.is_main and not self.quiet)
         res: EvalResult = evaluate(self.model, self.test_set, **kw)
         out = {"top1": res.top1, "top5": res.top5, "loss": res.loss, "num_samples": res.num_samples}
+        if res.mAP is not None:
+            out["mAP"] = res.mAP
         if self.ema is not None and r.eval.ema:
             e = evaluate(self.ema.module, self.test_set, **kw)
             out.update(ema_top1=e.top1, ema_top5=e.top5, ema_loss=e.loss)
+            if e.mAP is not None:
+                out["ema_mAP"] = e.mAP
         return out
 
     def _bad_samples(self) -> dict[str, str]:
@@ -395,6 +406,8 @@ class Trainer:
         res = self.evaluate()
         self.metrics.write("eval", step=self.step, epoch=self.epoch, **res)
         msg = f"epoch {self.epoch} test: top-1 {res['top1']:.2f}% top-5 {res['top5']:.2f}% loss {res['loss']:.4f}"
+        if "mAP" in res:
+            msg += f"; mAP {res['mAP']:.2f}%"
         if "ema_top1" in res:
             msg += f"; EMA top-1 {res['ema_top1']:.2f}%"
         self.log(msg)
