@@ -2,6 +2,8 @@
 
 A recipe has these sections (every key optional; the defaults below apply)::
 
+    task:                        # what is trained (vitkit.tasks): classification (default) or segmentation
+      name: classification       # then the task's own keys (vitkit.tasks.<name>; e.g. segmentation: head, ...)
     model:                       # the network
       name: vit_demo_patch8_32   # a registered variant (``vitkit models``)
       weights: null              # initial weights, any layout vitkit.load_checkpoint reads (fine-tuning)
@@ -28,9 +30,13 @@ A recipe has these sections (every key optional; the defaults below apply)::
       betas: [0.9, 0.999]        # adamw only
       eps: 1.0e-8
       layer_decay: 1.0           # < 1: layer-wise lr decay (lr * layer_decay ** (L - layer_id))
-    schedule:                    # linear warm-up, then half-cosine, evaluated every optimiser step
+    schedule:                    # linear warm-up, then half-cosine (or poly), evaluated every optimiser step
+      name: cosine               # cosine, or poly (lr (1 - t)^power; mmseg's "poly" with linear warm-up)
+      power: 1.0                 # poly only
       epochs: 10
+      iters: null                # total optimiser steps; set: replaces epochs (the dense recipes' 160k iterations)
       warmup_epochs: 0
+      warmup_iters: null         # warm-up in optimiser steps; set: replaces warmup_epochs
       warmup_lr: 1.0e-6
       min_lr: 1.0e-6
     train:
@@ -90,6 +96,12 @@ __all__ = ["Recipe", "RecipeError", "configs_dir", "default_run_name", "find_rec
 
 
 @dataclass
+class TaskSection:
+    name: str = "classification"
+    options: dict = field(default_factory=dict)  # filled from the extra keys of the YAML section
+
+
+@dataclass
 class ModelSection:
     name: str = "vit_demo_patch8_32"
     weights: str | None = None
@@ -128,8 +140,12 @@ class OptimSection:
 
 @dataclass
 class ScheduleSection:
+    name: str = "cosine"
+    power: float = 1.0
     epochs: int = 10
+    iters: int | None = None
     warmup_epochs: float = 0.0
+    warmup_iters: int | None = None
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
 
@@ -182,13 +198,17 @@ class Recipe:
     run: RunSection = field(default_factory=RunSection)
     #: what validation adjusted (e.g. a warm-up clipped to a short run); printed at the start of training
     notes: list = field(default_factory=list, compare=False, repr=False)
+    task: TaskSection = field(default_factory=TaskSection)
 
     def to_dict(self) -> dict:
-        """Plain nested dict; the model section is flat (name, weights, then the config overrides)."""
+        """Plain nested dict; the model and task sections are flat (name, then the config / options)."""
         out = dataclasses.asdict(self)
         out.pop("notes")
         model = out.pop("model")
+        task = out.pop("task")
         out = {"model": {"name": model["name"], "weights": model["weights"], **model["config"]}, **out}
+        if task["name"] != TaskSection.name or task["options"]:
+            out = {"task": {"name": task["name"], **task["options"]}, **out}
         return out
 
     def to_yaml(self) -> str:
@@ -198,8 +218,9 @@ class Recipe:
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Recipe) if f.name != "notes"}
 _SECTION_CLASSES = {
     "model": ModelSection, "data": DataSection, "optim": OptimSection, "schedule": ScheduleSection,
-    "train": TrainSection, "eval": EvalSection, "run": RunSection,
+    "train": TrainSection, "eval": EvalSection, "run": RunSection, "task": TaskSection,
 }
+SCHEDULES = ("cosine", "poly")
 AMP_MODES = ("bf16", "fp16", "none")
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -316,6 +337,8 @@ def _build_section(section: str, values: Mapping[str, Any]) -> Any:
         _check_model_config(str(name), config)
         kwargs["config"] = config
         return cls(**kwargs)
+    if section == "task":
+        return _build_task_section(values)
     for key, value in values.items():
         if key not in types_:
             raise _unknown(f"key in section {section!r}", key, list(types_), section)
@@ -332,6 +355,26 @@ def _check_model_config(name: str, config: dict) -> None:
         check_config(dataclasses.replace(model_info(name).config, **config), prefix="model.")
     except (ValueError, TypeError) as e:
         raise RecipeError(str(e)) from None
+
+
+def _build_task_section(values: Mapping[str, Any]) -> TaskSection:
+    """``name`` picks the task (vitkit.tasks); the other keys are that task's options, typed by its dataclass."""
+    from vitkit.tasks import get_task
+
+    name = _coerce(values.get("name", TaskSection.name), str, "task.name")
+    try:
+        task = get_task(name)
+    except KeyError as e:
+        raise RecipeError(f"task.name: {e.args[0]}") from None
+    types_ = _field_types(task.options)
+    options: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "name":
+            continue
+        if key not in types_:
+            raise _unknown(f"key in section 'task' ({name})", key, ["name", *types_])
+        options[key] = _coerce_config(value, types_[key], f"task.{key}")
+    return TaskSection(name=name, options=options)
 
 
 def _coerce_config(value: Any, tp: Any, where: str) -> Any:
@@ -518,6 +561,18 @@ def validate(r: Recipe) -> None:
         r.notes.append(f"note: schedule.warmup_epochs {s.warmup_epochs:g} is not shorter than schedule.epochs "
                        f"{s.epochs}; warm-up clipped to {clipped:g} epoch(s) (half the run)")
         s.warmup_epochs = clipped
+    if r.schedule.name not in SCHEDULES:
+        raise RecipeError(f"schedule.name must be one of {', '.join(SCHEDULES)}, got {r.schedule.name!r}")
+    for k in ("iters", "warmup_iters"):
+        v = getattr(r.schedule, k)
+        if v is not None and v < (1 if k == "iters" else 0):
+            raise RecipeError(f"schedule.{k} must be {'>= 1' if k == 'iters' else '>= 0'} or null, got {v}")
+    if r.schedule.iters is not None and (r.schedule.warmup_iters or 0) > r.schedule.iters:
+        raise RecipeError(f"schedule.warmup_iters ({r.schedule.warmup_iters}) exceeds schedule.iters "
+                          f"({r.schedule.iters})")
+    from vitkit.tasks import get_task
+
+    get_task(r.task.name).validate(r)
 
 
 def _model_config(m: ModelSection) -> Any:

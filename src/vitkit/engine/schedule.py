@@ -1,4 +1,5 @@
-"""Learning-rate schedule: linear warm-up from ``warmup_lr`` to ``lr``, then half-cosine down to ``min_lr``.
+"""Learning-rate schedules: linear warm-up from ``warmup_lr`` to ``lr``, then half-cosine down to ``min_lr``
+(:class:`WarmupCosine`), or mmseg's ``poly`` with linear warm-up (:class:`WarmupPoly`).
 
 Evaluated per optimiser step from the step number alone, so resuming needs nothing but the step.
 """
@@ -38,3 +39,30 @@ class WarmupCosine:
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         return lr
+
+
+@dataclass(frozen=True)
+class WarmupPoly(WarmupCosine):
+    """``min_lr + (lr - min_lr) * (1 - step / total) ** power``; during warm-up that value times
+    ``1 - (1 - step / warmup) * (1 - warmup_lr / lr)`` - mmcv's ``PolyLrUpdaterHook`` with ``warmup='linear'`` and
+    ``warmup_ratio = warmup_lr / lr`` (the Swin/UniFormer ADE20K recipes: power 1, min_lr 0, 1500 steps, 1e-6)."""
+
+    power: float = 1.0
+
+    def __call__(self, step: int) -> float:
+        t = min(max(step, 0) / self.total_steps, 1.0)
+        lr = self.min_lr + (self.lr - self.min_lr) * (1.0 - t) ** self.power
+        if step < self.warmup_steps:
+            ratio = self.warmup_lr / self.lr if self.lr else 1.0
+            lr *= 1.0 - (1.0 - step / self.warmup_steps) * (1.0 - ratio)
+        return lr
+
+
+def build_schedule(section, lr: float, steps_per_epoch: int) -> WarmupCosine:
+    """The recipe's ``schedule`` section as a schedule over its total steps (``iters``, else epochs x steps)."""
+    total = section.iters if section.iters is not None else section.epochs * steps_per_epoch
+    warmup = section.warmup_iters if section.warmup_iters is not None else round(section.warmup_epochs * steps_per_epoch)
+    warmup = min(warmup, total)
+    if section.name == "poly":
+        return WarmupPoly(lr, total, warmup, section.warmup_lr, section.min_lr, power=section.power)
+    return WarmupCosine(lr, total, warmup, section.warmup_lr, section.min_lr)

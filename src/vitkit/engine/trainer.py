@@ -1,6 +1,7 @@
 """The training loop: one for image and video, one process or many (DDP).
 
-``train(recipe)`` builds the model and data from a :class:`~vitkit.engine.recipe.Recipe`, trains with AdamW,
+``train(recipe)`` builds the model and data from a :class:`~vitkit.engine.recipe.Recipe` through its task
+(:mod:`vitkit.tasks`: data, model, loss and metric; classification by default), trains with AdamW,
 warm-up + cosine per step, layer-wise lr decay, drop path (model config), EMA, mixed precision, clipping,
 accumulation and activation checkpointing, evaluates every ``eval.every`` epochs, and keeps the run directory:
 ``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``loss.png``/``lr.png``/``accuracy.png``, final
@@ -22,21 +23,19 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import distributed as D
 from .amp import autocast, check_amp, grad_scaler
 from .checkpoint import load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
-from .data import SeededDataset, build_split, mix_seed, model_input, seed_all, train_sampler
+from .data import SeededDataset, mix_seed, model_input, seed_all, train_sampler
 from .ema import ModelEma
-from .evaluate import EvalResult, evaluate
 from .metrics import MetricsLog, plot_metrics, truncate_after
-from .multilabel import is_multi_label, multilabel_loss, top1_hits
+from .multilabel import is_multi_label
 from .optim import build_optimizer
 from .progress import on_terminal, progress_bar
 from .recipe import Recipe, RecipeError, default_run_name
-from .schedule import WarmupCosine
+from .schedule import build_schedule
 
 
 @dataclass
@@ -51,10 +50,6 @@ class TrainResult:
 def _log(dist: D.DistInfo, msg: str) -> None:
     if dist.is_main:
         print(msg, flush=True)
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
 
 
 def build_model(recipe: Recipe, num_classes: int, log=print) -> nn.Module:
@@ -126,12 +121,16 @@ class Trainer:
 
         from vitkit.registry import model_info
 
+        from vitkit.tasks import get_task
+
+        self.task = get_task(r.task.name)  # data, model, loss and metric of the recipe's task (vitkit.tasks)
         self.info = model_info(r.model.name)
         self.input = model_input(self.info, r)
-        self.train_set = train_set if train_set is not None else build_split(r, self.input, train=True)
-        self.test_set = test_set if test_set is not None else build_split(
-            r, self.input, train=False, num_clips=r.eval.num_clips, num_crops=r.eval.num_crops,
-            classes=list(self.train_set.classes) if r.data.dataset not in ("digits", "motion-digits") else None)
+        if train_set is None or test_set is None:
+            built = self.task.build_datasets(r, self.input)
+            train_set = built[0] if train_set is None else train_set
+            test_set = built[1] if test_set is None else test_set
+        self.train_set, self.test_set = train_set, test_set
         self.num_classes = int(getattr(self.train_set, "num_classes", 0) or len(self.train_set.classes))
         self.class_names = list(getattr(self.train_set, "classes", range(self.num_classes)))
         self.multi_label = is_multi_label(self.train_set)  # sigmoid + BCE, max-pooled views, mAP
@@ -141,7 +140,7 @@ class Trainer:
 
         self.run_dir = Path(D.broadcast_object(str(_run_dir(r, resume)) if self.dist.is_main else None))
         self.log = lambda msg: _log(self.dist, msg)
-        model = build_model(r, self.num_classes, log=self.log)
+        model = self.task.build_model(r, self.num_classes, log=self.log)
         if r.train.grad_checkpointing:
             model.set_grad_checkpointing(True)
         self.model = model.to(dev)
@@ -160,9 +159,9 @@ class Trainer:
                 f"the training split has {len(self.train_set)} samples ({self.sampler.full_length()} per process), "
                 f"fewer than one batch of {r.train.batch_size}; lower train.batch_size"
             )
-        total = r.schedule.epochs * self.steps_per_epoch
-        self.schedule = WarmupCosine(lr, total, round(r.schedule.warmup_epochs * self.steps_per_epoch),
-                                     r.schedule.warmup_lr, r.schedule.min_lr)
+        self.schedule = build_schedule(r.schedule, lr, self.steps_per_epoch)
+        total = self.schedule.total_steps
+        self.num_epochs = -(-total // self.steps_per_epoch)  # schedule.iters set: the epochs that cover them
         self.total_steps = total if r.train.max_steps is None else min(total, r.train.max_steps)
         self.loader = DataLoader(
             SeededDataset(self.train_set, r.train.seed), batch_size=self.micro_batch, sampler=self.sampler,
@@ -217,14 +216,6 @@ class Trainer:
         self.log(f"resumed from {ck['dir']} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
 
     # -- steps -----------------------------------------------------------------------------------------------
-    def _mixup(self):
-        r = self.recipe.train
-        if r.mixup <= 0 and r.cutmix <= 0:
-            return None
-        from vitkit.data.mixup import MixupCutmix
-
-        return MixupCutmix(self.num_classes, r.mixup, r.cutmix, r.mixup_switch_prob, r.label_smoothing)
-
     def train_step(self, micro_batches: list, mixup) -> dict[str, float]:
         r, dev = self.recipe.train, self.dist.device
         lr = self.schedule.apply(self.optimizer, self.step)
@@ -243,13 +234,7 @@ class Trainer:
             with ctx:
                 with autocast(r.amp, dev):
                     logits = self.ddp(x)
-                logits = logits.float()
-                if self.multi_label:
-                    loss = multilabel_loss(logits, y)
-                elif target is not None:
-                    loss = soft_cross_entropy(logits, target)
-                else:
-                    loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+                loss = self.task.loss(logits, y, target, label_smoothing=r.label_smoothing)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"non-finite loss {loss.item()} at step {self.step}; lower optim.lr, set train.clip_grad, "
@@ -258,8 +243,9 @@ class Trainer:
                 scaled = loss / accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total_loss += loss.item()
-            correct += top1_hits(logits, y)
-            seen += y.shape[0]
+            c, n = self.task.batch_stats(logits, y)
+            correct += c
+            seen += n
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grad_norm = float("nan")
@@ -282,15 +268,10 @@ class Trainer:
         r = self.recipe
         kw = dict(batch_size=r.eval.batch_size, workers=min(r.train.workers, 2), device=self.dist.device,
                   amp=r.train.amp, dist=self.dist, progress=self.dist.is_main and not self.quiet)
-        res: EvalResult = evaluate(self.model, self.test_set, **kw)
-        out = {"top1": res.top1, "top5": res.top5, "loss": res.loss, "num_samples": res.num_samples}
-        if res.mAP is not None:
-            out["mAP"] = res.mAP
+        out = self.task.evaluate(self.model, self.test_set, **kw)
         if self.ema is not None and r.eval.ema:
-            e = evaluate(self.ema.module, self.test_set, **kw)
-            out.update(ema_top1=e.top1, ema_top5=e.top5, ema_loss=e.loss)
-            if e.mAP is not None:
-                out["ema_mAP"] = e.mAP
+            e = self.task.evaluate(self.ema.module, self.test_set, **kw)
+            out.update({f"ema_{k}": v for k, v in e.items() if k != "num_samples"})
         return out
 
     def _bad_samples(self) -> dict[str, str]:
@@ -315,20 +296,20 @@ class Trainer:
                  f"train {len(self.train_set)} / test {len(self.test_set)} samples; {self.dist.world_size} "
                  f"process(es) on {self.dist.device}; global batch {r.train.batch_size} = {self.dist.world_size} x "
                  f"{accum} x {self.micro_batch}; {self.steps_per_epoch} steps/epoch")
-        mixup = self._mixup()
+        mixup = self.task.mixup(r, self.num_classes)
         t0 = time.perf_counter()
         final: dict = {}
         bad_seen = 0
         window = {"loss": 0.0, "n": 0, "correct": 0, "seen": 0, "t": time.perf_counter(), "steps": 0}
         last_saved = self.step if self.resumed else -1
-        while self.epoch < r.schedule.epochs and self.step < self.total_steps:
+        while self.epoch < self.num_epochs and self.step < self.total_steps:
             start = self.batch_in_epoch * accum * self.micro_batch
             self.sampler.set_epoch(self.epoch, start)
             self.model.train()
             remaining = self.steps_per_epoch - self.batch_in_epoch
             it = iter(self.loader)
             bar = progress_bar(range(remaining), enabled=self.dist.is_main and not self.quiet,
-                               desc=f"epoch {self.epoch + 1}/{r.schedule.epochs}", unit="sample",
+                               desc=f"epoch {self.epoch + 1}/{self.num_epochs}", unit="sample",
                                unit_scale=r.train.batch_size)  # throughput in samples/s, and the ETA
             for _ in bar:
                 micro = [next(it) for _ in range(accum)]
@@ -355,7 +336,7 @@ class Trainer:
                          + (f"; e.g. {next(iter(bad.items()))[0]}: {next(iter(bad.items()))[1]}" if bad else ""))
                 self.metrics.write("epoch", epoch=self.epoch, step=self.step, bad_samples=len(bad))
                 bad_seen = len(bad)
-                last = self.epoch == r.schedule.epochs or self.step >= self.total_steps
+                last = self.epoch == self.num_epochs or self.step >= self.total_steps
                 if self.epoch % r.eval.every == 0 or last:
                     final = self._eval_and_log()
                 if not r.run.save_every or last:
@@ -378,8 +359,9 @@ class Trainer:
             plot_metrics(self.run_dir)
         D.barrier()
         torch.use_deterministic_algorithms(self._was_deterministic)
-        self.log(f"done: {self.step} steps in {seconds:.0f}s; test top-1 {final.get('top1', float('nan')):.2f}%"
-                 + (f", EMA top-1 {final['ema_top1']:.2f}%" if "ema_top1" in final else "")
+        self.log(f"done: {self.step} steps in {seconds:.0f}s; test {self.task.describe(final)}"
+                 + (f"; EMA {self.task.describe(_unprefixed(final, 'ema_'))}" if f"ema_{self.task.headline}" in final
+                    else "")
                  + f"; run directory {self.run_dir}")
         return TrainResult(self.run_dir, self.step, self.epoch + self.batch_in_epoch / self.steps_per_epoch,
                            final, seconds)
@@ -392,7 +374,7 @@ class Trainer:
         rate = float(loss[3]) / max(now - window["t"], 1e-9)
         row = dict(step=self.step, epoch=round(self.epoch + self.batch_in_epoch / self.steps_per_epoch, 4),
                    loss=mean_loss, lr=s["lr"], samples_per_s=rate,
-                   train_top1=100.0 * float(loss[2] / loss[3]))
+                   **{self.task.train_metric: 100.0 * float(loss[2] / loss[3])})
         if not math.isnan(s["grad_norm"]):
             row["grad_norm"] = s["grad_norm"]
         self.metrics.write("train", **row)
@@ -405,16 +387,18 @@ class Trainer:
     def _eval_and_log(self) -> dict:
         res = self.evaluate()
         self.metrics.write("eval", step=self.step, epoch=self.epoch, **res)
-        msg = f"epoch {self.epoch} test: top-1 {res['top1']:.2f}% top-5 {res['top5']:.2f}% loss {res['loss']:.4f}"
-        if "mAP" in res:
-            msg += f"; mAP {res['mAP']:.2f}%"
-        if "ema_top1" in res:
-            msg += f"; EMA top-1 {res['ema_top1']:.2f}%"
+        msg = f"epoch {self.epoch} test: {self.task.describe(res)}"
+        if f"ema_{self.task.headline}" in res:
+            msg += f"; EMA {self.task.describe(_unprefixed(res, 'ema_'))}"
         self.log(msg)
         if self.dist.is_main and time.perf_counter() - self._last_plot > 60:  # the final plots are always drawn
             plot_metrics(self.run_dir)
             self._last_plot = time.perf_counter()
         return res
+
+
+def _unprefixed(result: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in result.items() if k.startswith(prefix)}
 
 
 class _null:

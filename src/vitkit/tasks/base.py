@@ -1,0 +1,66 @@
+"""The task interface the engine trains through (see the package docstring for the contract)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A task without options of its own."""
+
+
+class Task:
+    """Base class: the parts of training, evaluation and prediction that depend on the kind of problem."""
+
+    name: str = ""
+    options: type = NoOptions
+    headline: str = ""  # main metric key in evaluate()'s dict
+    train_metric: str = "train_top1"  # metrics-log key of the running training accuracy
+
+    # -- recipe ----------------------------------------------------------------------------------------------
+    def validate(self, recipe: Any) -> None:
+        """Cross-section checks for this task (raise ``RecipeError`` naming what is expected)."""
+
+    def opts(self, recipe: Any) -> Any:
+        """The recipe's task options as this task's dataclass (defaults where a key is absent)."""
+        return self.options(**recipe.task.options)
+
+    # -- data and model ----------------------------------------------------------------------------------------
+    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def class_names(self, dataset: Any) -> list[str]:
+        names = getattr(dataset, "classes", None)
+        n = int(getattr(dataset, "num_classes", 0) or len(names or []))
+        return [str(c) for c in names] if names is not None else [str(i) for i in range(n)]
+
+    def build_model(self, recipe: Any, num_classes: int, log: Callable[[str], None] = print) -> nn.Module:
+        raise NotImplementedError
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def mixup(self, recipe: Any, num_classes: int):
+        return None
+
+    def loss(self, output: Any, target: torch.Tensor, soft_target: torch.Tensor | None = None,
+             label_smoothing: float = 0.0) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch_stats(self, output: Any, target: torch.Tensor) -> tuple[int, int]:
+        raise NotImplementedError
+
+    # -- evaluation / prediction -------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, dataset: Any, **kwargs) -> dict[str, float]:
+        raise NotImplementedError
+
+    def describe(self, result: dict) -> str:
+        raise NotImplementedError
+
+    def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
+        raise NotImplementedError(f"vitkit evaluate does not support the {self.name} task yet")
+
+    def run_predict(self, args: Any, trained: Any) -> int:
+        raise NotImplementedError(f"vitkit predict does not support the {self.name} task yet")
