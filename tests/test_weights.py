@@ -372,3 +372,21 @@ def test_card_and_cli(capsys):
     assert "swin3d_base.k400_in22k" in out and "82.7" in out
     assert main(["card", "swin3d_tiny.nope"]) == 2
     assert "unknown weights" in capsys.readouterr().err
+
+
+def test_image_tag_into_video_model_is_inflated(env, server, records):
+    """create_model("swin3d_tiny", pretrained="<image swin>.<tag>"): downloaded, converted, inflated."""
+    image, data = _swin_official()
+    image_cfg = {"num_classes": 7, **SMALL_SWIN}
+    w = records(_record("swin_tiny_patch4_window7_224", "swin-official", ".pth", config=image_cfg))
+    server.put(w.url, data)
+    video = vitkit.create_model("swin3d_tiny", pretrained=w.name, num_classes=7, embed_dim=24, depths=(1, 1, 2, 1),
+                                num_heads=(1, 1, 1, 1), num_frames=4, img_size=64, window_size=(2, 2, 2)).eval()
+    inflation = video.pretrained_report.inflation
+    assert inflation.tables and inflation.kernels and inflation.exact_on_static_clips
+    frame = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(video(frame.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image.eval()(frame),
+                                   atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="swin family, not vit"):
+        vitkit.create_model("vit_demo_patch4_32", pretrained=w.name)

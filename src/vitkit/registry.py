@@ -122,7 +122,9 @@ def create_model(name: str, *, weights: str | None = None, pretrained: bool | st
     :mod:`vitkit.models.backbone`), with ``out_indices`` selecting the levels; weights load before the conversion.
     ``pretrained`` (``True`` for the variant's default tag, or a tag such as ``"in1k"``) downloads published
     weights into the cache (:mod:`vitkit.weights`) and loads them; the model takes the file's class count unless
-    ``num_classes`` is given, in which case the classifier is replaced by a zero-initialised one.
+    ``num_classes`` is given, in which case the classifier is replaced by a zero-initialised one. A full
+    ``"other_model.tag"`` of the same family loads another variant's weights (resampled; image weights into a video
+    model are inflated, e.g. ``create_model("swin3d_tiny", pretrained="swin_tiny_patch4_window7_224.ms_in1k")``).
     """
     info = model_info(name)
     if pretrained and weights is not None:
@@ -131,8 +133,11 @@ def create_model(name: str, *, weights: str | None = None, pretrained: bool | st
     if pretrained:
         from vitkit.weights import get_weights
 
-        spec = get_weights(name, pretrained)
-        overrides = {**spec.overrides(), **overrides}
+        if isinstance(pretrained, str) and pretrained.partition(".")[0] not in ("", name) and "." in pretrained:
+            spec = get_weights(pretrained)  # another variant's weights: resampled or inflated when loaded
+        else:
+            spec = get_weights(name, pretrained)
+            overrides = {**spec.overrides(), **overrides}
     cfg = resolve_config(name, **overrides)
     model = info.builder(cfg)
     model.model_name = name

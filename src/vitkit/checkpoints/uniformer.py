@@ -18,17 +18,9 @@ import torch
 import torch.nn as nn
 
 from .base import CheckpointError, StateDict, register_adapter, register_official
+from .inflate import inflate_weight
 
 __all__ = ["inflate_weight", "inflate_image_to_video", "image_config_from_official", "video_config_from_official"]
-
-
-def inflate_weight(weight_2d: torch.Tensor, time_dim: int, center: bool = False) -> torch.Tensor:
-    """(O, I, *k) -> (O, I, time_dim, *k): repeated and divided by ``time_dim``, or centred with zeros around."""
-    if center:
-        out = weight_2d.new_zeros(weight_2d.shape[:2] + (time_dim,) + weight_2d.shape[2:])
-        out[:, :, time_dim // 2] = weight_2d
-        return out
-    return weight_2d.unsqueeze(2).repeat(1, 1, time_dim, *([1] * (weight_2d.ndim - 2))) / time_dim
 
 
 def inflate_image_to_video(

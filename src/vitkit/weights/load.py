@@ -35,12 +35,13 @@ def converted_path(raw: Path, model_name: str) -> Path:
 
 
 def converted_state_dict(w: Weights, model: nn.Module, progress: bool | None = None) -> tuple[dict, str]:
-    """``w`` in vitkit's key layout (from the converted cache, or converted now and cached), and its layout."""
+    """``w`` in vitkit's key layout for ``model`` (from the converted cache, or converted now and cached, keyed by
+    the model's variant name), and the layout it came in."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     raw = weights_file(w, progress)
-    conv = converted_path(raw, w.model)
+    conv = converted_path(raw, getattr(model, "model_name", w.model))
     if conv.is_file():
         with safe_open(str(conv), framework="pt") as f:
             layout = (f.metadata() or {}).get("layout", w.layout)
@@ -65,18 +66,30 @@ def load_pretrained(model: nn.Module, weights: Weights | str, tag: str | bool | 
     Everything but the classifier loads strictly. When the model's class count differs from the file's
     (fine-tuning on new classes), the file's classifier is left out and the model's is zero-initialised, as
     timm / torchvision users expect from ``num_classes=N`` with pretrained weights; the report lists it as missing.
+    Weights of another variant of the family load too: position tables are resampled to the model's size, and
+    image weights in a video model are inflated (:mod:`vitkit.checkpoints.inflate`, average method; the report's
+    ``inflation`` says what was done).
     """
     w = weights if isinstance(weights, Weights) else get_weights(weights, tag)
+    from vitkit.registry import model_info
+
     family = getattr(model, "family", "")
     want = getattr(model, "model_name", w.model)
-    if want != w.model:
-        raise ValueError(f"weights {w.name} are for {w.model}, not {want}")
+    source = model_info(w.model)
+    if source.family != family:
+        raise ValueError(f"weights {w.name} are for the {source.family} family, not {family} ({want})")
     sd, layout = converted_state_dict(w, model, progress)
+    inflation = None
+    if not source.is_video and getattr(model, "spatial_rank", 2) == 3:
+        from vitkit.checkpoints.inflate import inflate_state_dict
+
+        sd, inflation = inflate_state_dict(sd, model)
     dropped = _classifier_keys(sd, model)
     for k in dropped:
         del sd[k]
     report = load_checkpoint(model, sd, strict=False)
-    report.source = f"{w.name} ({layout} layout, {family})"
+    report.source = f"{w.name} ({layout} layout{', inflated 2-D -> 3-D' if inflation else ''})"
+    report.inflation = inflation
     heads = [k for k in report.missing if k.startswith(_CLASSIFIERS)]
     problems = LoadReport(source=report.source, missing=[k for k in report.missing if k not in heads],
                           unexpected=report.unexpected, mismatched=report.mismatched)
