@@ -70,9 +70,31 @@ def _randomise(model) -> dict[str, torch.Tensor]:
 
 
 # -- official layouts, written by the tests ----------------------------------------------------------------------
-def jax_npz_of(sd: dict[str, torch.Tensor], depth: int) -> bytes:
+def _bit_resnet_npz(sd: dict[str, torch.Tensor], a: dict) -> None:
+    """The hybrids' BiT ResNet (``patch_embed.backbone.*``) under the published npz names."""
+    n = lambda t: t.detach().numpy()  # noqa: E731
+    for k, v in sd.items():
+        m = re.fullmatch(r"patch_embed\.backbone\.(?:stem\.(conv|norm)|stages\.(\d+)\.blocks\.(\d+)\."
+                         r"(conv\d|norm\d|downsample\.conv|downsample\.norm))\.(weight|bias)", k)
+        if m is None:
+            continue
+        stem, stage, unit, mod, param = m.groups()
+        if stem:
+            path = "conv_root" if stem == "conv" else "gn_root"
+        else:
+            name = {"downsample.conv": "conv_proj", "downsample.norm": "gn_proj"}.get(mod) or \
+                mod.replace("norm", "gn")
+            path = f"block{int(stage) + 1}/unit{int(unit) + 1}/{name}"
+        if path.split("/")[-1].startswith("conv"):
+            a[path + "/kernel"] = n(v.permute(2, 3, 1, 0))
+        else:
+            a[path + ("/scale" if param == "weight" else "/bias")] = n(v)
+
+
+def jax_npz_of(sd: dict[str, torch.Tensor], depth: int, heads: int = 4) -> bytes:
     """A ViT state dict (timm/vitkit keys) in the google-research/vision_transformer npz layout."""
     a = {}
+    _bit_resnet_npz(sd, a)
     n = lambda t: t.detach().numpy()  # noqa: E731
     w = sd["patch_embed.proj.weight"]
     a["embedding/kernel"] = n(w.permute(2, 3, 1, 0))
@@ -88,7 +110,6 @@ def jax_npz_of(sd: dict[str, torch.Tensor], depth: int) -> bytes:
         p, b = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
         a[p + "LayerNorm_0/scale"], a[p + "LayerNorm_0/bias"] = n(sd[b + "norm1.weight"]), n(sd[b + "norm1.bias"])
         a[p + "LayerNorm_2/scale"], a[p + "LayerNorm_2/bias"] = n(sd[b + "norm2.weight"]), n(sd[b + "norm2.bias"])
-        heads = 4
         qw, kw, vw = sd[b + "attn.qkv.weight"].chunk(3, 0)
         qb, kb, vb = sd[b + "attn.qkv.bias"].chunk(3, 0)
         for name, wt, bs in (("query", qw, qb), ("key", kw, kb), ("value", vw, vb)):
@@ -224,6 +245,29 @@ def test_npz_matches_timm_loading_of_the_same_file(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ours(x), model.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_r50_hybrid_npz_matches_timm_loading_of_the_same_file(tmp_path):
+    """The R50+ViT hybrid layout (BiT ResNet conv_root / block{s}/unit{u} names), at a small size."""
+    from functools import partial
+
+    from timm.models.vision_transformer import VisionTransformer, _load_weights
+    from timm.models.vision_transformer_hybrid import HybridEmbed, _resnetv2
+
+    def timm_hybrid():
+        return VisionTransformer(img_size=64, patch_size=1, embed_dim=64, depth=1, num_heads=4, num_classes=10,
+                                 embed_layer=partial(HybridEmbed, backbone=_resnetv2((1, 1, 1)))).eval()
+
+    src = _randomise(timm_hybrid())
+    path = tmp_path / "r50.npz"
+    path.write_bytes(jax_npz_of(src, depth=1))
+    ref = timm_hybrid()
+    _load_weights(ref, str(path))
+    ours = vitkit.create_model("vit_base_r50_s16_384", img_size=64, embed_dim=64, depth=1, num_heads=4,
+                               num_classes=10, hybrid_layers=(1, 1, 1), weights=str(path)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-4)
 
 
 # -- failures: clear errors, nothing broken left behind ------------------------------------------------------------
@@ -390,3 +434,19 @@ def test_image_tag_into_video_model_is_inflated(env, server, records):
                                    atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="swin family, not vit"):
         vitkit.create_model("vit_demo_patch4_32", pretrained=w.name)
+
+
+def test_openmmlab_dense_checkpoint_backbone_loads(tmp_path):
+    """mmseg / mmdet files: backbone.<official keys> loads; neck and decode heads are no part of a classifier."""
+    model = vitkit.create_model("uniformer_demo_32")
+    sd = {k: v for k, v in _randomise(model).items() if not k.startswith("head.")}
+    wrapped = {"backbone." + k: v for k, v in sd.items()}
+    wrapped.update({"decode_head.conv_seg.weight": torch.zeros(150, 8, 1, 1), "neck.fpn.0.weight": torch.zeros(1),
+                    "auxiliary_head.conv_seg.bias": torch.zeros(150)})
+    path = tmp_path / "upernet_uniformer.pth"
+    torch.save({"meta": {}, "state_dict": wrapped}, path)
+    fresh = vitkit.create_model("uniformer_demo_32")
+    report = vitkit.load_checkpoint(fresh, str(path), strict=False)
+    assert report.source == "openmmlab" and report.missing == ["head.bias", "head.weight"] and not report.unexpected
+    for k, v in sd.items():
+        assert torch.equal(fresh.state_dict()[k], v), k
