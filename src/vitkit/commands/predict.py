@@ -1,4 +1,8 @@
-"""``vitkit predict RUN|WEIGHTS FILE...``: the top-k classes, with names, of image and video files."""
+"""``vitkit predict RUN|WEIGHTS FILE...``: the top-k classes, with names, of image and video files.
+
+``--timeline --out DIR`` on videos: sliding clips over the whole file (``--stride`` frames apart), per-window top-k,
+smoothed over ``--smooth`` windows, written as ``DIR/timeline.{png,json,csv}`` (one folder per video when several);
+memory is bounded by one clip whatever the video's length (see :mod:`vitkit.engine.timeline`)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-clips", type=int, default=1, help="video: uniformly spaced clips whose scores are averaged")
     p.add_argument("--sampling-rate", type=int, help="video: frames between sampled frames (default: the recipe's)")
     p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--timeline", action="store_true",
+                   help="video: classify sliding clips over the whole file; write timeline.png/json/csv under --out")
+    p.add_argument("--out", help="with --timeline: output folder (default: timeline-<video name> here)")
+    p.add_argument("--stride", type=int, help="with --timeline: frames between window starts (default: a clip's span)")
+    p.add_argument("--smooth", type=int, default=5, help="with --timeline: windows in the moving average (default 5)")
+    p.add_argument("--batch-size", type=int, default=8, help="with --timeline: windows per forward pass")
 
 
 def _class_names(spec: str | None, fallback: list[str] | None, n: int) -> list[str]:
@@ -54,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     transform = build_transforms(False, size, inp["mean"], inp["std"],
                                  {"crop_pct": info.crop_pct, "interpolation": info.interpolation})
     rate = args.sampling_rate or trained.recipe.data.sampling_rate
+    if args.timeline:
+        return _timelines(args, model, inp, transform, rate, names, k, device)
     status = 0
     for f in args.files:
         try:
@@ -95,3 +107,36 @@ def _load(path: str, inp: dict, transform, rate: int, num_clips: int, video_ext)
         frames, _ = decode_frames(index, clip_indices(s, inp["num_frames"], rate, index.num_frames))
         views.append(transform(frames))
     return torch.stack(views)
+
+
+def _timelines(args, model, inp: dict, transform, rate: int, names: list[str], k: int, device) -> int:
+    """``--timeline``: one timeline folder per video file."""
+    import math
+
+    from torchvision.transforms.v2 import functional as F
+
+    from vitkit.engine.timeline import predict_timeline
+
+    if not inp["video"]:
+        raise ValueError("--timeline needs a video model; this run's model takes images")
+    short = int(math.floor(min(inp["input_size"]) / model.info.crop_pct))  # the test resize, done as frames arrive
+    status = 0
+    for f in args.files:
+        out = Path(args.out or ".") if len(args.files) == 1 and args.out else \
+            Path(args.out or ".") / f"timeline-{Path(f).stem}"
+        try:
+            tl = predict_timeline(model, f, out, names=names, num_frames=inp["num_frames"], sampling_rate=rate,
+                                  transform=transform, stride=args.stride, smooth=args.smooth, top_k=k,
+                                  batch_size=args.batch_size, device=device,
+                                  prepare=lambda x: F.resize(x, [short], antialias=True))
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            print(f"{f}: cannot read ({type(e).__name__}: {e})")
+            status = 1
+            continue
+        counts: dict[str, int] = {}
+        for w in tl.windows:
+            counts[w["smoothed"][0][0]] = counts.get(w["smoothed"][0][0], 0) + 1
+        main = ", ".join(f"{c} ({n})" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
+        print(f"{f}: {len(tl.windows)} windows over {tl.frames} frames; most often (smoothed top-1): {main}")
+        print(f"wrote {out / 'timeline.png'}, {out / 'timeline.json'} and {out / 'timeline.csv'}")
+    return status

@@ -80,11 +80,9 @@ def load_trained(source: str, *, model_name: str | None = None, recipe: str | No
 
 
 def default_class_names(num_classes: int) -> list[str] | None:
-    """The shipped ImageNet-1k / Kinetics-400 names for 1000 / 400 outputs; None otherwise."""
+    """The shipped ImageNet-1k / Kinetics-400 / Kinetics-600 / Something-Something V2 names for 1000 / 400 / 600 /
+    174 outputs; None otherwise."""
     from vitkit.data import class_names
 
-    if num_classes == 1000:
-        return list(class_names("imagenet1k"))
-    if num_classes == 400:
-        return list(class_names("kinetics400"))
-    return None
+    shipped = {1000: "imagenet1k", 400: "kinetics400", 600: "kinetics600", 174: "something_something_v2"}
+    return list(class_names(shipped[num_classes])) if num_classes in shipped else None
