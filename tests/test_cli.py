@@ -88,3 +88,35 @@ def test_recipe_dump_only_on_request_and_dry_run(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["train", "demo/digits", "--no-such-option"])
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_cached_model_counts_are_current():
+    # the counts `vitkit models` shows without recounting: every variant recounted here must match the file
+    import json
+
+    import vitkit
+    from vitkit.analysis.counts import COUNTS_FILE, fingerprint, recount
+
+    cached = json.loads(COUNTS_FILE.read_text())
+    names = vitkit.list_models()
+    assert sorted(cached) == names, "run `vitkit models --update-counts`"
+    for name in names:
+        assert cached[name] == recount(name), f"{name}: cached counts stale; run `vitkit models --update-counts`"
+        assert cached[name]["fingerprint"] == fingerprint(name)
+
+
+def test_models_reads_cached_counts_and_counts_only_changed_rows(monkeypatch):
+    import vitkit.analysis.counts as C
+
+    counted = []
+    real = C.recount
+    monkeypatch.setattr(C, "recount", lambda name: counted.append(name) or real(name))
+    monkeypatch.setattr(C, "_cache", None)
+    rows = model_rows("vit_*")
+    assert counted == [] and len(rows) > 5            # all from the cache
+    C._load()["vit_demo_patch8_32"]["fingerprint"] = "edited"  # a variant changed since the file was written
+    C._load()["vit_tiny_patch16_224"]["fingerprint"] = "edited"
+    rows = model_rows("vit_demo*")
+    assert counted == ["vit_demo_patch8_32"]          # counted now, and only the row shown
+    assert [r for r in rows if r["name"] == "vit_demo_patch8_32"][0]["params_m"] > 0
+    monkeypatch.setattr(C, "_cache", None)

@@ -15,25 +15,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", help="only this family (vit, swin, mvit, uniformer)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--update-readme", metavar="README", help="rewrite the models table in this README in place")
+    p.add_argument("--recount", action="store_true",
+                   help="count parameters and MACs now instead of reading the cached counts")
+    p.add_argument("--update-counts", action="store_true",
+                   help="recount every variant and rewrite the cached counts shipped with vitkit (after model changes)")
     p.add_argument("--pretrained", action="store_true",
                    help="list the published weights (model.tag) instead; with --update-readme, the README zoo table")
 
 
-def model_rows(pattern: str = "*", family: str | None = None) -> list[dict]:
-    """One dict per registered model: name, family, input, params/MACs counted here and the paper's."""
-    from vitkit import list_models, model_info, profile
+def model_rows(pattern: str = "*", family: str | None = None, *, fresh: bool = False) -> list[dict]:
+    """One dict per registered model: name, family, input, params/MACs counted by vitkit and the paper's.
+
+    The counts come from :mod:`vitkit.analysis.counts` (cached; a changed or new variant is counted now, only for
+    the rows asked for); ``fresh=True`` counts every row now.
+    """
+    from vitkit import list_models, model_info
+    from vitkit.analysis.counts import counts
 
     rows = []
     for name in list_models(pattern, family=family):
         info = model_info(name)
-        r = profile(name)
+        c = counts(name, fresh=fresh)
         rows.append(
             {
                 "name": name,
                 "family": info.family,
                 "input": "x".join(str(s) for s in info.input_size[1:]),
-                "params_m": r.params / 1e6,
-                "macs_g": r.macs / 1e9,
+                "params_m": c["params"] / 1e6,
+                "macs_g": c["macs"] / 1e9,
                 "paper_params_m": info.paper_params,
                 "paper_macs_g": info.paper_macs,
                 "top1": info.top1,
@@ -111,7 +120,14 @@ def run_pretrained(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.pretrained:
         return run_pretrained(args)
-    rows = model_rows(args.pattern, args.family)
+    if args.update_counts:
+        from vitkit import list_models
+        from vitkit.analysis.counts import COUNTS_FILE, write_counts
+
+        table = write_counts(list_models())
+        print(f"{COUNTS_FILE}: {len(table)} variants counted")
+        return 0
+    rows = model_rows(args.pattern, args.family, fresh=args.recount)
     if not rows:
         print(f"no model matches {args.pattern!r}")
         return 1
