@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{r.eval.num_crops} crop(s)"
             print(f"{r.model.name} on {r.data.dataset}/{r.data.val_split}{tag}: {res.num_samples} samples, "
                   f"{res.num_views} view(s) each ({views})")
-            print(f"top-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}"
+            print(f"top-1 {res.top1:.2f}%" + (f"  top-5 {res.top5:.2f}%" if res.has_top5 else "") + f"  loss {res.loss:.4f}"
                   + ("  [shuffled frames]" if args.shuffle_frames else ""))
             print("per-class accuracy:")
             width = max((len(str(n)) for n in names), default=5)

@@ -8,6 +8,12 @@ see that it exists and stay quiet. :meth:`BadSampleLog.items` reads the
 directory, so the main process sees what its workers found. The directory is
 removed when the owning dataset is garbage collected or the program exits
 (only by the process that created it).
+
+A training run says each bad file once, not once per rank and dataset: the trainer opens a
+:func:`run_scope` (a directory shared by every rank on the node and inherited by the DataLoader
+workers through ``VITKIT_BAD_SAMPLE_DIR``) and a warning is logged only by the first process of the
+run to claim the path there. The per-dataset records (counts, :meth:`BadSampleLog.items`) are kept as
+before.
 """
 from __future__ import annotations
 
@@ -20,7 +26,52 @@ import weakref
 
 log = logging.getLogger("vitkit.data")
 
-__all__ = ["BadSampleLog"]
+__all__ = ["BadSampleLog", "run_scope"]
+
+RUN_DIR_ENV = "VITKIT_BAD_SAMPLE_DIR"
+
+
+def _claim(directory: str, path: str) -> bool:
+    """Create ``directory/<hash of path>`` exclusively; True for the first caller (or when it cannot tell)."""
+    marker = os.path.join(directory, hashlib.sha1(path.encode()).hexdigest())
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _first_in_run(path: str) -> bool:
+    directory = os.environ.get(RUN_DIR_ENV)
+    return True if not directory else _claim(directory, path)
+
+
+class run_scope:
+    """Context manager: within it, each bad path is warned about once for the whole run (all datasets).
+
+    ``directory`` is shared by the processes of the run (the trainer creates one on rank 0 and broadcasts it);
+    None creates a private one. The environment variable is restored and the directory removed on exit.
+    """
+
+    def __init__(self, directory: str | None = None, owner: bool = True) -> None:
+        self.directory = directory or tempfile.mkdtemp(prefix="vitkit-badrun-")
+        self.owner = owner
+        self._previous: str | None = None
+
+    def __enter__(self) -> "run_scope":
+        self._previous = os.environ.get(RUN_DIR_ENV)
+        os.environ[RUN_DIR_ENV] = self.directory
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = self._previous
+        if self.owner:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _cleanup(directory: str, owner_pid: int) -> None:
@@ -68,11 +119,13 @@ class BadSampleLog:
         except FileExistsError:
             return
         except OSError:  # directory gone (dataset closed): still tell the user
-            log.warning("%s: bad sample %s: %s", self.name, path, reason)
+            if _first_in_run(path):
+                log.warning("%s: bad sample %s: %s", self.name, path, reason)
             return
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(f"{path}\n{reason}\n")
-        log.warning("%s: bad sample %s: %s (%s)", self.name, path, reason, action)
+        if _first_in_run(path):
+            log.warning("%s: bad sample %s: %s (%s)", self.name, path, reason, action)
 
     def items(self) -> dict[str, str]:
         """All bad samples reported by any process so far: ``{path: reason}``."""

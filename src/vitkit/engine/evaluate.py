@@ -62,10 +62,19 @@ class EvalResult:
     labels: torch.Tensor | None = None
     mAP: float | None = None  # multi-label: mean average precision (%) over classes with a positive
     per_class_ap: list[float] = field(default_factory=list)
+    num_classes: int = 0  # K, the width of the scores
+
+    @property
+    def has_top5(self) -> bool:
+        """Top-5 says something only with more than five classes (it is 100 % otherwise)."""
+        return self.num_classes > 5
 
     def summary(self) -> dict:
+        """The headline figures; ``top5`` only with more than five classes."""
         out = {"top1": self.top1, "top5": self.top5, "loss": self.loss, "num_samples": self.num_samples,
                "num_views": self.num_views}
+        if not self.has_top5:
+            del out["top5"]
         if self.mAP is not None:
             out["mAP"] = self.mAP
         return out
@@ -160,7 +169,7 @@ def metrics_from_scores(scores: torch.Tensor, labels: torch.Tensor, num_views: i
         top1=100.0 * correct[:, 0].float().mean().item() if n else float("nan"),
         top5=100.0 * correct.any(1).float().mean().item() if n else float("nan"),
         loss=loss, num_samples=n, num_views=num_views, per_class=per_class, confusion=confusion,
-        scores=scores, labels=labels,
+        scores=scores, labels=labels, num_classes=k,
     )
 
 
@@ -178,7 +187,7 @@ def multilabel_metrics(scores: torch.Tensor, labels: torch.Tensor, num_views: in
         top1=100.0 * hits[:, 0].float().mean().item() if n else float("nan"),
         top5=100.0 * hits.any(1).float().mean().item() if n else float("nan"),
         loss=loss, num_samples=n, num_views=num_views, scores=scores, labels=labels, mAP=mAP,
-        per_class_ap=[100.0 * float(a) for a in ap],
+        per_class_ap=[100.0 * float(a) for a in ap], num_classes=k,
     )
 
 

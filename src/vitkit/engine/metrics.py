@@ -11,9 +11,10 @@ from typing import Any
 class MetricsLog:
     """Append-only ``metrics.jsonl``: one JSON object per line, each with a ``kind`` (train, eval, epoch)."""
 
-    def __init__(self, path: str | os.PathLike, enabled: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike, enabled: bool = True, sinks: list | None = None) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.sinks = list(sinks or [])  # more outputs (TensorBoard, W&B: vitkit.engine.loggers)
 
     def write(self, kind: str, **values: Any) -> None:
         if not self.enabled:
@@ -21,6 +22,14 @@ class MetricsLog:
         row = {"kind": kind, **{k: _plain(v) for k, v in values.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        for sink in self.sinks:
+            sink.write(kind, int(values.get("step", 0)), row)
+
+    def close(self) -> None:
+        """Flush and close the extra sinks (metrics.jsonl needs nothing)."""
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            sink.close()
 
     def read(self) -> list[dict]:
         return read_metrics(self.path)

@@ -67,6 +67,9 @@ A recipe has these sections (every key optional; the defaults below apply)::
       dir: null                  # exact run directory (overrides output_dir/name)
       save_every: 0              # steps between checkpoints (0: every epoch end)
       keep: 2                    # checkpoints kept (the newest)
+      tensorboard: null          # TensorBoard events in RUN/tensorboard; null: when tensorboard is installed
+      wandb: null                # Weights & Biases; null: when wandb is installed and configured (WANDB_API_KEY/MODE)
+      wandb_project: vitkit
 
 Override from the command line with dotted keys: ``vitkit train configs/demo/digits.yaml optim.lr=1e-3
 train.batch_size=64 model.drop_path_rate=0.1``. Values are parsed as YAML and converted to the key's type
@@ -185,6 +188,9 @@ class RunSection:
     dir: str | None = None
     save_every: int = 0
     keep: int = 2
+    tensorboard: bool | None = None
+    wandb: bool | None = None
+    wandb_project: str = "vitkit"
 
 
 @dataclass

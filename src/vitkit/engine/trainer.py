@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +35,7 @@ from .ema import ModelEma
 from .metrics import MetricsLog, plot_metrics, truncate_after
 from .multilabel import is_multi_label
 from .optim import build_optimizer
-from .progress import on_terminal, progress_bar
+from .progress import EtaMeter, format_eta, on_terminal, progress_bar
 from .recipe import Recipe, RecipeError, default_run_name
 from .schedule import build_schedule
 
@@ -284,12 +286,32 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        """Train to the end; bad files are reported once for the run, extra metric sinks closed on any exit."""
+        from vitkit.data.badlog import run_scope
+
+        shared = D.broadcast_object(tempfile.mkdtemp(prefix="vitkit-badrun-") if self.dist.is_main else None)
+        os.makedirs(shared, exist_ok=True)  # another node of a multi-node run: its own
+        self._eta = EtaMeter()
+        with run_scope(shared, owner=self.dist.is_main):
+            try:
+                return self._fit()
+            finally:
+                self.metrics.close()
+
+    def _fit(self) -> TrainResult:
         r = self.recipe
         accum = r.train.accum_steps
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "recipe.yaml").write_text(r.to_yaml())
         D.barrier()
+        if self.dist.is_main:
+            from .loggers import build_sinks
+
+            self.metrics.sinks = build_sinks(r, self.run_dir, resume_step=self.step if self.resumed else None,
+                                             log=self.log)
+        for note in r.notes:
+            self.log(note)
         n_params = sum(p.numel() for p in self.model.parameters())
         self.log(f"run directory: {self.run_dir}")
         self.log(f"model {r.model.name}: {n_params / 1e6:.2f}M parameters, {self.num_classes} classes; "
@@ -332,8 +354,9 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 bad = self._bad_samples()
-                self.log(f"epoch {self.epoch}: {len(bad)} bad samples replaced so far ({len(bad) - bad_seen} new)"
-                         + (f"; e.g. {next(iter(bad.items()))[0]}: {next(iter(bad.items()))[1]}" if bad else ""))
+                if len(bad) > bad_seen:  # said only when there are new ones
+                    self.log(f"epoch {self.epoch}: {len(bad)} bad samples replaced so far ({len(bad) - bad_seen} new)"
+                             f"; e.g. {next(iter(bad.items()))[0]}: {next(iter(bad.items()))[1]}")
                 self.metrics.write("epoch", epoch=self.epoch, step=self.step, bad_samples=len(bad))
                 bad_seen = len(bad)
                 last = self.epoch == self.num_epochs or self.step >= self.total_steps
@@ -378,10 +401,11 @@ class Trainer:
         if not math.isnan(s["grad_norm"]):
             row["grad_norm"] = s["grad_norm"]
         self.metrics.write("train", **row)
+        self._eta.update(window["n"], now - window["t"])
         if not on_terminal() and not self.quiet:
-            eta = (self.total_steps - self.step) * (now - window["t"]) / max(window["n"], 1)
+            eta = format_eta(self._eta.eta(self.total_steps - self.step))
             self.log(f"step {self.step}/{self.total_steps} epoch {row['epoch']:.2f} loss {mean_loss:.4f} "
-                     f"lr {s['lr']:.2e} {rate:.0f} samples/s eta {eta:.0f}s")
+                     f"lr {s['lr']:.2e} {rate:.0f} samples/s eta {eta}")
         window.update(loss=0.0, n=0, correct=0, seen=0, t=now)
 
     def _eval_and_log(self) -> dict:

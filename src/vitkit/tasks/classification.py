@@ -71,12 +71,15 @@ class Classification(Task):
 
         res = evaluate(model, dataset, **kwargs)
         out = {"top1": res.top1, "top5": res.top5, "loss": res.loss, "num_samples": res.num_samples}
+        if not res.has_top5:  # five classes or fewer: top-5 is 100 % and not reported
+            del out["top5"]
         if res.mAP is not None:
             out["mAP"] = res.mAP
         return out
 
     def describe(self, result: dict) -> str:
-        line = f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% loss {result['loss']:.4f}"
+        top5 = f" top-5 {result['top5']:.2f}%" if "top5" in result else ""
+        line = f"top-1 {result['top1']:.2f}%{top5} loss {result['loss']:.4f}"
         return line + (f"; mAP {result['mAP']:.2f}%" if "mAP" in result else "")
 
 
