@@ -7,6 +7,9 @@ A recipe has these sections (every key optional; the defaults below apply)::
     model:                       # the network
       name: vit_demo_patch8_32   # a registered variant (``vitkit models``)
       weights: null              # initial weights, any layout vitkit.load_checkpoint reads (fine-tuning)
+      pretrained: null           # or published weights: a tag of this model, or model.tag (``vitkit models --pretrained``)
+      finetune: full             # full | linear_probe (only the classifier trains) | freeze (see freeze_stages)
+      freeze_stages: 0           # with finetune=freeze: the stem and the first N stages stay frozen
       <config field>: value      # any field of the variant's config dataclass: drop_path_rate, depth, img_size ...
                                  # (num_classes defaults to the dataset's)
     data:
@@ -108,6 +111,9 @@ class TaskSection:
 class ModelSection:
     name: str = "vit_demo_patch8_32"
     weights: str | None = None
+    pretrained: str | None = None
+    finetune: str = "full"
+    freeze_stages: int = 0
     config: dict = field(default_factory=dict)  # filled from the extra keys of the YAML section
 
 
@@ -212,7 +218,8 @@ class Recipe:
         out.pop("notes")
         model = out.pop("model")
         task = out.pop("task")
-        out = {"model": {"name": model["name"], "weights": model["weights"], **model["config"]}, **out}
+        tune = {k: model[k] for k in _MODEL_KEYS[2:] if model[k] != getattr(ModelSection, k)}
+        out = {"model": {"name": model["name"], "weights": model["weights"], **tune, **model["config"]}, **out}
         if task["name"] != TaskSection.name or task["options"]:
             out = {"task": {"name": task["name"], **task["options"]}, **out}
         return out
@@ -318,6 +325,9 @@ def _model_config_fields(name: str) -> dict[str, Any] | None:
     return _field_types(type(info.config))
 
 
+_MODEL_KEYS = ("name", "weights", "pretrained", "finetune", "freeze_stages")  # the rest are config fields
+
+
 def _build_section(section: str, values: Mapping[str, Any]) -> Any:
     cls = _SECTION_CLASSES[section]
     types_ = _field_types(cls)
@@ -334,12 +344,12 @@ def _build_section(section: str, values: Mapping[str, Any]) -> Any:
                 raise RecipeError(f"model.name: {e.args[0]}") from None
         config: dict[str, Any] = {}
         for key, value in values.items():
-            if key in ("name", "weights"):
+            if key in _MODEL_KEYS:
                 kwargs[key] = _coerce(value, types_[key], f"model.{key}")
             elif key in config_types:
                 config[key] = _coerce_config(value, config_types[key], f"model.{key}")
             else:
-                raise _unknown("key in section 'model'", key, ["name", "weights", *sorted(config_types)], "model")
+                raise _unknown("key in section 'model'", key, [*_MODEL_KEYS, *sorted(config_types)], "model")
         _check_model_config(str(name), config)
         kwargs["config"] = config
         return cls(**kwargs)

@@ -59,14 +59,18 @@ def build_model(recipe: Recipe, num_classes: int, log=print) -> nn.Module:
     from vitkit.checkpoints import load_checkpoint
     from vitkit.registry import create_model, model_info
 
+    from .finetune import pretrained_model, tune
+
     cfg = dict(recipe.model.config)
     info = model_info(recipe.model.name)
     registry_classes = getattr(info.config, "num_classes", num_classes)
     if "num_classes" in cfg and cfg["num_classes"] != num_classes:
         raise RecipeError(f"model.num_classes={cfg['num_classes']} but the dataset has {num_classes} classes")
+    if recipe.model.pretrained:  # published weights (vitkit.weights): head replaced when the class count differs
+        return pretrained_model(recipe, cfg, num_classes, log)
     if recipe.model.weights is None:
         cfg["num_classes"] = num_classes
-        return create_model(recipe.model.name, **cfg)
+        return tune(recipe, create_model(recipe.model.name, **cfg), log)
     cfg.pop("num_classes", None)
     model = create_model(recipe.model.name, **cfg)
     report = load_checkpoint(model, recipe.model.weights, strict=False)
@@ -79,7 +83,7 @@ def build_model(recipe: Recipe, num_classes: int, log=print) -> nn.Module:
     log(f"loaded {recipe.model.weights} ({report.source} layout)" + (" except the head" if head else ""))
     if head or registry_classes != num_classes:
         model.reset_classifier(num_classes)
-    return model
+    return tune(recipe, model, log)
 
 
 def _run_dir(recipe: Recipe, resume: str | None) -> Path:
