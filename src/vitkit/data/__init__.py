@@ -3,7 +3,15 @@
 Interface used by the engine
 ----------------------------
 ``build_dataset(spec, split, *, train, input_size, sampling_rate=1, num_clips=1, num_crops=1,
-mean, std, augment=None, root=None, classes=None, num_classes=None) -> Dataset``
+mean, std, augment=None, root=None, classes=None, num_classes=None, sampling='dense', decoder='pyav',
+data_format='auto') -> Dataset``
+
+- Video formats beyond ``path label`` lists (``data_format``, :mod:`.formats`): mmaction2 rawframes lists of frame
+  folders (:mod:`.frames`), Something-Something V2 JSON + WebM (:mod:`.ssv2`), Charades multi-label CSV
+  (:mod:`.charades`; float multi-hot labels, ``dataset.multi_label``). ``sampling='segment'`` takes one frame from
+  each of ``T`` equal segments (:func:`.sampling.segment_indices`); ``decoder`` picks the reader of encoded files
+  (:mod:`.decoders`). ``augment['flip_label_map']`` (``'left-right'`` or a mapping) makes ``hflip`` swap the
+  labels of mirrored classes (:mod:`.flip`).
 
 - ``spec``: ``'digits'``, ``'motion-digits'``, a class-per-folder directory (with
   ``train/``, ``val/`` [``test/``] subfolders if present, else one tree for every
@@ -23,8 +31,9 @@ mean, std, augment=None, root=None, classes=None, num_classes=None) -> Dataset``
 - Video: frames are indexed by demuxing (exact for variable frame rate and
   non-zero start pts), then decoded by seeking; train takes one random clip,
   test ``num_clips`` uniformly spaced ones (a warning when they cannot be distinct).
-- Built-in: ``digits`` (1,437 / 360, 32x32) and ``motion-digits`` (2,000 / 500,
-  8 frames of 32x32, or ``(T-1)*tau+1`` frames when a clip needs more); ``val``
+- Built-in: ``digits`` (1,437 / 360, 32x32), ``motion-digits`` (2,000 / 500,
+  8 frames of 32x32, or ``(T-1)*tau+1`` frames when a clip needs more) and its
+  direction-sensitive 8-class variant ``motion-digits-lr``; ``val``
   and ``test`` name the same held-out part. See :mod:`.builtin`.
 - ``dataset.classes`` (list of names), ``dataset.num_classes``,
   ``dataset.bad_samples()`` -> ``{path: reason}``.
@@ -38,8 +47,8 @@ in which the first process to report a path creates one marker file (see
 A dataset in which nothing can be read raises ``RuntimeError`` at construction.
 
 Also: ``build_transforms`` (:mod:`.transforms`), ``MixupCutmix`` (:mod:`.mixup`),
-``RepeatAugSampler`` (:mod:`.samplers`), ``class_names('imagenet1k' | 'kinetics400')``
-(torchvision's category lists, standard index order), and the dataset doctor
+``RepeatAugSampler`` (:mod:`.samplers`), ``class_names('imagenet1k' | 'kinetics400' | 'kinetics600' |
+'something_something_v2')`` (shipped lists in the datasets' index order; sources in ``classes/README.md``), and the dataset doctor
 ``vitkit data check PATH`` (:mod:`.doctor`).
 """
 from __future__ import annotations
