@@ -1,7 +1,8 @@
 """Window bookkeeping for (shifted) window attention, for 2-D and 3-D grids alike.
 
 Everything here depends only on Python ints (grid, window, shift) and a device, so it is computed once per
-size and cached (``functools.lru_cache``), never rebuilt in a forward pass, and works on the ``meta`` device:
+size and device and kept in one bounded :class:`~vitkit.layers.cache.TensorCache` (safe after inference mode,
+rebuilt while tracing), never rebuilt in a forward pass, and works on the ``meta`` device:
 
 * :func:`fit_window` - the rule for windows larger than the map (clip the window to the map, no shift there);
 * :func:`window_order` - one gather index that pads, cyclically shifts and partitions a token grid into
@@ -15,16 +16,16 @@ size and cached (``functools.lru_cache``), never rebuilt in a forward pass, and 
 """
 from __future__ import annotations
 
-import functools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from .fused import is_tracing
+from .cache import TensorCache
 
 MASK_VALUE = -100.0  # the official Swin / Video Swin value: exp(-100) underflows, no NaN in low precision
-_CACHE = 256
+# per (kind, sizes, device); the largest entries are shift masks (Video Swin at 32x224^2: 79 MB in stage 1)
+_CACHE = TensorCache(maxsize=256, max_bytes=512 << 20)
 
 
 def _ints(v: Sequence[int]) -> tuple[int, ...]:
@@ -77,7 +78,6 @@ def _grid_positions(grid: tuple[int, ...]) -> torch.Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(grid))
 
 
-@functools.lru_cache(maxsize=_CACHE)
 def _window_order(
     grid: tuple[int, ...], window: tuple[int, ...], shift: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,24 +98,16 @@ def _window_order(
     return order, inverse[real]
 
 
-def _build(name: str, args: tuple, device: torch.device, cached: bool):
-    fn = {"order": _window_order, "mask": _shift_mask, "index": _relative_position_index}[name]
-    out = fn(*args) if cached else fn.__wrapped__(*args)
-    if out is None:
-        return None
-    if isinstance(out, tuple):
-        return tuple(t.to(device) for t in out)
-    return out.to(device)
+def _cached(kind: str, build: Callable, args: tuple, device: torch.device):
+    """``build(*args)`` (CPU tensors, a tuple of them, or None) moved to ``device``, cached per (kind, args, device)."""
 
+    def make():
+        out = build(*args)
+        if isinstance(out, tuple):
+            return tuple(t.to(device) for t in out)
+        return out if out is None else out.to(device)
 
-_to_device_cached = functools.lru_cache(maxsize=_CACHE)(functools.partial(_build, cached=True))
-
-
-def _to_device(name: str, args: tuple, device: torch.device):
-    # While tracing (export / compile), build afresh: caching would keep the tracer's fake tensors.
-    if is_tracing():
-        return _build(name, args, device, cached=False)
-    return _to_device_cached(name, args, device)
+    return _CACHE.get((kind, args, device), make)
 
 
 def window_order(
@@ -127,10 +119,9 @@ def window_order(
     cyclic shift by ``-shift`` (windows row-major, tokens row-major inside a window: the official layout).
     ``inverse`` (length prod(grid)) takes window-ordered tokens back to the unpadded grid, shift undone.
     """
-    return _to_device("order", (_ints(grid), _ints(window), _ints(shift)), torch.device(device))
+    return _cached("order", _window_order, (_ints(grid), _ints(window), _ints(shift)), torch.device(device))
 
 
-@functools.lru_cache(maxsize=_CACHE)
 def _shift_mask(padded: tuple[int, ...], window: tuple[int, ...], shift: tuple[int, ...]) -> torch.Tensor | None:
     if not any(shift):
         return None
@@ -160,10 +151,9 @@ def shift_mask(
     padded, window, shift = _ints(padded), _ints(window), _ints(shift)
     if not any(shift):
         return None
-    return _to_device("mask", (padded, window, shift), torch.device(device))
+    return _cached("mask", _shift_mask, (padded, window, shift), torch.device(device))
 
 
-@functools.lru_cache(maxsize=_CACHE)
 def _relative_position_index(window: tuple[int, ...], table_window: tuple[int, ...], mode: str) -> torch.Tensor:
     if mode == "slice":
         n = math.prod(window)
@@ -195,4 +185,4 @@ def relative_position_index(
         raise ValueError(f"window {window} is larger than the bias table's window {table_window}")
     if window == table_window:
         mode = "offset"
-    return _to_device("index", (window, table_window, mode), torch.device(device))
+    return _cached("index", _relative_position_index, (window, table_window, mode), torch.device(device))

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_1d
 from vitkit.layers import to_tuple
+from vitkit.layers.cache import TensorCache
 from vitkit.layers.fused import linear
 from vitkit.layers.pooling import POOL_MODES, make_pool, pool_tokens, pooled_grid
 from vitkit.registry import KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
@@ -159,18 +160,19 @@ def block_specs(cfg: MViTConfig, grid: Sequence[int]) -> list[BlockSpec]:
 
 
 # -- relative position bias ------------------------------------------------------------------------------------
-_DIST_CACHE: dict[tuple, torch.Tensor] = {}
+_DIST = TensorCache(maxsize=256)  # per (q, k, device): a few hundred integers each
 
 
 def _rel_dist(q: int, k: int, device: torch.device) -> torch.Tensor:
     """Table index of query position i vs key position j on one axis, scaled when q and k differ (MViTv2)."""
-    key = (q, k, str(device))
-    if key not in _DIST_CACHE:
+
+    def build() -> torch.Tensor:
         q_ratio, k_ratio = max(k / q, 1.0), max(q / k, 1.0)
         dist = torch.arange(q).unsqueeze(-1) * q_ratio - torch.arange(k).unsqueeze(0) * k_ratio
         dist = dist + (k - 1) * k_ratio
-        _DIST_CACHE[key] = dist.long().to(device)
-    return _DIST_CACHE[key]
+        return dist.long().to(device)
+
+    return _DIST.get((q, k, torch.device(device)), build)
 
 
 def decomposed_rel_pos_bias(

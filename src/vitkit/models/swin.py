@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_pos_embed, to_tuple
+from vitkit.layers.cache import TensorCache
 from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
 from vitkit.registry import ModelInfo, register_model
 
@@ -87,7 +88,7 @@ class WindowAttention(Attention):
         self.clipped_bias = clipped_bias
         rows = math.prod(2 * w - 1 for w in self.table_window)
         self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
-        self._bias_cache: dict = {}
+        self._bias_cache = TensorCache(maxsize=8)
 
     def relative_position_bias(self, window: Sequence[int]) -> torch.Tensor:
         """(heads, N, N) bias for the token pairs of ``window``."""
@@ -101,30 +102,23 @@ class WindowAttention(Attention):
         """(1 or num_windows, heads, N, N): the relative position bias plus the shift mask, in ``dtype``.
 
         Without gradients (evaluation) the result is kept per (window, mask, dtype) until the table changes
-        (its version counter moves on every in-place update: optimiser steps, ``load_state_dict``).
+        (its version counter moves on every in-place update: optimiser steps, ``load_state_dict``). Copies
+        (EMA's deepcopy, pickling) start with an empty cache.
         """
         table = self.relative_position_bias_table
-        cacheable = not torch.is_grad_enabled() and table.device.type != "meta" and not torch.compiler.is_compiling()
-        key = (tuple(window), dtype, id(mask))
-        if cacheable:
-            hit = self._bias_cache.get(key)
-            if hit is not None and hit[0] is table and hit[1] == table._version and hit[2] is mask:
-                return hit[3]
-        bias = self.relative_position_bias(window).unsqueeze(0)
-        if mask is not None:
-            bias = bias + mask.unsqueeze(1)
-        bias = bias.to(dtype)
-        if cacheable:
-            if len(self._bias_cache) >= 8:
-                self._bias_cache.clear()
-            self._bias_cache[key] = (table, table._version, mask, bias)
-        return bias
 
-    def __getstate__(self):
-        # copies (deepcopy for EMA, pickling) start with an empty cache
-        state = dict(super().__getstate__())
-        state["_bias_cache"] = {}
-        return state
+        def build() -> tuple[torch.Tensor, int, torch.Tensor | None, torch.Tensor]:
+            bias = self.relative_position_bias(window).unsqueeze(0)
+            if mask is not None:
+                bias = bias + mask.unsqueeze(1)
+            return table, table._version, mask, bias.to(dtype)
+
+        if torch.is_grad_enabled() or table.device.type == "meta":
+            return build()[3]
+        # an entry holds its mask, so id(mask) names that mask for as long as the entry lives
+        key = (tuple(window), dtype, id(mask))
+        stale = lambda hit: hit[0] is not table or hit[1] != table._version or hit[2] is not mask  # noqa: E731
+        return self._bias_cache.get(key, build, stale)[3]
 
     def forward(
         self, x: torch.Tensor, window: Sequence[int], mask: torch.Tensor | None = None, meta: dict | None = None
