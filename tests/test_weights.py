@@ -450,3 +450,22 @@ def test_openmmlab_dense_checkpoint_backbone_loads(tmp_path):
     assert report.source == "openmmlab" and report.missing == ["head.bias", "head.weight"] and not report.unexpected
     for k, v in sd.items():
         assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_evaluate_pretrained_prints_the_publishers_figure(env, server, records, capsys):
+    """vitkit evaluate --model NAME --pretrained TAG DATA: downloads, evaluates with the tag's preprocessing."""
+    from safetensors.torch import save
+
+    from vitkit.cli import main
+
+    model = vitkit.create_model("vit_demo_patch4_32")
+    w = records(Weights("vit_demo_patch4_32", "test_eval", "https://weights.example.org/eval.safetensors", "timm",
+                        "MIT", "none", "test", config={"num_classes": 10}, top1=97.5, reported_by="the test",
+                        protocol="digits test split, 1 crop"))
+    server.put(w.url, save(_randomise(model)))
+    out = env / "eval"
+    assert main(["evaluate", "digits", "--model", "vit_demo_patch4_32", "--pretrained", "test_eval",
+                 "--out", str(out), "--workers", "0", "--limit", "64"]) == 0
+    text = capsys.readouterr().out
+    assert "vit_demo_patch4_32.test_eval: top-1 here" in text and "vs 97.50% reported by the test" in text
+    assert (out / "eval.json").is_file()

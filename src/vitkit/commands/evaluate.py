@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="optional recipe, then overrides: data.dataset=PATH data.val_split=val eval.num_clips=10 "
                         "eval.num_crops=3 ...")
     p.add_argument("--model", help="registered model name (with a weights file)")
+    p.add_argument("--pretrained", metavar="TAG",
+                   help="evaluate published weights (vitkit models --pretrained); SOURCE is then the data "
+                        "(e.g. /data/imagenet/val), and top-1 is printed beside the publisher's figure")
     p.add_argument("--ema", action="store_true", help="evaluate the run's EMA weights")
     p.add_argument("--shuffle-frames", action="store_true",
                    help="shuffle the frames of every clip (the MViT paper's temporal test)")
@@ -36,9 +39,16 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.engine.inference import load_trained
 
     recipe, overrides = split_args(args.args)
+    source, published = args.source, None
+    if args.pretrained:  # the reproduction harness (vitkit.weights.reproduce)
+        from vitkit.weights.reproduce import pretrained_source
+
+        published, source, extra = pretrained_source(args.model, args.pretrained, args.source)
+        overrides = extra + overrides
+        args.model = published.model
     if args.split:
         overrides.append(f"data.val_split={args.split}")
-    trained = load_trained(args.source, model_name=args.model, recipe=recipe, overrides=overrides, ema=args.ema)
+    trained = load_trained(source, model_name=args.model, recipe=recipe, overrides=overrides, ema=args.ema)
     r = trained.recipe
     dist = D.init_distributed(args.device)
     try:
@@ -57,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
                        amp=r.train.amp if r.train.amp != "fp16" or dist.device.type == "cuda" else "none",
                        shuffle=args.shuffle_frames, seed=r.train.seed, dist=dist, progress=dist.is_main)
         if dist.is_main:
-            src = Path(args.source)
-            default = (src if src.is_dir() else src.parent) / ("eval-shuffled" if args.shuffle_frames else "eval")
+            src = Path(source)
+            if published is not None:
+                default = Path(f"eval-{published.name}")
+            else:
+                default = (src if src.is_dir() else src.parent) / ("eval-shuffled" if args.shuffle_frames else "eval")
             out = Path(args.out) if args.out else default
             out.mkdir(parents=True, exist_ok=True)
             tag = " (frames shuffled)" if args.shuffle_frames else ""
@@ -68,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
                   f"{res.num_views} view(s) each ({views})")
             print(f"top-1 {res.top1:.2f}%" + (f"  top-5 {res.top5:.2f}%" if res.has_top5 else "") + f"  loss {res.loss:.4f}"
                   + ("  [shuffled frames]" if args.shuffle_frames else ""))
+            if published is not None:
+                from vitkit.weights.reproduce import publisher_line
+
+                print(publisher_line(published, res.top1))
             print("per-class accuracy:")
             width = max((len(str(n)) for n in names), default=5)
             for c, acc in enumerate(res.per_class):
