@@ -144,4 +144,44 @@ def test_cli_benchmark_writes_json_and_scaling_plot(tmp_path):
     assert sc["attn_gmacs"][1] / sc["attn_gmacs"][0] == pytest.approx((257 / 65) ** 2)
     with Image.open(tmp_path / "vit_demo_patch4_32_scaling.png") as im:
         assert im.size[0] > 300
+    row = data["rows"][0]  # the spread over the rounds, and how busy the machine was
+    assert row["rounds"] == 1 and row["latency_min_ms"] <= row["latency_ms"] <= row["latency_max_ms"]
+    assert "load_avg" in data["environment"] and data["environment"]["cpu_count"] >= 1
     assert main(["benchmark", "vit_demo_patch4_32", "--dtypes", "fp64", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_benchmark_keeps_existing_results_and_refuses_impossible_peaks(tmp_path, monkeypatch, capsys):
+    from vitkit.cli import main
+
+    args = ["benchmark", "vit_demo_patch8_32", "--batch", "2", "--iters", "3", "--dtypes", "fp32", "--out",
+            str(tmp_path)]
+    committed = tmp_path / "vit_demo_patch8_32.json"
+    committed.write_text('{"committed": true}')
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "machine load (1/5/15 min)" in out and "min-max ms" in out
+    assert json.loads(committed.read_text()) == {"committed": True}  # not overwritten by default
+    new = [p for p in tmp_path.glob("vit_demo_patch8_32-*.json")]
+    assert len(new) == 1 and len(json.loads(new[0].read_text())["rows"][0]) > 5
+    assert main([*args, "--overwrite"]) == 0
+    assert "rows" in json.loads(committed.read_text())
+    # a "peak" far below what the model then reaches: > 100 % of peak is refused and nothing is written
+    monkeypatch.setattr(B, "matmul_peak", lambda *a, **k: 1.0)
+    before = sorted(tmp_path.iterdir())
+    assert main(args) == 2
+    assert "above 100 %" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_peak_fraction_check_and_free_path(tmp_path):
+    row = B.BenchRow("vitkit", "m", "fp32", 1, 10.0, 100.0, 10, 0.5)
+    B.check_peak_fractions([row])
+    row.frac_peak = 1.3
+    with pytest.raises(ValueError, match="130 %"):
+        B.check_peak_fractions([row])
+    p = tmp_path / "r.json"
+    assert B.free_path(str(p)) == str(p)
+    p.write_text("{}")
+    alt = B.free_path(str(p))
+    assert alt != str(p) and alt.startswith(str(tmp_path / "r-")) and alt.endswith(".json")
+    assert B.free_path(str(p), overwrite=True) == str(p)

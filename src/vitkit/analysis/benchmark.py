@@ -1,8 +1,11 @@
 """Timing helpers for side-by-side benchmarks: this CPU's matmul peak, forward throughput, tables and JSON.
 
 Method (what users asked of benchmark scripts): warm-up runs first, ``torch.inference_mode``, the median of
-repeated timed runs, CUDA synchronised where there is a GPU, and the fraction of the measured matmul peak
-(``2 * MACs * items/s / peak FLOP/s``) so a figure can be compared across machines.
+repeated timed runs with their spread (min / max over the rounds), CUDA synchronised where there is a GPU, the
+machine's load average beside the figures, and the fraction of the measured matmul peak
+(``2 * MACs * items/s / peak FLOP/s``) so a figure can be compared across machines. A fraction above 100 % means
+the peak was measured under other conditions than the run (load changed, another thread count): such results are
+refused (:func:`check_peak_fractions`), not written.
 """
 from __future__ import annotations
 
@@ -132,7 +135,8 @@ def measure_interleaved(
             ips = r["items_per_s"]
             rows.append(
                 BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
-                         2 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"))
+                         2 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
+                         **_spread(r["all"]))
             )
     return rows
 
@@ -151,6 +155,14 @@ class BenchRow:
     frac_peak: float
     ratios: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
+    #: spread of the per-round latencies (``latency_ms`` is their median)
+    latency_min_ms: float = float("nan")
+    latency_max_ms: float = float("nan")
+    rounds: int = 0
+
+
+def _spread(times: Sequence[float]) -> dict[str, float]:
+    return {"latency_min_ms": min(times) * 1e3, "latency_max_ms": max(times) * 1e3, "rounds": len(times)}
 
 
 def measure(
@@ -172,7 +184,7 @@ def measure(
         ips = r["items_per_s"]
         rows.append(
             BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
-                     2 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"))
+                     2 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"), **_spread(r["all"]))
         )
     return rows
 
@@ -188,16 +200,39 @@ def add_ratios(rows: list[BenchRow], ours: str = "vitkit") -> None:
 
 
 def format_table(rows: Iterable[BenchRow], unit: str = "img/s") -> str:
+    """Throughput, median latency with its min-max over the rounds, % of peak, ratios to peers."""
     rows = list(rows)
-    head = f"{'impl':<14}{'model':<32}{'dtype':<6}{'batch':>6}{unit:>10}{'ms':>9}{'%peak':>7}  ratios"
+    head = (f"{'impl':<14}{'model':<32}{'dtype':<6}{'batch':>6}{unit:>10}{'ms':>9}{'min-max ms':>17}{'%peak':>7}"
+            "  ratios")
     lines = [head, "-" * len(head)]
     for r in rows:
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in r.ratios.items())
+        spread = f"{r.latency_min_ms:.1f}-{r.latency_max_ms:.1f} ({r.rounds})" if r.rounds else "-"
         lines.append(
             f"{r.impl:<14}{r.model:<32}{r.dtype:<6}{r.batch:>6}{r.items_per_s:>10.2f}{r.latency_ms:>9.1f}"
-            f"{100 * r.frac_peak:>6.1f}%  {ratios}"
+            f"{spread:>17}{100 * r.frac_peak:>6.1f}%  {ratios}"
         )
     return "\n".join(lines)
+
+
+def machine_load() -> dict[str, object]:
+    """Load average (1, 5, 15 min) and CPU count: how busy the machine was around a measurement."""
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # not on this platform
+        load = None
+    return {"load_avg": load, "cpu_count": os.cpu_count()}
+
+
+def describe_load(load: dict[str, object]) -> str:
+    """One line for the console, with a warning when the 1-minute load exceeds the cores."""
+    avg, cores = load.get("load_avg"), load.get("cpu_count")
+    if not avg:
+        return "machine load: unknown on this platform"
+    line = f"machine load (1/5/15 min): {avg[0]:.2f} / {avg[1]:.2f} / {avg[2]:.2f} on {cores} cores"
+    if cores and avg[0] > cores:
+        line += " - busy: figures are lower and noisier than on a quiet machine"
+    return line
 
 
 def environment() -> dict[str, object]:
@@ -207,7 +242,34 @@ def environment() -> dict[str, object]:
         "cpu": platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_load(),
     }
+
+
+def check_peak_fractions(rows: Iterable[BenchRow], limit: float = 1.0) -> None:
+    """Refuse figures above the measured matmul peak: they mean the peak was measured under other load or
+    settings than the run (or a wrong MAC count), so none of the run's fractions can be trusted."""
+    over = [r for r in rows if r.frac_peak == r.frac_peak and r.frac_peak > limit]
+    if over:
+        worst = max(over, key=lambda r: r.frac_peak)
+        raise ValueError(
+            f"{worst.impl} {worst.dtype} reached {100 * worst.frac_peak:.0f} % of the measured matmul peak, above "
+            f"100 %: the peak was measured under other conditions than the run (machine load changed?); results "
+            "not written - rerun on a quiet machine, or fix the thread count with --threads")
+
+
+def free_path(path: str, overwrite: bool = False) -> str:
+    """``path``, or, when it exists and ``overwrite`` is off, ``<stem>-<UTC time><ext>`` beside it, so committed
+    results are never replaced by accident."""
+    if overwrite or not os.path.exists(path):
+        return path
+    stem, ext = os.path.splitext(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    cand, n = f"{stem}-{stamp}{ext}", 1
+    while os.path.exists(cand):
+        n += 1
+        cand = f"{stem}-{stamp}-{n}{ext}"
+    return cand
 
 
 def write_json(path: str, rows: Iterable[BenchRow], peaks: dict[str, float], **extra) -> None:

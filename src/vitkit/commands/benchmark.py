@@ -1,8 +1,11 @@
 """``vitkit benchmark NAME [--against timm|torchvision] [--sizes 224,384,512]``.
 
-Throughput and latency in fp32 and bf16, peak forward memory and the fraction of this machine's measured
-matmul peak, with the peer implementation timed round-robin in the same process; ``--sizes`` adds the
-resolution-scaling plot (latency, MACs, attention MACs and memory against input pixels, fitted exponents).
+Throughput and latency (median, with min / max over the rounds) in fp32 and bf16, peak forward memory and the
+fraction of this machine's measured matmul peak, with the peer implementation timed round-robin in the same
+process; ``--sizes`` adds the resolution-scaling plot (latency, MACs, attention MACs and memory against input
+pixels, fitted exponents). The machine's load average is printed and recorded beside the figures. Existing
+result files are never replaced unless ``--overwrite`` is given (a time-stamped name is used instead), and a
+fraction of peak above 100 % - a peak measured under other load than the run - is refused, not written.
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scaling-batch", type=int, default=1, help="batch size for --sizes (default 1)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"),
-                   help="folder for <name>.json and <name>_scaling.png (default benchmarks/results)")
+                   help="folder for <name>.json and <name>_scaling.png (default benchmarks/results); an existing "
+                        "file is kept and the new one gets a time-stamped name")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files of the same name")
 
 
 def _parse_variant(text: str) -> tuple[str, dict]:
@@ -58,10 +63,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--dtypes takes fp32 and/or bf16, got {bad}")
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
     kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    print(B.describe_load(B.machine_load()))
     peaks = {d: B.matmul_peak(kinds[d]) for d in dtypes}
-    print("matmul peak here: " + ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
     rows, notes = B.compare(args.name, args.against, args.batch, dtypes, args.iters, peaks=peaks)
+    after = {d: B.matmul_peak(kinds[d]) for d in dtypes}  # the best of before and after: load may have dropped
+    peaks = {d: max(peaks[d], after[d]) for d in dtypes}
+    for r in rows:
+        r.frac_peak = 2 * r.macs_per_item * r.items_per_s / peaks[r.dtype]
+    print("matmul peak here: " + ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
     print(B.format_table(rows))
+    print(B.describe_load(B.machine_load()))
+    B.check_peak_fractions(rows)
+    os.makedirs(args.out, exist_ok=True)
     for r in rows:
         print(f"  {r.impl:<28}{r.dtype:<6} peak forward memory {r.extra['peak_mem_mb']:.1f} MB")
     for label, note in notes.items():
@@ -87,11 +100,12 @@ def run(args: argparse.Namespace) -> int:
         extra["scaling"] = series
         extra["scaling_exponents"] = exps_all
         if exps_all:
-            png = plot_resolution_scaling(os.path.join(args.out, f"{args.name}_scaling.png"),
+            png = plot_resolution_scaling(B.free_path(os.path.join(args.out, f"{args.name}_scaling.png"),
+                                                      args.overwrite),
                                           {n: sc for n, sc in series.items() if n in exps_all},
                                           title=f"cost against input pixels ({dtypes[0]}, batch {args.scaling_batch})")
             print(f"wrote {png}")
-    path = os.path.join(args.out, f"{args.name}.json")
+    path = B.free_path(os.path.join(args.out, f"{args.name}.json"), args.overwrite)
     B.write_json(path, rows, peaks, **extra)
     print(f"wrote {path}")
     return 0
