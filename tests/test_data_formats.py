@@ -115,6 +115,17 @@ def test_rawframes_dataset_same_pipeline_as_video_and_counted_skips(rawframes, c
     torch.testing.assert_close(vds[0][0], xs[0], atol=0.1, rtol=0)  # jpeg vs h264 rounding only
 
 
+def test_rawframes_train_step_and_multi_clip_eval(rawframes, tmp_path):
+    r = _video_recipe(str(rawframes), tmp_path / "run", "data.val_split=val", "eval.num_clips=2",
+                      "data.sampling_rate=2", "data.augment={crop: rrc, scale: [0.5, 1.0], hflip: 0.5}")
+    t = Trainer(r, quiet=True)
+    step = t.train_step([next(iter(t.loader))], None)
+    assert np.isfinite(step["loss"]) and step["seen"] == 4
+    ev = t.evaluate()  # 2 clips x 1 crop per folder, softmax averaged: top-1 over the 4 listed folders
+    assert t.test_set.num_views == 2 and ev["num_samples"] == 4 and 0 <= ev["top1"] <= 100
+    assert {os.path.basename(p) for p in t.train_set.bad_samples()} <= {"cut", "nolabel"}
+
+
 # --- Something-Something V2 -----------------------------------------------------------------------------------
 SSV2_CLASSES = ["Pushing something from left to right", "Pushing something from right to left",
                 "Holding something", "Moving something up"]
@@ -215,6 +226,11 @@ def test_charades_trains_with_bce_and_reports_map(charades, tmp_path):
     assert 0 <= res.final["mAP"] <= 100 and res.final["num_samples"] == 6
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("mAP" in row for row in rows if row["kind"] == "eval")
+    from vitkit.cli import main as cli
+
+    assert cli(["evaluate", str(tmp_path / "run"), "--out", str(tmp_path / "ev"), "--workers", "0"]) == 0
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["mAP"] == pytest.approx(res.final["mAP"]) and len(report["per_class_ap"]) == 4
 
 
 # --- label lists ----------------------------------------------------------------------------------------------

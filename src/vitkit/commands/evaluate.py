@@ -85,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
                 from vitkit.weights.reproduce import publisher_line
 
                 print(publisher_line(published, res.top1))
+            if res.mAP is not None:  # multi-label (Charades): mAP and per-class AP instead of a confusion matrix
+                _report_multilabel(res, names, out, {**res.summary(), "model": r.model.name, "dataset": r.data.dataset,
+                                                     "weights": str(trained.weights), "split": r.data.val_split,
+                                                     "num_clips": r.eval.num_clips, "num_crops": r.eval.num_crops})
+                return 0
             print("per-class accuracy:")
             width = max((len(str(n)) for n in names), default=5)
             for c, acc in enumerate(res.per_class):
@@ -103,3 +108,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         D.cleanup()
     return 0
+
+
+def _report_multilabel(res, names: list, out: Path, report: dict) -> None:
+    """Print mAP and the per-class average precision; write eval.json."""
+    print(f"mAP {res.mAP:.2f}% over the classes with a positive (views max-pooled)")
+    print("per-class average precision:")
+    width = max((len(str(n)) for n in names), default=5)
+    for c, ap in enumerate(res.per_class_ap):
+        name = names[c] if c < len(names) else str(c)
+        print(f"  {c:4d} {str(name):<{width}}  {'-' if math.isnan(ap) else f'{ap:6.2f}%'}")
+    report["per_class_ap"] = {str(names[c]) if c < len(names) else str(c): a for c, a in enumerate(res.per_class_ap)}
+    tmp = out / "eval.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(out / "eval.json")
+    print(f"wrote {out / 'eval.json'}")
