@@ -104,10 +104,10 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> S
         path = os.fspath(source)
         if not os.path.exists(path):
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
+        if path.endswith(".safetensors") or _is_safetensors(path):
+            from .validate import read_safetensors
 
-            sd: object = load_file(path)
+            sd: object = read_safetensors(path)
         elif path.endswith(".npz"):  # JAX/Flax checkpoints (google-research/vision_transformer)
             from .jax_vit import read_npz
 
@@ -136,6 +136,15 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> S
     if not out:
         raise CheckpointError("the checkpoint holds no tensors")
     return out
+
+
+def _is_safetensors(path: str) -> bool:
+    """A safetensors file whatever its name: 8-byte little-endian header length, then a JSON object."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000
 
 
 def model_keys(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -176,6 +185,11 @@ def load_checkpoint(
         raise CheckpointError("checkpoint does not match the model:\n" + report.describe())
     bad = {k for k, _, _ in report.mismatched}
     loadable = {k: v for k, v in sd.items() if k in own and k not in bad}
+    from .validate import check_dtypes, check_finite
+
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the state dict"
+    check_dtypes(loadable, own, name)
+    check_finite(loadable, name)
     model.load_state_dict(loadable, strict=False)
     return report
 

@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run exactly: its run directory, checkpoints/ or a step_* checkpoint "
                         "(the run's recipe.yaml is used when no recipe is given)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run directory that already holds a run (removes its checkpoints, metrics "
+                        "and results; without this, or --resume, such a directory is refused)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--quiet", action="store_true", help="no per-step output")
     p.add_argument("--print-config", action="store_true",
@@ -78,9 +81,21 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.engine import distributed as D
     from vitkit.engine.trainer import Trainer
 
+    from vitkit.engine.rundir import RunDirError
+    from vitkit.engine.signals import Interrupted
+
     try:
-        trainer = Trainer(recipe, resume=args.resume, device=args.device, quiet=args.quiet)
+        trainer = Trainer(recipe, resume=args.resume, device=args.device, quiet=args.quiet,
+                          overwrite=args.overwrite)
         trainer.fit()
+    except Interrupted as e:  # checkpoint written and how to resume printed by the trainer
+        return e.exit_code
+    except KeyboardInterrupt as e:
+        print(f"vitkit train: {e or 'interrupted'}; the last complete checkpoint is kept", file=sys.stderr)
+        return 130
+    except (RunDirError, FloatingPointError) as e:  # one line: the path / step and what to do
+        print(f"vitkit train: error: {e}", file=sys.stderr)
+        return 1
     finally:
         D.cleanup()
     return 0

@@ -21,6 +21,7 @@ from . import distributed as D
 from .amp import autocast
 from .metrics import mean_average_precision
 from .multilabel import is_multi_label, view_scores
+from .signals import ignore_in_worker
 
 
 class Indexed(Dataset):
@@ -115,7 +116,7 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, w
     dist = dist or D.DistInfo(device=device)
     sampler = ShardSampler(len(dataset), dist.rank, dist.world_size)
     loader = DataLoader(Indexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", worker_init_fn=ignore_in_worker)
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import distributed as D
 from .amp import autocast, check_amp, grad_scaler
-from .checkpoint import load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_weights_finite, last_good, load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
 from .data import SeededDataset, mix_seed, model_input, seed_all, train_sampler
 from .ema import ModelEma
 from .metrics import MetricsLog, plot_metrics, truncate_after
@@ -37,7 +37,9 @@ from .multilabel import is_multi_label
 from .optim import build_optimizer
 from .progress import EtaMeter, format_eta, on_terminal, progress_bar
 from .recipe import Recipe, RecipeError, default_run_name
+from .rundir import checkpoint_bytes, claim, write_guard
 from .schedule import build_schedule
+from .signals import GracefulStop, Interrupted, any_rank, ignore_all_in_worker, shutdown_workers
 
 
 @dataclass
@@ -107,7 +109,8 @@ class Trainer:
     """Holds the state of one run; :meth:`fit` trains it to the end (or ``train.max_steps``)."""
 
     def __init__(self, recipe: Recipe, *, resume: str | None = None, device: str | None = None,
-                 train_set: Dataset | None = None, test_set: Dataset | None = None, quiet: bool = False) -> None:
+                 train_set: Dataset | None = None, test_set: Dataset | None = None, quiet: bool = False,
+                 overwrite: bool = False) -> None:
         self.recipe = r = recipe
         self.dist = D.init_distributed(device)
         self.quiet = quiet
@@ -172,7 +175,7 @@ class Trainer:
         self.loader = DataLoader(
             SeededDataset(self.train_set, r.train.seed), batch_size=self.micro_batch, sampler=self.sampler,
             num_workers=r.train.workers, drop_last=True, pin_memory=dev.type == "cuda",
-            persistent_workers=r.train.workers > 0,
+            persistent_workers=r.train.workers > 0, worker_init_fn=ignore_all_in_worker,
         )
         self.step = 0
         self.epoch = 0
@@ -180,8 +183,21 @@ class Trainer:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
         self.resumed = bool(resume)
         self._last_plot = time.perf_counter()
+        self._stop: GracefulStop | None = None
+        # the run directory: lock, refuse a finished run unless resuming/overwriting, room checked (engine/rundir)
+        self._lock = claim(self.run_dir, self.dist, resume=bool(resume), overwrite=overwrite, keep=r.run.keep,
+                           needed=checkpoint_bytes(self.model, self.ema is not None), log=self.log)
         if resume:
-            self._resume(resume)
+            try:
+                self._resume(resume)
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        """Release the run directory (done by :meth:`fit` on any exit)."""
+        if self._lock is not None:
+            self._lock.release()
 
     # -- state -----------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -196,6 +212,8 @@ class Trainer:
         }
 
     def save(self) -> None:
+        check_weights_finite(self.run_dir / "checkpoints", self.step, self.model,
+                             self.ema.module if self.ema is not None else None)  # every rank raises alike
         if self.dist.is_main:
             save_checkpoint(self.run_dir / "checkpoints", self.step, self.model, self.state(),
                             ema=self.ema.module if self.ema is not None else None, keep=self.recipe.run.keep)
@@ -203,6 +221,8 @@ class Trainer:
 
     def _resume(self, path: str) -> None:
         ck = load_checkpoint_dir(path)
+        for d, why in ck["skipped"]:
+            self.log(f"warning: skipped damaged checkpoint {d}: {why}")
         st = ck["state"]
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(st["optimizer"])
@@ -242,10 +262,10 @@ class Trainer:
                     logits = self.ddp(x)
                 loss = self.task.loss(logits, y, target, label_smoothing=r.label_smoothing)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss {loss.item()} at step {self.step}; lower optim.lr, set train.clip_grad, "
-                        "or use train.amp=bf16 instead of fp16"
-                    )
+                    from .diagnose import nonfinite_loss_message
+
+                    raise FloatingPointError(nonfinite_loss_message(
+                        self.recipe, self.step, loss.item(), x, self.model, lr, last_good(self.run_dir / "checkpoints")))
                 scaled = loss / accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total_loss += loss.item()
@@ -290,7 +310,10 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Train to the end; bad files are reported once for the run, extra metric sinks closed on any exit."""
+        """Train to the end; bad files are reported once for the run, extra metric sinks closed on any exit.
+
+        On SIGINT/SIGTERM: finish the step, checkpoint and raise :class:`Interrupted` (engine/signals.py).
+        """
         from vitkit.data.badlog import run_scope
 
         shared = D.broadcast_object(tempfile.mkdtemp(prefix="vitkit-badrun-") if self.dist.is_main else None)
@@ -298,9 +321,27 @@ class Trainer:
         self._eta = EtaMeter()
         with run_scope(shared, owner=self.dist.is_main):
             try:
-                return self._fit()
+                with GracefulStop(self.log) as self._stop:
+                    return self._fit()
             finally:
+                self._stop = None
+                shutdown_workers(self.loader)
                 self.metrics.close()
+                self.close()
+
+    def _stop_requested(self) -> bool:
+        return any_rank(self._stop is not None and self._stop.requested, self.dist.device)
+
+    def _interrupt(self, saved: bool) -> None:
+        if not saved:
+            self.save()
+        signum = self._stop.signum if self._stop is not None and self._stop.signum else 15
+        import signal as _signal
+
+        msg = (f"stopped by {_signal.Signals(signum).name} at step {self.step}/{self.total_steps}; checkpoint "
+               f"{last_good(self.run_dir / 'checkpoints')}; continue with: vitkit train --resume {self.run_dir}")
+        self.log(msg)
+        raise Interrupted(msg, signum)
 
     def _fit(self) -> TrainResult:
         r = self.recipe
@@ -325,6 +366,7 @@ class Trainer:
         mixup = self.task.mixup(r, self.num_classes)
         t0 = time.perf_counter()
         final: dict = {}
+        final_step = -1
         bad_seen = 0
         window = {"loss": 0.0, "n": 0, "correct": 0, "seen": 0, "t": time.perf_counter(), "steps": 0}
         last_saved = self.step if self.resumed else -1
@@ -338,6 +380,8 @@ class Trainer:
                                desc=f"epoch {self.epoch + 1}/{self.num_epochs}", unit="sample",
                                unit_scale=r.train.batch_size)  # throughput in samples/s, and the ETA
             for _ in bar:
+                if self._stop_requested():
+                    self._interrupt(saved=last_saved == self.step)
                 micro = [next(it) for _ in range(accum)]
                 s = self.train_step(micro, mixup)
                 window["loss"] += s["loss"]
@@ -365,21 +409,23 @@ class Trainer:
                 bad_seen = len(bad)
                 last = self.epoch == self.num_epochs or self.step >= self.total_steps
                 if self.epoch % r.eval.every == 0 or last:
-                    final = self._eval_and_log()
+                    final, final_step = self._eval_and_log(), self.step
                 if not r.run.save_every or last:
                     self.save()
                     last_saved = self.step
         if last_saved != self.step:
             self.save()
-        if not final:
+        if final_step != self.step:  # results.json describes the weights saved beside it (max_steps mid-epoch)
             final = self._eval_and_log()
         seconds = time.perf_counter() - t0
         if self.dist.is_main:
             from vitkit.checkpoints import save_weights
 
-            save_weights(self.model, self.run_dir / "model.safetensors", {"classes": json.dumps(self.class_names)})
-            if self.ema is not None:
-                save_weights(self.ema.module, self.run_dir / "ema.safetensors", {"classes": json.dumps(self.class_names)})
+            with write_guard(self.run_dir, checkpoint_bytes(self.model, self.ema is not None, 0)):
+                save_weights(self.model, self.run_dir / "model.safetensors", {"classes": json.dumps(self.class_names)})
+                if self.ema is not None:
+                    save_weights(self.ema.module, self.run_dir / "ema.safetensors",
+                                 {"classes": json.dumps(self.class_names)})
             result = {"model": r.model.name, "steps": self.step, "epochs": self.epoch, "seconds": seconds,
                       "classes": self.class_names, **final}
             (self.run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
