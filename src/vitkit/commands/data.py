@@ -20,7 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     kind.add_argument("--video", dest="video", action="store_const", const=True, help="files are videos")
     kind.add_argument("--image", dest="video", action="store_const", const=False, help="files are images")
     c.add_argument("--full", action="store_true", help="decode every video frame (slow; finds corrupt middles)")
-    c.add_argument("--clip", metavar="TxTAU", help="flag videos shorter than this clip, e.g. 16x4")
+    c.add_argument("--clip", metavar="TxTAU", default="16x4",
+                   help="note videos shorter than this clip (default 16x4, the Kinetics recipes' clip; training "
+                        "pads, loops or skips them by data.short_video); one-frame videos are always noted")
     c.add_argument("--num-classes", type=int, help="labels must lie in [0, N)")
     c.add_argument("--workers", type=int, default=0, help="parallel processes")
     c.add_argument("--json", metavar="FILE", help="also write the full report as JSON")

@@ -117,8 +117,11 @@ def build_dataset(spec: str, split: str, *, train: bool, input_size: Sequence[in
                   num_clips: int = 1, num_crops: int = 1, mean: Sequence[float] = IMAGENET_MEAN,
                   std: Sequence[float] = IMAGENET_STD, augment: dict | None = None, root: str | None = None,
                   classes: list[str] | str | None = None, num_classes: int | None = None, sampling: str = "dense",
-                  decoder: str = "pyav", data_format: str = "auto"):
-    """Dataset for ``spec``/``split`` producing tensors of ``input_size``; see the module docstring."""
+                  decoder: str = "pyav", data_format: str = "auto", short_video: str = "pad"):
+    """Dataset for ``spec``/``split`` producing tensors of ``input_size``; see the module docstring.
+
+    ``short_video``: what a video shorter than a clip gets (``pad``, ``loop`` or ``skip``; :mod:`vitkit.data.short`).
+    """
     input_size = tuple(int(v) for v in input_size)
     if len(input_size) not in (3, 4):
         raise ValueError(f"input_size must be (C,H,W) or (C,T,H,W), got {input_size}")
@@ -168,5 +171,7 @@ def build_dataset(spec: str, split: str, *, train: bool, input_size: Sequence[in
     transform = build_transforms(train, input_size, mean, std, augment, num_crops=crops)
     ds = FileDataset(source, transform, video=video, train=train, num_frames=frames,
                      sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops,
-                     channels=channels, name=spec, sampling=sampling, decoder=decoder)
+                     channels=channels, name=spec, sampling=sampling, decoder=decoder,
+                     min_side=4 * max(input_size[-2:]),  # large JPEGs: a draft random crops cannot tell apart
+                     short_video=short_video)
     return _with_flip(ds, flip_p, flip_map, train)

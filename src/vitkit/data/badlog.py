@@ -82,6 +82,8 @@ def _cleanup(directory: str, owner_pid: int) -> None:
 class BadSampleLog:
     """Set of ``path -> reason`` shared by a dataset and its worker processes."""
 
+    KIND = "bad sample"  # how the warning names an entry (SampleNotes: "note")
+
     def __init__(self, name: str = "dataset"):
         self.name = name
         self.directory = tempfile.mkdtemp(prefix="vitkit-bad-")
@@ -119,13 +121,17 @@ class BadSampleLog:
         except FileExistsError:
             return
         except OSError:  # directory gone (dataset closed): still tell the user
-            if _first_in_run(path):
-                log.warning("%s: bad sample %s: %s", self.name, path, reason)
+            if _first_in_run(self._run_key(path)):
+                log.warning("%s: %s %s: %s", self.name, self.KIND, path, reason)
             return
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(f"{path}\n{reason}\n")
-        if _first_in_run(path):
-            log.warning("%s: bad sample %s: %s (%s)", self.name, path, reason, action)
+        if _first_in_run(self._run_key(path)):
+            log.warning("%s: %s %s: %s%s", self.name, self.KIND, path, reason, f" ({action})" if action else "")
+
+    def _run_key(self, path: str) -> str:
+        """The once-per-run key: the path for bad samples, prefixed for other kinds (notes) so both are said."""
+        return path if self.KIND == BadSampleLog.KIND else f"{self.KIND}:{path}"
 
     def items(self) -> dict[str, str]:
         """All bad samples reported by any process so far: ``{path: reason}``."""
@@ -147,3 +153,9 @@ class BadSampleLog:
     def close(self) -> None:
         """Remove the directory now (owner process only)."""
         self._finalizer()
+
+
+class SampleNotes(BadSampleLog):
+    """Usable samples worth telling the user about (a short video padded, an image given as a video)."""
+
+    KIND = "note on"

@@ -23,10 +23,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .badlog import BadSampleLog
+from .badlog import BadSampleLog, SampleNotes
 from .decoders import build_reader
 from .frames import FrameFolderReader
-from .sampling import SAMPLING_MODES, clip_indices, clip_span, random_clip_start, segment_indices, uniform_clip_starts
+from .large import is_large, note_large
+from .pil_modes import to_uint8
+from .sampling import SAMPLING_MODES, clip_span, random_clip_start, segment_indices, uniform_clip_starts
+from .short import SHORT_VIDEO, ShortVideoError, clip_indices_for, short_note
 from .sources import SampleList
 from .transforms import TransformError
 from .video import VideoError
@@ -38,14 +41,23 @@ __all__ = ["FileDataset", "load_image", "multi_hot", "MAX_REPLACEMENT_TRIES"]
 MAX_REPLACEMENT_TRIES = 50
 
 
-def load_image(path: str, channels: int = 3) -> torch.Tensor:
-    """Fully decode an image file to uint8 ``(C, H, W)``; raises ``OSError``/``ValueError`` if unreadable."""
+def load_image(path: str, channels: int = 3, min_side: int | None = None) -> torch.Tensor:
+    """Fully decode an image file to uint8 ``(C, H, W)``; raises ``OSError``/``ValueError`` if unreadable.
+
+    Every PIL mode is scaled to 8 bits by its meaning (:mod:`vitkit.data.pil_modes`). Images above
+    :data:`~vitkit.data.large.LARGE_PIXELS` are reported once (:mod:`vitkit.data.large`) and, given ``min_side``,
+    decoded at reduced size where the format allows (JPEG: 1/2, 1/4, 1/8) with the shorter side >= ``min_side``.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError("missing file")
     if os.path.getsize(path) == 0:
         raise ValueError("empty file (0 bytes)")
     with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB")  # forces a full decode: truncation raises here
+        note_large(path, img, min_side)
+        if min_side and is_large(img):
+            img.draft("L" if channels == 1 else "RGB", (min_side, min_side))
+        img.load()  # a full decode: truncation raises here
+        img = to_uint8(img, channels)
     arr = np.asarray(img)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -60,7 +72,7 @@ def multi_hot(labels, num_classes: int) -> torch.Tensor:
 
 
 def _reason(e: BaseException) -> str:
-    if isinstance(e, VideoError):
+    if isinstance(e, (VideoError, ShortVideoError)):
         return str(e)
     if isinstance(e, FileNotFoundError):
         return "missing file"
@@ -83,7 +95,8 @@ class FileDataset(torch.utils.data.Dataset):
 
     def __init__(self, source: SampleList, transform: Callable, *, video: bool, train: bool,
                  num_frames: int = 1, sampling_rate: int = 1, num_clips: int = 1, num_crops: int = 1,
-                 channels: int = 3, name: str | None = None, sampling: str = "dense", decoder: str = "pyav"):
+                 channels: int = 3, name: str | None = None, sampling: str = "dense", decoder: str = "pyav",
+                 min_side: int | None = None, short_video: str = "pad"):
         self.samples = list(source.samples)
         self.classes = list(source.classes)
         self.transform = transform
@@ -92,6 +105,7 @@ class FileDataset(torch.utils.data.Dataset):
         self.num_clips = num_clips if (video and not train) else 1
         self.num_crops = num_crops if not train else 1
         self.channels = channels
+        self.min_side = min_side  # large images decode at reduced size down to this shorter side
         self.name = name or source.origin
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"data.sampling must be one of {', '.join(SAMPLING_MODES)}, got {sampling!r}")
@@ -99,7 +113,12 @@ class FileDataset(torch.utils.data.Dataset):
         self.multi_label = bool(source.multi_label)
         self._reader = build_reader(decoder) if video else None
         self._frames = FrameFolderReader(source.frame_counts)
+        self.origin = source.origin  # the list file or folder the samples came from
         self._bad = BadSampleLog(self.name)
+        if short_video not in SHORT_VIDEO:
+            raise ValueError(f"short_video must be one of {', '.join(SHORT_VIDEO)}, got {short_video!r}")
+        self.short_video = short_video
+        self._notes = SampleNotes(self.name)  # usable but worth telling: short videos, images given as videos
         for path, reason in source.rejected.items():
             self._bad.report(path, reason, action="entry skipped", unusable=False)
         if not self.samples:
@@ -122,6 +141,10 @@ class FileDataset(torch.utils.data.Dataset):
     def bad_samples(self) -> dict[str, str]:
         """``{path: reason}`` for every bad sample found so far, by this process or its workers."""
         return self._bad.items()
+
+    def sample_notes(self) -> dict[str, str]:
+        """``{path: note}`` for usable samples the user should know about (short videos, images as videos)."""
+        return self._notes.items()
 
     def _check_readable(self) -> None:
         """Stat every file; then decode samples in order until one works, else fail with reasons."""
@@ -150,7 +173,7 @@ class FileDataset(torch.utils.data.Dataset):
         """Read and decode sample ``j``: uint8 image ``(C, H, W)``, or the wanted clips' frames ``(N*T, C, H, W)``."""
         path, _ = self.samples[j]
         if not self.video:
-            return load_image(path, self.channels)
+            return load_image(path, self.channels, self.min_side)
         reader = self._frames if os.path.isdir(path) else self._reader
         n = reader.num_frames(path)
         if self.sampling == "segment":
@@ -158,10 +181,14 @@ class FileDataset(torch.utils.data.Dataset):
                       for i in segment_indices(n, self.num_frames, train=self.train, clip=c, num_clips=self.num_clips)]
         else:
             span = clip_span(self.num_frames, self.sampling_rate)
-            if n < span:
-                log.debug("%s: %d frames, shorter than a clip of span %d; last frame repeated", path, n, span)
+            note = short_note(n, span, self.short_video)
+            if note is not None:  # shown in the epoch report (data.short_video: pad | loop | skip)
+                if self.short_video == "skip":
+                    raise ShortVideoError(note)
+                self._notes.report(path, note, action="")
             starts = [random_clip_start(n, span)] if self.train else uniform_clip_starts(n, span, self.num_clips, path)
-            wanted = [i for s in starts for i in clip_indices(s, self.num_frames, self.sampling_rate, n)]
+            wanted = [i for s in starts for i in clip_indices_for(s, self.num_frames, self.sampling_rate, n,
+                                                                   self.short_video)]
         return reader.read(path, wanted)  # all clips in one call: one pass when they are close
 
     def _transform(self, raw: torch.Tensor):

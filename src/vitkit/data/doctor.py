@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 
 from .sampling import clip_span
-from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SampleList, resolve_source
+from .short import short_note
+from .sources import IMAGE_EXTENSIONS, LIST_SUFFIXES, VIDEO_EXTENSIONS, SampleList, _split_line, resolve_source
 
 __all__ = ["FileReport", "DoctorReport", "check_file", "scan"]
 
@@ -79,11 +80,23 @@ def check_file(path: str, label: int | None, video: bool, full: bool = False, sp
 
             img = load_image(path)
             rep.height, rep.width = int(img.shape[1]), int(img.shape[2])
+            _note_large(rep)
     except Exception as e:  # noqa: BLE001 - the doctor reports every failure
         from .datasets import _reason
 
         rep.reason = _reason(e)
     return rep
+
+
+def _note_large(rep: FileReport) -> None:
+    from PIL import Image
+
+    from .large import large_note
+
+    with Image.open(rep.path) as im:
+        note = large_note(im)
+    if note:
+        rep.notes.append(note)
 
 
 def _check_video(rep: FileReport, full: bool, span: int | None) -> None:
@@ -112,29 +125,67 @@ def _check_video(rep: FileReport, full: bool, span: int | None) -> None:
         rep.height, rep.width = int(frames.shape[2]), int(frames.shape[3])
     if index.is_vfr:
         rep.notes.append("variable frame rate")
-    if span and index.num_frames < span:
-        rep.notes.append(f"short: {index.num_frames} frames < clip span {span}")
+    note = short_note(index.num_frames, span or 1)  # a one-frame "video" is always noted
+    if note:
+        rep.notes.append(note)
 
 
 def _check_star(args):
     return check_file(*args)
 
 
-def _detect_video(spec: str) -> bool:
-    """Guess images vs videos from file extensions under ``spec`` (or the files a list names)."""
-    exts: Counter = Counter()
-    if os.path.isdir(spec):
-        for root, _, names in os.walk(spec):
-            exts.update(os.path.splitext(n)[1].lower() for n in names)
+def _entry_paths(spec: str, root: str | None, limit: int = 5000) -> list[str]:
+    """Paths the dataset's entries name: from its list file(s) when it has them, else the files under the folder."""
+    if os.path.isfile(spec):
+        lists = [spec]
     else:
-        with open(spec, encoding="utf-8") as f:
+        lists = sorted(os.path.join(spec, n) for n in os.listdir(spec) if n.endswith(LIST_SUFFIXES)
+                       and os.path.splitext(n)[0] in ("train", "val", "validation", "test"))
+    if not lists:
+        return [os.path.join(r, n) for r, _, names in os.walk(spec) for n in names if not n.startswith(".")][:limit]
+    paths = []
+    for lf in lists:
+        base = root if root is not None else os.path.dirname(os.path.abspath(lf))
+        with open(lf, encoding="utf-8") as f:
             for line in f:
-                parts = line.strip().rsplit(None, 1)
+                parts = _split_line(line, lf.lower().endswith(".csv"))
                 if parts:
-                    exts[os.path.splitext(parts[0])[1].lower()] += 1
+                    paths.append(parts[0] if os.path.isabs(parts[0]) else os.path.join(base, parts[0]))
+                if len(paths) >= limit:
+                    return paths
+    return paths
+
+
+def _probe_video(path: str) -> bool | None:
+    """Decide from the file itself: True for a video (a video stream of more than one frame), False for an image."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return bool(getattr(im, "n_frames", 1) > 1 and im.format not in ("TIFF", "MPO"))  # GIFs are clips
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from .video import index_video
+
+        return index_video(path).num_frames > 1
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _detect_video(spec: str, root: str | None = None) -> bool:
+    """Images or videos, from the entries the dataset names (not the folder holding its lists).
+
+    Extensions decide when they agree; otherwise (no or unknown extensions) a few files are opened.
+    """
+    paths = _entry_paths(spec, root)
+    exts = Counter(os.path.splitext(p)[1].lower() for p in paths)
     n_vid = sum(c for e, c in exts.items() if e in VIDEO_EXTENSIONS)
     n_img = sum(c for e, c in exts.items() if e in IMAGE_EXTENSIONS)
-    return n_vid > n_img
+    if n_vid != n_img:
+        return n_vid > n_img
+    votes = [v for v in (_probe_video(p) for p in paths[:8] if os.path.isfile(p)) if v is not None]
+    return sum(votes) * 2 > len(votes)
 
 
 def scan(spec: str, split: str | None = None, video: bool | None = None, root: str | None = None,
@@ -145,7 +196,7 @@ def scan(spec: str, split: str | None = None, video: bool | None = None, root: s
         raise FileNotFoundError(f"{spec}: no such file or directory (expected an image/video folder or a "
                                 "'path label' list file)")
     if video is None:
-        video = _detect_video(spec)
+        video = _detect_video(spec, root)
     sources: list[SampleList] = []
     errors = []
     for s in ([split] if split else ["train", "val", "test"]):

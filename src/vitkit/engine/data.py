@@ -122,5 +122,5 @@ def build_split(recipe: Recipe, inp: dict[str, Any], *, train: bool, num_clips: 
         augment=dict(recipe.data.augment) if train else {"crop_pct": inp["crop_pct"],
                                                           "interpolation": inp["interpolation"]},
         root=recipe.data.root, classes=classes, sampling=recipe.data.sampling, decoder=recipe.data.decoder,
-        data_format=recipe.data.format,
+        data_format=recipe.data.format, short_video=recipe.data.short_video,
     )

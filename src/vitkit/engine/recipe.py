@@ -24,6 +24,7 @@ A recipe has these sections (every key optional; the defaults below apply)::
       std: null
       augment: {}                # passed to build_dataset (e.g. randaugment, color_jitter, random_erasing ...)
       repeated_aug: 1            # > 1: RepeatAugSampler with this many repeats (the MViT video recipe uses 2)
+      short_video: pad           # a video shorter than a clip: pad (repeat its last frame), loop, or skip it
     optim:                       # no weight decay on norms, biases and model.no_weight_decay()
       name: adamw                # adamw, or sgd (momentum; the ViT paper's fine-tuning)
       momentum: 0.9              # sgd only
@@ -133,6 +134,7 @@ class DataSection:
     format: str = "auto"          # auto | list | folder | rawframes | ssv2 | charades (vitkit.data.formats)
     sampling: str = "dense"       # video: dense (T x tau clips) | segment (one frame from each of T segments)
     decoder: str = "pyav"         # video files: pyav | torchcodec | decord (vitkit.data.decoders)
+    short_video: str = "pad"  # a video shorter than a clip: pad (repeat the last frame), loop, or skip
 
 
 @dataclass
@@ -532,6 +534,8 @@ def validate(r: Recipe) -> None:
     for k, (v, valid) in choices.items():
         if v not in valid:
             raise RecipeError(f"{k} must be one of {', '.join(valid)}, got {v!r}")
+    if r.data.short_video not in ("pad", "loop", "skip"):
+        raise RecipeError(f"data.short_video must be pad, loop or skip, got {r.data.short_video!r}")
     if r.eval.num_crops not in (1, 3):
         raise RecipeError(f"eval.num_crops must be 1 (centre) or 3, got {r.eval.num_crops}")
     if r.train.batch_size % r.train.accum_steps:

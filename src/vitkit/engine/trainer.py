@@ -141,6 +141,10 @@ class Trainer:
             test_set = built[1] if test_set is None else test_set
         self.train_set, self.test_set = train_set, test_set
         self.num_classes = int(getattr(self.train_set, "num_classes", 0) or len(self.train_set.classes))
+        from vitkit.data.sources import same_source
+
+        if (same := same_source(getattr(self.train_set, "origin", ""), getattr(self.test_set, "origin", ""))):
+            _log(self.dist, f"warning: {same}")
         self.class_names = list(getattr(self.train_set, "classes", range(self.num_classes)))
         self.multi_label = is_multi_label(self.train_set)  # sigmoid + BCE, max-pooled views, mAP
         if self.multi_label and (r.train.mixup > 0 or r.train.cutmix > 0 or r.train.label_smoothing):
@@ -300,8 +304,9 @@ class Trainer:
             out.update({f"ema_{k}": v for k, v in e.items() if k != "num_samples"})
         return out
 
-    def _bad_samples(self) -> dict[str, str]:
-        fn = getattr(self.train_set, "bad_samples", None)
+    def _bad_samples(self, kind: str = "bad_samples") -> dict[str, str]:
+        """The training set's ``bad_samples()`` (or ``sample_notes()``) merged over every rank."""
+        fn = getattr(self.train_set, kind, None)
         local = dict(fn()) if callable(fn) else {}
         merged: dict[str, str] = {}
         for part in D.all_gather_objects(local):
@@ -405,7 +410,13 @@ class Trainer:
                 if len(bad) > bad_seen:  # said only when there are new ones
                     self.log(f"epoch {self.epoch}: {len(bad)} bad samples replaced so far ({len(bad) - bad_seen} new)"
                              f"; e.g. {next(iter(bad.items()))[0]}: {next(iter(bad.items()))[1]}")
-                self.metrics.write("epoch", epoch=self.epoch, step=self.step, bad_samples=len(bad))
+                notes = self._bad_samples("sample_notes")  # short videos padded / looped, images given as videos
+                if notes:
+                    p, n = next(iter(notes.items()))
+                    self.log(f"epoch {self.epoch}: {len(notes)} videos shorter than a clip (data.short_video="
+                             f"{r.data.short_video}); e.g. {p}: {n}")
+                self.metrics.write("epoch", epoch=self.epoch, step=self.step, bad_samples=len(bad),
+                                   short_videos=len(notes))
                 bad_seen = len(bad)
                 last = self.epoch == self.num_epochs or self.step >= self.total_steps
                 if self.epoch % r.eval.every == 0 or last:
