@@ -128,5 +128,6 @@ def test_folder_of_split_lists_shares_one_label_space(tmp_path):
     (tmp_path / "val.txt").write_text("2.png 4\n3.png 0\n")  # val has the largest label
     tr = build_dataset(str(tmp_path), "train", train=True, input_size=(3, 8, 8))
     te = build_dataset(str(tmp_path), "test", train=False, input_size=(3, 8, 8))  # falls back to val.txt
-    assert tr.num_classes == te.num_classes == 5 and len(te) == 2
-    assert [y for _, y in te.samples] == [4, 0]
+    # the classes are the labels seen in any split (0, 1, 4: sparse, so remapped with a warning; issue 17)
+    assert tr.num_classes == te.num_classes == 3 and len(te) == 2 and te.classes == ["0", "1", "4"]
+    assert [y for _, y in te.samples] == [2, 0]

@@ -27,6 +27,16 @@ def _recipe(run_dir: Path, *extra: str):
     return load_recipe(find_recipe("demo/digits"), [*TINY, f"run.dir={run_dir}", *extra])
 
 
+def _wait_for_step(run: Path, proc: subprocess.Popen, step: int, timeout: float) -> None:
+    """Until the run's metrics log holds ``step`` (or the process ends, or ``timeout`` seconds pass)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        rows = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+        if any(json.loads(r).get("step", 0) >= step for r in rows):
+            return
+        time.sleep(0.2)
+
+
 def test_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, capsys):
     straight = Trainer(_recipe(tmp_path / "a"), quiet=True)
     straight.fit()
@@ -80,12 +90,7 @@ def test_ctrl_c_to_the_process_group_with_workers(tmp_path):
                              f"run.dir={run}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            rows = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
-            if any(json.loads(r).get("step", 0) >= 2 for r in rows):
-                break
-            time.sleep(0.2)
+        _wait_for_step(run, proc, 2, 240)
         os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -98,3 +103,29 @@ def test_ctrl_c_to_the_process_group_with_workers(tmp_path):
     assert 2 <= step < 200
     with pytest.raises(ProcessLookupError):  # no worker outlives the run
         os.killpg(proc.pid, 0)
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_stops_every_rank_after_the_same_step(tmp_path):
+    """SIGTERM to the torchrun agent (what a scheduler does): both ranks finish the same step, one checkpoint."""
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                        os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    args = [a for a in TINY if not a.startswith("train.max_steps")]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "vitkit",
+                             "train", *args, "train.max_steps=400", "train.log_every=1", f"run.dir={run}"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_for_step(run, proc, 2, 300)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    stopped = [line for line in out.splitlines() if "stopped by SIGTERM at step" in line]
+    assert len(stopped) == 1, out[-3000:]  # rank 0 speaks for both
+    step = load_checkpoint_dir(run)["state"]["step"]
+    assert f"at step {step}/400" in stopped[0]
+    assert "timed out" not in out.lower() and "watchdog" not in out.lower(), out[-3000:]
