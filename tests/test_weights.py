@@ -229,7 +229,7 @@ def test_num_classes_replaces_the_head_and_digest_is_recorded(env, server, recor
     server.put(w.url, data[:-8] + b"tampered")
     with pytest.raises(DownloadError, match="sha256 mismatch"):
         vitkit.create_model("vit_demo_patch4_32", pretrained=w.tag)
-    assert not any(cache_path(w.url).parent.iterdir())
+    assert not [f for f in cache_path(w.url).parent.iterdir() if f.suffix != ".lock"]
 
 
 def test_npz_matches_timm_loading_of_the_same_file(tmp_path):
@@ -306,6 +306,30 @@ def test_truncated_download_is_an_error_then_resumes(vit_record, server):
     vitkit.create_model("vit_demo_patch4_32", pretrained=w.tag)
     assert (server.requests[-1][1] or "").startswith("bytes=")  # resumed with a Range request
     assert cache_path(w.url).read_bytes() == data and not part.exists()
+
+
+def test_concurrent_fetches_download_once(vit_record, server):
+    """Several processes (DDP ranks) asking for the same file: one download, the others wait and reuse it."""
+    import threading
+
+    from vitkit.weights import fetch
+
+    w, path, data = vit_record
+    got, errors = [], []
+
+    def worker():
+        try:
+            got.append(fetch(w.url))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 4 and all(p.read_bytes() == data for p in got)
+    assert [p for p, _ in server.requests].count(path) == 1
 
 
 def test_server_ignoring_range_restarts_cleanly(vit_record, server):

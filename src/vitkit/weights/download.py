@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -186,11 +187,34 @@ def fetch(url: str, *, sha256: str | None = None, sha256_prefix: str | None = No
     dest = cache_path(url)
     if dest.is_file():
         return dest
-    source = mirror_url(url)
     if offline():
         raise DownloadError(f"{url} is not in the cache and downloads are off (VITKIT_OFFLINE/HF_HUB_OFFLINE); "
                             + _by_hand(url, dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(dest):  # one download per file, whatever the number of processes (DDP ranks) asking for it
+        if dest.is_file():
+            return dest
+        return _download(url, dest, sha256, sha256_prefix, progress)
+
+
+@contextlib.contextmanager
+def _lock(dest: Path):
+    """An exclusive advisory lock on ``<file>.lock`` (POSIX ``flock``; no lock where there is none)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(dest.with_name(dest.name + ".lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _download(url: str, dest: Path, sha256: str | None, sha256_prefix: str | None, progress: bool | None) -> Path:
+    source = mirror_url(url)
     part = dest.with_name(dest.name + ".part")
     via = f" via {source}" if source != url else ""
     try:
