@@ -183,18 +183,12 @@ def inflate_into(model: nn.Module, source, method: str = "average"):
     Returns ``(load_report, inflation_report)``; everything but a classifier of another shape must fit (else
     :class:`CheckpointError`), and a left-out classifier is re-initialised (zeros, as ``reset_classifier``).
     """
-    from .base import CheckpointError, LoadReport, convert_state_dict, load_checkpoint, read_state_dict
+    from .base import convert_state_dict, read_state_dict
+    from .heads import load_except_classifier
 
     sd, layout = convert_state_dict(read_state_dict(source), model)
     sd, inflation = inflate_state_dict(sd, model, method)
-    report = load_checkpoint(model, sd, strict=False)
-    report.source = f"{layout} (inflated 2-D -> 3-D, {method})"
-    heads = [k for k in report.missing if k.startswith(("head.", "aux_head."))]
-    problems = LoadReport(report.source, [k for k in report.missing if k not in heads], report.unexpected,
-                          report.mismatched)
-    if not problems.ok:
-        raise CheckpointError("the image weights do not fit the video model:\n" + problems.describe())
-    if heads and hasattr(model, "reset_classifier"):
-        model.reset_classifier(model.num_classes)
+    report = load_except_classifier(model, sd, f"{layout} (inflated 2-D -> 3-D, {method})",
+                                    "the image weights do not fit the video model")
     report.resampled += [f"{k} (inflated)" for k in inflation.kernels + inflation.tables]
     return report, inflation

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
-from vitkit.checkpoints.base import (
-    CheckpointError,
-    LoadReport,
-    atomic_write,
-    convert_state_dict,
-    load_checkpoint,
-    read_state_dict,
-)
+from vitkit.checkpoints.base import LoadReport, atomic_write, convert_state_dict, read_state_dict
+from vitkit.checkpoints.heads import load_except_classifier
 
 from .download import fetch
 from .spec import Weights, get_weights
 
 #: bump when a converter changes what it writes, so stale converted caches are not reused
 CONVERTED_VERSION = "1"
-_CLASSIFIERS = ("head.", "aux_head.")
 
 
 def weights_file(w: Weights, progress: bool | None = None) -> Path:
@@ -53,12 +45,6 @@ def converted_state_dict(w: Weights, model: nn.Module, progress: bool | None = N
     return flat, layout
 
 
-def _classifier_keys(sd: dict[str, torch.Tensor], model: nn.Module) -> list[str]:
-    """Classifier tensors of ``sd`` whose shape the model does not share (another class count)."""
-    own = model.state_dict()
-    return [k for k in sd if k.startswith(_CLASSIFIERS) and (k not in own or own[k].shape != sd[k].shape)]
-
-
 def load_pretrained(model: nn.Module, weights: Weights | str, tag: str | bool | None = None,
                     progress: bool | None = None) -> LoadReport:
     """Load published weights (a :class:`Weights`, ``"model.tag"``, or a model name with ``tag``) into ``model``.
@@ -84,17 +70,7 @@ def load_pretrained(model: nn.Module, weights: Weights | str, tag: str | bool | 
         from vitkit.checkpoints.inflate import inflate_state_dict
 
         sd, inflation = inflate_state_dict(sd, model)
-    dropped = _classifier_keys(sd, model)
-    for k in dropped:
-        del sd[k]
-    report = load_checkpoint(model, sd, strict=False)
-    report.source = f"{w.name} ({layout} layout{', inflated 2-D -> 3-D' if inflation else ''})"
+    label = f"{w.name} ({layout} layout{', inflated 2-D -> 3-D' if inflation else ''})"
+    report = load_except_classifier(model, sd, label, f"{w.name} does not match {want}")
     report.inflation = inflation
-    heads = [k for k in report.missing if k.startswith(_CLASSIFIERS)]
-    problems = LoadReport(source=report.source, missing=[k for k in report.missing if k not in heads],
-                          unexpected=report.unexpected, mismatched=report.mismatched)
-    if not problems.ok:
-        raise CheckpointError(f"{w.name} does not match {want}:\n" + problems.describe())
-    if heads and hasattr(model, "reset_classifier"):
-        model.reset_classifier(model.num_classes)
     return report
