@@ -127,5 +127,5 @@ def test_sigterm_under_torchrun_stops_every_rank_after_the_same_step(tmp_path):
     stopped = [line for line in out.splitlines() if "stopped by SIGTERM at step" in line]
     assert len(stopped) == 1, out[-3000:]  # rank 0 speaks for both
     step = load_checkpoint_dir(run)["state"]["step"]
-    assert f"at step {step}/400" in stopped[0]
+    assert f"at step {step}/" in stopped[0]
     assert "timed out" not in out.lower() and "watchdog" not in out.lower(), out[-3000:]
