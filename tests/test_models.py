@@ -83,6 +83,10 @@ def test_wrong_input_is_a_clear_error(name):
         model(x[:, :1])
     with pytest.raises(ValueError, match=r"\d-D input"):
         model(x[0])
+    with pytest.raises(TypeError, match="floating-point input.*torch.uint8"):
+        model(x.to(torch.uint8))
+    with pytest.raises(ValueError, match="empty batch"):
+        model(x[:0])
 
 
 def test_every_variant_has_metadata():

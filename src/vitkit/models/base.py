@@ -28,7 +28,7 @@ class VitkitModel(nn.Module):
 
     # -- input -----------------------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear error for a wrong rank or channel count."""
+        """Raise a clear error for a wrong rank, channel count or dtype, or an empty batch."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}")
         want = self.spatial_rank + 2
@@ -42,6 +42,12 @@ class VitkitModel(nn.Module):
                 f"{type(self).__name__} expects {self.in_chans} channels in dim 1 {layout}, "
                 f"got shape {tuple(x.shape)}"
             )
+        if not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__} expects a floating-point input (normalised pixels), got "
+                            f"{x.dtype}; convert images first, e.g. x.float() / 255 then normalise")
+        if not torch.compiler.is_compiling() and x.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give at least one "
+                             "sample")
 
     # -- forward ---------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
