@@ -145,27 +145,60 @@ def test_torchvision_swin_t_parity_including_padded_sizes():
             assert (model(x) - ref(x)).abs().max() <= 1e-5, shape
 
 
-def test_torchvision_swin3d_t_parity_clipped_windows():
+@pytest.fixture(scope="module")
+def swin3d_pair():
+    """torchvision ``swin3d_t`` (randomised) and vitkit's ``swin3d_tiny`` with its weights, default config."""
     torchvision = pytest.importorskip("torchvision")
     ref = _randomise(torchvision.models.video.swin3d_t())
-    # 8x64x64: 4x16x16 tokens, every stage clips the 8x7x7 window; torchvision slices the bias index
-    model = vitkit.create_model("swin3d_tiny", clipped_window_bias="slice").eval()
+    model = vitkit.create_model("swin3d_tiny").eval()
     report = load_checkpoint(model, ref.state_dict())
     assert report.source == "torchvision-3d" and report.ok
-    x = torch.randn(1, 3, 8, 64, 64)
+    return model, ref
+
+
+# Clip sizes (B, C, T, H, W) -> token maps per stage (T, H, W), window 8x7x7 (shift 4x3x3):
+SWIN3D_SIZES = [
+    # 4x16x16, 4x8x8, 4x4x4, 4x2x2: time clipped to 4 (unshifted) everywhere, H/W shifted in stages 1-2
+    # (stage 2 padded to 14), clipped to the map in stages 3-4 (smaller than the window)
+    (1, 3, 8, 64, 64),
+    # 9x16x12, 9x8x6, 9x4x3, 9x2x2: 9 > 8 tokens in time, so a temporal shift on a map padded to 16; W padded
+    # to 14 and shifted in stage 1, clipped from stage 2; odd patch merging (3 -> 2)
+    (1, 3, 18, 64, 48),
+    # odd everything: 5 frames padded to 6 (3 tokens), 10x14 -> 5x7 -> 3x4 -> 2x2
+    (2, 3, 5, 40, 56),
+    # one frame: padded to the 2-frame patch, a single token in time
+    (1, 3, 1, 32, 32),
+]
+
+
+@pytest.mark.parametrize("shape", SWIN3D_SIZES, ids=lambda s: "x".join(map(str, s[2:])))
+def test_torchvision_swin3d_t_parity_at_any_size(swin3d_pair, shape):
+    """The official Video Swin window rule at run time (window = min(window, map) per axis, no shift there,
+    the full index sliced for a clipped window) matches torchvision at clip sizes the default never sees."""
+    model, ref = swin3d_pair
+    x = torch.randn(shape)
     with torch.no_grad():
         assert (model(x) - ref(x)).abs().max() <= 1e-5
 
 
 @pytest.mark.slow
-def test_torchvision_swin3d_t_parity_full_clip():
-    torchvision = pytest.importorskip("torchvision")
-    ref = _randomise(torchvision.models.video.swin3d_t())
-    model = vitkit.create_model("swin3d_tiny").eval()  # default "offset": no window is clipped below 8x7x7 here
-    load_checkpoint(model, ref.state_dict())
-    x = torch.randn(1, 3, 16, 224, 224)
+@pytest.mark.parametrize("shape", [(1, 3, 16, 224, 224), (1, 3, 12, 160, 192)], ids=["16x224x224", "12x160x192"])
+def test_torchvision_swin3d_t_parity_full_clip(swin3d_pair, shape):
+    # 16x224^2: 8x56x56 ... 8x7x7 (the last stage exactly one window, unshifted); 12x160x192: 6x40x48 ... 6x5x6
+    model, ref = swin3d_pair
+    x = torch.randn(shape)
     with torch.no_grad():
         assert (model(x) - ref(x)).abs().max() <= 1e-5
+
+
+def test_window_bias_default_follows_each_family():
+    assert SwinConfig(num_frames=8).clipped_bias == "slice"  # official Video Swin / torchvision swin3d
+    assert SwinConfig().clipped_bias == "offset"
+    assert SwinConfig(num_frames=8, clipped_window_bias="offset").clipped_bias == "offset"
+    model = vitkit.create_model("swin3d_tiny", embed_dim=24, depths=(1, 1), num_heads=(1, 2))
+    assert model.layers[0].blocks[0].attn.clipped_bias == "slice"
+    with pytest.raises(ValueError, match="clipped_window_bias"):
+        SwinTransformer(SwinConfig(clipped_window_bias="nearest"))
 
 
 def _hf_tiny(**kw):
@@ -299,7 +332,8 @@ def test_3d_model_with_unit_time_equals_2d_model():
     """One code: a Video Swin with 1-frame patches and windows is the image Swin on each frame."""
     image = _tiny()
     video = SwinTransformer(SwinConfig(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 3, 6), num_classes=10,
-                                       num_frames=1, patch_size=(1, 4, 4), window_size=(1, 7, 7)))
+                                       num_frames=1, patch_size=(1, 4, 4), window_size=(1, 7, 7),
+                                       clipped_window_bias="offset"))  # the image rule for clipped windows
     sd = dict(image.state_dict())
     sd["patch_embed.proj.weight"] = sd["patch_embed.proj.weight"].unsqueeze(2)
     load_checkpoint(video.eval(), sd)

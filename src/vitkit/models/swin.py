@@ -5,14 +5,25 @@ pre-norm window attention with a relative position bias, then an MLP; every othe
 cyclically by half a window, with the region mask of the paper's batched computation. Patch merging
 concatenates 2x2 spatial neighbours (never time) and halves the token count per axis. Any input size runs:
 the input is zero-padded to a multiple of the patch, each block zero-pads its (normalised) map to a multiple
-of its window and patch merging to an even size, as official Swin (detection) and Video Swin do; where a map
-is no larger than the window, the window is clipped to it and not shifted (:func:`vitkit.layers.windows.fit_window`).
-Window orders, masks and bias indices are cached per size in :mod:`vitkit.layers.windows`.
+of its window and patch merging to an even size. Window orders, masks and bias indices are cached per size
+(:mod:`vitkit.layers.windows`).
 
-Official classification Swin also fixes the stage windows at construction: when a stage's map at ``img_size``
-is no larger than the window, that stage gets a window of the map's size (and a bias table to match) and no
-shift. The 2-D model reproduces this, so official checkpoints built at any ``img_size`` load shape for shape;
-Video Swin has no such construction rule (tables keep the configured window), and neither does the 3-D model.
+Each family follows its own official code for windows on small maps:
+
+* **Video Swin** (official ``SwinTransformer3D``; torchvision ``swin3d_*`` alike) decides at run time, in every
+  block and per axis, from the feature map it is given: the window is ``min(window, map)`` and there is no shift
+  along an axis the window covers (:func:`vitkit.layers.windows.fit_window`); a window so clipped reads the
+  top-left block of the full window's bias index (``clipped_window_bias="slice"``, the video default). The
+  3-D model therefore equals torchvision's at every clip length and resolution.
+* **Swin** (official ``SwinTransformer``, microsoft/Swin-Transformer) decides once, at construction, from
+  ``img_size``: a stage whose map is no larger than the window (``min(input_resolution) <= window_size``) gets
+  a square window of that size, a bias table to match, and no shift. The 2-D model does the same, so it equals
+  the official model built at its ``img_size`` and loads its checkpoints shape for shape. The official
+  classification code runs at ``img_size`` only; at another size vitkit keeps the constructed windows and
+  shifts (as timm does), and where a map is no larger than a window it clips that window per axis, unshifted,
+  reading each pair's true offset in the table (``"offset"``, the image default); torchvision's ``swin_*`` pads
+  the map instead and keeps no construction rule. For the official model at another size, build with
+  ``img_size=...``.
 """
 from __future__ import annotations
 
@@ -39,7 +50,8 @@ class SwinConfig:
     ``num_frames`` set makes it a Video Swin over (T, H, W); ``patch_size`` and ``window_size`` are then
     (t, h, w) triples (ints broadcast). ``clipped_window_bias`` says how a window clipped to a small map reads
     the bias table: ``"offset"`` (each pair's true relative offset) or ``"slice"`` (official Video Swin /
-    torchvision ``swin3d``: the top-left block of the full window's index).
+    torchvision ``swin3d``: the top-left block of the full window's index); None (default) takes the family's
+    official rule, ``"slice"`` for video and ``"offset"`` for images.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -60,7 +72,14 @@ class SwinConfig:
     patch_norm: bool = True
     norm_eps: float = 1e-5
     num_frames: int | None = None
-    clipped_window_bias: str = "offset"
+    clipped_window_bias: str | None = None
+
+    @property
+    def clipped_bias(self) -> str:
+        """``clipped_window_bias`` resolved: the official Video Swin rule for video, true offsets for images."""
+        if self.clipped_window_bias is not None:
+            return self.clipped_window_bias
+        return "slice" if self.num_frames is not None else "offset"
 
 
 class WindowAttention(Attention):
@@ -159,7 +178,7 @@ class SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.attn = WindowAttention(
             dim, num_heads, self.window_size, cfg.qkv_bias, cfg.qk_scale, cfg.attn_drop_rate, cfg.drop_rate,
-            cfg.clipped_window_bias,
+            cfg.clipped_bias,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
@@ -236,7 +255,7 @@ class SwinTransformer(VitkitModel):
     def _build(self, cfg: SwinConfig) -> None:
         if len(cfg.depths) != len(cfg.num_heads):
             raise ValueError(f"depths {cfg.depths} and num_heads {cfg.num_heads} must have the same length")
-        if cfg.clipped_window_bias not in ("offset", "slice"):
+        if cfg.clipped_window_bias not in (None, "offset", "slice"):
             raise ValueError(f"clipped_window_bias must be 'offset' or 'slice', got {cfg.clipped_window_bias!r}")
         self.config = cfg
         self.in_chans = cfg.in_chans
