@@ -277,3 +277,12 @@ def test_no_flip_rule_matters_on_direction_sensitive_motion_digits():
     ds = build_dataset("motion-digits", "test", train=True, input_size=(1, 8, 32, 32),
                        augment={**none, "hflip": 1.0, "flip_label_map": "left-right"}, mean=(0.0,), std=(1.0,))
     assert ds.num_classes == 10 and not hasattr(ds, "label_map")
+
+
+def test_builtin_clips_follow_the_sampling_mode():
+    kw = dict(train=False, input_size=(1, 4, 32, 32), mean=(0.0,), std=(1.0,))
+    seg = build_dataset("motion-digits-lr", "test", sampling="segment", **kw)
+    dense = build_dataset("motion-digits-lr", "test", sampling_rate=2, **kw)
+    raw = seg.data[3, :, 0].float() / 255  # (8, 32, 32)
+    torch.testing.assert_close(seg[3][0][0], raw[segment_indices(8, 4, train=False)])  # centres of 4 segments
+    torch.testing.assert_close(dense[3][0][0], raw[[0, 2, 4, 6]])                     # 4 x 2 from the middle start

@@ -165,7 +165,8 @@ def build_dataset(spec: str, split: str, *, train: bool, input_size: Sequence[in
         fast = not (train and aug) and crops == 1 and tuple(data.shape[-2:]) == input_size[-2:]
         ds = BuiltinDataset(data, labels, names, transform, fast=fast, mean=mean, std=std, train=train,
                             channels=channels, num_frames=frames if video else None,
-                            sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops, name=spec)
+                            sampling_rate=sampling_rate, num_clips=num_clips, num_crops=crops, name=spec,
+                            sampling=sampling)
         return _with_flip(ds, flip_p, flip_map, train)
     source = resolve_dataset(spec, split, video, data_format, root=root, classes=classes, num_classes=num_classes)
     transform = build_transforms(train, input_size, mean, std, augment, num_crops=crops)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sampling import clip_indices, clip_span, random_clip_start, uniform_clip_starts
+from .sampling import sample_clips
 
 __all__ = ["load_digits_split", "motion_digits_split", "MOTIONS", "MOTIONS_LR", "BuiltinDataset"]
 
@@ -122,13 +122,14 @@ class BuiltinDataset(torch.utils.data.Dataset):
 
     def __init__(self, data: torch.Tensor, labels: torch.Tensor, classes: list[str], transform, *,
                  fast: bool, mean, std, train: bool, channels: int = 3, num_frames: int | None = None,
-                 sampling_rate: int = 1, num_clips: int = 1, num_crops: int = 1, name: str = ""):
+                 sampling_rate: int = 1, num_clips: int = 1, num_crops: int = 1, name: str = "",
+                 sampling: str = "dense"):
         self.data, self.labels, self.classes = data, labels, list(classes)
         self.transform, self.fast, self.train = transform, fast, train
         self.video = data.ndim == 5
         self.channels = channels
         self.num_frames = num_frames or (data.shape[1] if self.video else 1)
-        self.sampling_rate = sampling_rate
+        self.sampling_rate, self.sampling = sampling_rate, sampling
         self.num_clips = num_clips if (self.video and not train) else 1
         self.num_crops = num_crops if not train else 1
         self.name = name
@@ -172,13 +173,11 @@ class BuiltinDataset(torch.utils.data.Dataset):
         if not self.video:
             out = self._view(x)
         else:
-            n = x.shape[0]
-            span = clip_span(self.num_frames, self.sampling_rate)
-            starts = ([random_clip_start(n, span)] if self.train
-                      else uniform_clip_starts(n, span, self.num_clips, f"{self.name}[{i}]"))
+            clips = sample_clips(x.shape[0], self.num_frames, self.sampling_rate, sampling=self.sampling,
+                                 train=self.train, num_clips=self.num_clips, name=f"{self.name}[{i}]")
             views = []
-            for s in starts:
-                v = self._view(torch.stack([x[k] for k in clip_indices(s, self.num_frames, self.sampling_rate, n)]))
+            for idx in clips:
+                v = self._view(x[idx])
                 views.extend(v.unbind(0) if (self.num_crops > 1 and not self.fast) else [v])
             out = views[0] if len(views) == 1 else torch.stack(views)
         if not self.train and self.num_views > 1:

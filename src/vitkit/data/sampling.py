@@ -19,7 +19,7 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = ["clip_span", "clip_indices", "random_clip_start", "uniform_clip_starts", "segment_indices",
-           "SAMPLING_MODES"]
+           "sample_clips", "SAMPLING_MODES"]
 
 SAMPLING_MODES = ("dense", "segment")
 
@@ -87,3 +87,22 @@ def segment_indices(video_frames: int, num_segments: int, *, train: bool, clip: 
         else:
             out.append(start + ((end - start) * (clip + 1)) // (num_clips + 1))
     return out
+
+
+def sample_clips(video_frames: int, num_frames: int, sampling_rate: int = 1, *, sampling: str = "dense",
+                 train: bool, num_clips: int = 1, name: str = "") -> list[list[int]]:
+    """Frame indices of each clip a sample yields: one in training, ``num_clips`` at test time.
+
+    ``dense``: ``T x tau`` clips from a random start (train) or uniformly spaced starts (test);
+    ``segment``: one frame from each of ``T`` segments (:func:`segment_indices`; ``sampling_rate`` unused).
+    """
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f"data.sampling must be one of {', '.join(SAMPLING_MODES)}, got {sampling!r}")
+    clips = 1 if train else num_clips
+    if sampling == "segment":
+        return [segment_indices(video_frames, num_frames, train=train, clip=c, num_clips=clips) for c in range(clips)]
+    span = clip_span(num_frames, sampling_rate)
+    if video_frames < span:
+        log.debug("%s: %d frames, shorter than a clip of span %d; last frame repeated", name, video_frames, span)
+    starts = [random_clip_start(video_frames, span)] if train else uniform_clip_starts(video_frames, span, clips, name)
+    return [clip_indices(s, num_frames, sampling_rate, video_frames) for s in starts]
