@@ -87,6 +87,9 @@ def test_export_onnx_and_pt2_match_pytorch(name, tmp_path):
     assert np.abs(got - want).max() <= 1e-4
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert props["vitkit.model"] == name and props["vitkit.accepts"] == r.accepts
+    # one self-contained file: no stray copy of the weights beside it, no tensor stored outside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt2", "m.pt2.json"]
+    assert r.external_data is None and not _external_tensors(tmp_path / "m.onnx")
     # a different spatial size is refused by onnxruntime, as the metadata says
     bad = torch.randn(1, *size[:-1], size[-1] + 8).numpy()
     with pytest.raises(Exception, match="(?i)dimension|shape"):
@@ -109,6 +112,34 @@ def test_export_onnx_torchscript_exporter_vit_video(tmp_path):
     model, size = _small("vit_demo_video_8x32")
     r = export_onnx(model, tmp_path / "m.onnx", size, exporter="torchscript")
     assert r.attention == "explicit" and r.max_abs_diff <= 1e-4
+
+
+def _external_tensors(path) -> list[str]:
+    proto = onnx.load(str(path), load_external_data=False)
+    return [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def test_onnx_over_the_size_limit_gets_external_data_and_keeps_metadata(tmp_path):
+    """The > 2 GB path, chosen by size: here with the limit lowered to 1 MB for a 1.2 M-parameter model."""
+    from vitkit.export import onnx_layout
+
+    model = vitkit.create_model("vit_demo_patch4_32", num_classes=3).eval()
+    names = ["cat", "dog", "bird"]
+    r = export_onnx(model, tmp_path / "m.onnx", exporter="torchscript", classes=names, single_file_limit=2**20)
+    assert r.external_data == str(tmp_path / "m.onnx.data") and r.max_abs_diff <= 1e-4  # onnxruntime finds it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    assert len(_external_tensors(tmp_path / "m.onnx")) > 10
+    assert (tmp_path / "m.onnx").stat().st_size < 2**20 < (tmp_path / "m.onnx.data").stat().st_size
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx"), load_external_data=False).metadata_props}
+    assert json.loads(props["vitkit.classes"]) == names and props["vitkit.accepts"] == r.accepts
+    # the same model under the real 2 GB limit: one file again, and the old weights file goes away
+    r = export_onnx(model, tmp_path / "m.onnx", exporter="torchscript", check=False)
+    assert r.external_data is None and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert onnx_layout(proto) == "single" and onnx_layout(proto, limit=proto.ByteSize()) == "external"
+    assert "vitkit.classes" not in {p.key for p in proto.metadata_props}
+    with pytest.raises(ValueError, match="2 class names for a model with 3 outputs"):
+        export_onnx(model, tmp_path / "n.onnx", classes=["a", "b"])
 
 
 def test_accepted_input_states_sizes():

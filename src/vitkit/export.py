@@ -14,12 +14,20 @@ on the strided SDPA output that Swin's window attention reshapes. ``attention='s
 the trace and ``'auto'`` tries it first. ``exporter='torchscript'`` selects the older tracer (it cannot export
 the ``movedim`` / negative permutations used by Swin, MViT and UniFormer; ViT only). ``.pt2`` programs keep
 the fused SDPA op by default: it runs as the fused kernel when the program is executed.
+
+An ONNX export is one self-contained ``.onnx`` file when the model fits in a protobuf (under 2 GB), and a
+``.onnx`` file with its weights in ``<file>.onnx.data`` beside it when it does not (ViT-H): chosen by size
+(:func:`onnx_layout`), never both, with the metadata (``vitkit.*`` and, when known, ``vitkit.classes``) in
+the ``.onnx`` file either way. onnxruntime and ``onnx.load`` find the data file by its relative name: keep the
+two files together.
 """
 from __future__ import annotations
 
 import copy
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -30,6 +38,7 @@ import torch.nn as nn
 from vitkit.layers import explicit_attention
 
 DEFAULT_OPSET = 18
+ONNX_SINGLE_FILE_LIMIT = 2**31 - 1  # protobuf's hard limit on one serialised message (2 GB)
 
 
 @dataclass
@@ -39,6 +48,7 @@ class ExportResult:
     input_shape: tuple[int, ...]  # the example input, batch first
     accepts: str
     attention: str  # "sdpa" or "explicit"
+    external_data: str | None = None  # ONNX: the weights file beside the model when it is over 2 GB
     max_abs_diff: float | None = None
     checked_batches: list[int] = field(default_factory=list)
 
@@ -96,7 +106,8 @@ def _example(model: nn.Module, input_size: tuple[int, ...], batch: int) -> torch
     return torch.randn(batch, *input_size, generator=g).to(p.device, p.dtype)
 
 
-def _meta(model: nn.Module, size: tuple[int, ...], attention: str) -> dict[str, str]:
+def _meta(model: nn.Module, size: tuple[int, ...], attention: str,
+          classes: Sequence[str] | None = None) -> dict[str, str]:
     info = getattr(model, "info", None)
     meta = {"vitkit.model": getattr(model, "model_name", type(model).__name__),
             "vitkit.input_size": json.dumps(list(size)), "vitkit.accepts": accepted_input(size),
@@ -104,6 +115,11 @@ def _meta(model: nn.Module, size: tuple[int, ...], attention: str) -> dict[str, 
     if info is not None:
         meta.update({"vitkit.mean": json.dumps(list(info.mean)), "vitkit.std": json.dumps(list(info.std)),
                      "vitkit.interpolation": info.interpolation, "vitkit.crop_pct": str(info.crop_pct)})
+    if classes is not None:
+        n = getattr(model, "num_classes", None)
+        if n is not None and len(classes) != n:
+            raise ValueError(f"{len(classes)} class names for a model with {n} outputs")
+        meta["vitkit.classes"] = json.dumps(list(classes))
     return meta
 
 
@@ -154,20 +170,57 @@ def _onnx_once(model, x, path, opset, exporter, program=None) -> None:
             raise ValueError(f"exporter must be 'dynamo' or 'torchscript', got {exporter!r}")
 
 
+def onnx_layout(proto, limit: int = ONNX_SINGLE_FILE_LIMIT) -> str:
+    """``'single'`` when ``proto`` (weights loaded) serialises under ``limit`` bytes, else ``'external'``.
+
+    The size is summed per initializer and node (each well under 2 GB), so it is found without serialising a
+    message protobuf would refuse; 1 MiB covers the graph's other fields.
+    """
+    graph = proto.graph
+    size = sum(t.ByteSize() for t in graph.initializer) + sum(n.ByteSize() for n in graph.node) + 2**20
+    return "single" if size < limit else "external"
+
+
+def _save_onnx(proto, path: str, layout: str) -> str | None:
+    """Write ``proto`` to ``path`` atomically, self-contained or with ``<name>.data`` beside it (returned)."""
+    import onnx
+
+    folder, name = os.path.split(os.path.abspath(path))
+    data = f"{name}.data"
+    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
+    try:
+        if layout == "single":
+            onnx.save(proto, os.path.join(tmp, name))
+        else:
+            onnx.save(proto, os.path.join(tmp, name), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=data, size_threshold=1024)
+            os.replace(os.path.join(tmp, data), os.path.join(folder, data))
+        os.replace(os.path.join(tmp, name), path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if layout == "single" and os.path.exists(os.path.join(folder, data)):
+        os.remove(os.path.join(folder, data))  # an earlier large export's weights: not ours any more
+    return os.path.join(folder, data) if layout == "external" else None
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int] | None = None,
                 opset: int = DEFAULT_OPSET, exporter: str = "dynamo", attention: str = "explicit",
                 check: bool = True, atol: float = 1e-4,
-                program: torch.export.ExportedProgram | None = None) -> ExportResult:
+                program: torch.export.ExportedProgram | None = None, classes: Sequence[str] | None = None,
+                single_file_limit: int = ONNX_SINGLE_FILE_LIMIT) -> ExportResult:
     """Write ``model`` as ONNX with a dynamic batch; with ``check``, compare onnxruntime to PyTorch.
 
     ``attention``: 'explicit' (matmul + softmax, default), 'sdpa' (fused op) or 'auto' (sdpa, else explicit).
     The check runs batches 1 and 3 and raises if the max abs difference exceeds ``atol``. ``program``: an
     :func:`export_program` of the same model, traced with the same ``attention``, to translate (saves a trace).
+    ``classes``: class names stored as ``vitkit.classes`` (JSON list). A model of ``single_file_limit`` bytes
+    or more is written with external data (see the module docstring).
     """
     import onnx
 
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    meta_classes = list(classes) if classes is not None else None
     size = _input_size(model, input_size)
     model = model.eval()
     x = _example(model, size, 2)
@@ -176,22 +229,30 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[
     modes = {"auto": ["sdpa", "explicit"], "sdpa": ["sdpa"], "explicit": ["explicit"]}[attention]
     errors = []
     used = None
-    for mode in modes:
-        try:
-            with explicit_attention(mode == "explicit"):
-                _onnx_once(_tracing_copy(model, x), x, path, opset, exporter, program if mode == modes[0] else None)
-            used = mode
-            break
-        except Exception as e:  # the exporter raises many types; keep the message for the final error
-            errors.append(f"{mode}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    if used is None:
-        raise RuntimeError("ONNX export failed: " + " | ".join(errors))
-    proto = onnx.load(path)
-    for k, v in _meta(model, size, used).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.save(proto, path)
-    result = ExportResult(path, "onnx", tuple(x.shape), accepted_input(size), used)
+    meta = _meta(model, size, "explicit", meta_classes)  # checks the class count before any tracing
+    work = tempfile.mkdtemp(prefix=".vitkit-onnx-", dir=os.path.dirname(os.path.abspath(path)))
+    raw = os.path.join(work, "model.onnx")  # the exporter may write weights beside it: kept out of the way
+    try:
+        for mode in modes:
+            try:
+                with explicit_attention(mode == "explicit"):
+                    _onnx_once(_tracing_copy(model, x), x, raw, opset, exporter,
+                               program if mode == modes[0] else None)
+                used = mode
+                break
+            except Exception as e:  # the exporter raises many types; keep the message for the final error
+                errors.append(f"{mode}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        if used is None:
+            raise RuntimeError("ONNX export failed: " + " | ".join(errors))
+        proto = onnx.load(raw)  # with any external data the exporter wrote
+        meta["vitkit.attention"] = used
+        for k, v in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        data = _save_onnx(proto, path, onnx_layout(proto, single_file_limit))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = ExportResult(path, "onnx", tuple(x.shape), accepted_input(size), used, external_data=data)
     if check:
         result.max_abs_diff, result.checked_batches = check_onnx(path, model, size, atol=atol)
     return result
@@ -220,10 +281,12 @@ def check_onnx(path: str, model: nn.Module, input_size: Sequence[int], batches: 
 
 def export_pt2(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int] | None = None,
                check: bool = True, atol: float = 1e-5, attention: str = "sdpa",
-               program: torch.export.ExportedProgram | None = None) -> ExportResult:
+               program: torch.export.ExportedProgram | None = None,
+               classes: Sequence[str] | None = None) -> ExportResult:
     """``torch.export`` the model with a dynamic batch (any N >= 1), save it as ``.pt2`` plus a JSON sidecar.
 
     ``program``: an :func:`export_program` of the same model traced with ``attention``, to save a trace.
+    ``classes``: class names stored in the sidecar as ``vitkit.classes``.
 
     Load with ``torch.export.load(path).module()``.
     """
@@ -232,9 +295,9 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, input_size: Sequence[i
     size = _input_size(model, input_size)
     model = model.eval()
     x = _example(model, size, 2)
+    meta = _meta(model, size, attention, classes)  # checks the class count before tracing
     prog = program if program is not None else export_program(model, size, attention)
     torch.export.save(prog, path)
-    meta = _meta(model, size, attention)
     with open(path + ".json", "w") as f:
         json.dump(meta, f, indent=2)
     result = ExportResult(path, "pt2", tuple(x.shape), accepted_input(size), attention)
