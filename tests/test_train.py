@@ -66,6 +66,28 @@ def test_resume_continues_exactly(tmp_path):
     assert steps == sorted(set(steps)), "the resumed metrics log repeats steps"
 
 
+def test_resuming_a_copied_run_writes_into_the_copy(tmp_path, capsys):
+    """The recipe set run.dir (saved in recipe.yaml and copied with the run): the resumed copy still writes into
+    itself and leaves the original untouched; run.dir given on the command line sends it elsewhere."""
+    import shutil
+
+    orig, copy, elsewhere = tmp_path / "orig", tmp_path / "copy", tmp_path / "elsewhere"
+    base = [*TINY, "train.workers=0", "schedule.epochs=2", "schedule.warmup_epochs=0", "--quiet"]
+    assert cli(["train", *base, "train.max_steps=1", f"run.dir={orig}"]) == 0
+    assert load_recipe(orig / "recipe.yaml").run.dir == str(orig)
+    shutil.copytree(orig, copy)
+    before = {p: p.read_bytes() for p in sorted(orig.rglob("*")) if p.is_file()}
+    assert cli(["train", "--resume", str(copy), *base, "train.max_steps=2"]) == 0
+    assert {p: p.read_bytes() for p in sorted(orig.rglob("*")) if p.is_file()} == before  # original untouched
+    assert load_checkpoint_dir(copy)["state"]["step"] == 2
+    assert json.loads((copy / "results.json").read_text())["steps"] == 2
+    assert f"run directory: {copy}" in capsys.readouterr().out
+    assert cli(["train", "--resume", str(copy / "checkpoints"), *base, "train.max_steps=3",
+                f"run.dir={elsewhere}"]) == 0
+    assert load_checkpoint_dir(elsewhere)["state"]["step"] == 3 and load_checkpoint_dir(copy)["state"]["step"] == 2
+    assert {p: p.read_bytes() for p in sorted(orig.rglob("*")) if p.is_file()} == before
+
+
 # -- DDP ------------------------------------------------------------------------------------------------------
 DDP = [*TINY, "model.drop_path_rate=0", "train.batch_size=64", "train.workers=0", "train.max_steps=4", "train.grad_checkpointing=true",
        "data.augment={crop: rrc, scale: [0.6, 1.0]}", "data.val_split=train", "schedule.epochs=2",

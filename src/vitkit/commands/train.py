@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "such as optim.lr=1e-3 train.batch_size=64 (default recipe: demo/digits)")
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run exactly: its run directory, checkpoints/ or a step_* checkpoint "
-                        "(the run's recipe.yaml is used when no recipe is given)")
+                        "(the run's recipe.yaml is used when no recipe is given); it writes into that run "
+                        "directory (a copy writes into the copy) unless run.dir=... is given here")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a run directory that already holds a run (removes its checkpoints, metrics "
                         "and results; without this, or --resume, such a directory is refused)")
@@ -85,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.engine.signals import Interrupted
 
     try:
+        # run.dir given here, not read from a resumed run's recipe.yaml: the one way to resume elsewhere
+        told = [o.split("=", 1)[1] for o in split_args(args.args)[1] if o.split("=", 1)[0].strip() == "run.dir"]
         trainer = Trainer(recipe, resume=args.resume, device=args.device, quiet=args.quiet,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, run_dir=told[-1] if told else None)
         trainer.fit()
     except Interrupted as e:  # checkpoint written and how to resume printed by the trainer
         return e.exit_code

@@ -88,14 +88,24 @@ def build_model(recipe: Recipe, num_classes: int, log=print) -> nn.Module:
     return tune(recipe, model, log)
 
 
-def _run_dir(recipe: Recipe, resume: str | None) -> Path:
+def resumed_run_dir(resume: str) -> Path | None:
+    """The run directory holding ``resume`` (itself, or a parent with recipe.yaml and checkpoints/)."""
+    p = Path(resume)
+    for cand in (p, *p.parents):
+        if (cand / "recipe.yaml").is_file() and (cand / "checkpoints").is_dir():
+            return cand
+    return None
+
+
+def _run_dir(recipe: Recipe, resume: str | None, explicit: str | None = None) -> Path:
+    """Where a run writes: ``explicit`` if given; a resumed run, where it was resumed from (a copied run
+    writes into the copy even when its recipe.yaml names another run.dir); else run.dir; else a new folder."""
+    if explicit:
+        return Path(explicit)
+    if resume and (found := resumed_run_dir(resume)) is not None:
+        return found
     if recipe.run.dir:
         return Path(recipe.run.dir)
-    if resume:
-        p = Path(resume)
-        for cand in (p, *p.parents):
-            if (cand / "recipe.yaml").is_file() and (cand / "checkpoints").is_dir():
-                return cand
     return Path(recipe.run.output_dir) / f"{default_run_name(recipe)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -110,7 +120,9 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, *, resume: str | None = None, device: str | None = None,
                  train_set: Dataset | None = None, test_set: Dataset | None = None, quiet: bool = False,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, run_dir: str | None = None) -> None:
+        """``run_dir``: write there (e.g. a ``run.dir=`` given on the command line); by default a resumed run
+        writes into the run directory it resumes from, whatever its recipe's ``run.dir`` says."""
         self.recipe = r = recipe
         self.dist = D.init_distributed(device)
         self.quiet = quiet
@@ -151,7 +163,7 @@ class Trainer:
             raise RecipeError("multi-label data (sigmoid + BCE) does not take train.mixup, train.cutmix or "
                               "train.label_smoothing; set them to 0")
 
-        self.run_dir = Path(D.broadcast_object(str(_run_dir(r, resume)) if self.dist.is_main else None))
+        self.run_dir = Path(D.broadcast_object(str(_run_dir(r, resume, run_dir)) if self.dist.is_main else None))
         self.log = lambda msg: _log(self.dist, msg)
         model = self.task.build_model(r, self.num_classes, log=self.log)
         if r.train.grad_checkpointing:
