@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -95,3 +96,23 @@ def test_doctor_image_list(tmp_path):
     assert "out of range" in reasons["2.jpg"] and "missing" in reasons["missing.jpg"]
     assert "truncated" in reasons["half.jpg"].lower()
     assert any("listed 2 times" in n for f in rep.files for n in f.notes)
+
+
+def test_write_clean_list_has_absolute_paths_readable_from_any_directory(tmp_path, monkeypatch):
+    from vitkit.cli import main
+    from vitkit.data.sources import read_list_file
+
+    skimage_data = pytest.importorskip("skimage.data")
+    for cls, name in (("cat", "chelsea"), ("cup", "coffee")):
+        (tmp_path / "data" / "photos" / cls).mkdir(parents=True)
+        Image.fromarray(getattr(skimage_data, name)()[::4, ::4]).save(tmp_path / "data" / "photos" / cls / "a.jpg")
+    (tmp_path / "lists").mkdir()
+    monkeypatch.chdir(tmp_path / "data")  # the folder given relative to the working directory, as users do
+    assert main(["data", "check", "photos", "--image", "--write-clean", "../lists/clean.txt"]) == 0
+    monkeypatch.chdir(tmp_path / "lists")  # read from elsewhere
+    lines = (tmp_path / "lists" / "clean.txt").read_text().splitlines()
+    assert len(lines) == 2 and all(line.rsplit(" ", 1)[0].startswith(str(tmp_path / "data" / "photos"))
+                                   for line in lines)
+    samples = read_list_file("clean.txt").samples
+    assert len(samples) == 2 and all(Path(p).is_file() for p, _ in samples)
+    assert main(["data", "check", "clean.txt", "--image"]) == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 NAME = "data"
 HELP = "inspect datasets: 'vitkit data check PATH' reports unreadable, empty and truncated files"
@@ -29,6 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--show", type=int, default=50, help="list at most this many bad files (default 50)")
     c.add_argument("--write-clean", metavar="FILE",
                    help="write a 'path label' list of the usable entries (absolute paths) to FILE")
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"bad by kind: {cats}")
     if args.write_clean:
         good = [f for f in report.files if f.ok and f.label is not None]
-        with open(args.write_clean, "w", encoding="utf-8") as fh:
-            fh.writelines(f"{f.path} {f.label}\n" for f in good)
-        print(f"{len(good)} usable entries written to {args.write_clean}")
+        _write_atomic(args.write_clean, "".join(f"{os.path.abspath(f.path)} {f.label}\n" for f in good))
+        print(f"{len(good)} usable entries written to {args.write_clean} (absolute paths)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(report.to_dict(), fh, indent=1)
