@@ -333,3 +333,51 @@ def test_cli_on_a_video_file_with_pooled_attention(tmp_path):
     for name in ("layer_00.png", "rollout.png", "mean_distance.png"):
         with Image.open(out_dir / name) as im:
             assert im.size[0] > 50
+
+
+def test_cli_on_a_long_video_decodes_only_the_clip(tmp_path, monkeypatch):
+    """A 120-frame file: the 8 x 2 centre clip (15 frames) is decoded, with at most a key-frame interval before
+    it, not the whole video (a one-minute 720p clip decoded whole is 9 GB)."""
+    import av
+
+    from vitkit.cli import main
+
+    photo = skimage_data.chelsea()  # 300 x 451
+    path = tmp_path / "long.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.gop_size = 8
+        for i in range(120):
+            crop = np.ascontiguousarray(photo[100:164, 2 * i:2 * i + 96])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+    decoded = []
+    real_open = av.open
+
+    class Counting:  # a container that counts the frames it decodes
+        def __init__(self, c):
+            self._c = c
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._c.close()
+
+        def decode(self, *a, **k):
+            for frame in self._c.decode(*a, **k):
+                decoded.append(frame.pts)
+                yield frame
+
+    monkeypatch.setattr(av, "open", lambda *a, **k: Counting(real_open(*a, **k)))
+    assert main(["attention", "mvit_demo_8x32", str(path), "--sampling-rate", "2", "--layers", "0",
+                 "--out", str(tmp_path / "att")]) == 0
+    assert 15 <= len(decoded) <= 15 + 8, f"{len(decoded)} frames decoded for a 15-frame clip"
+    assert (tmp_path / "att" / "layer_00.png").is_file()

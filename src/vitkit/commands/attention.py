@@ -26,13 +26,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query", default=None,
                    help="'cls', 'centre', or 'y,x' pixel of the query (default: cls if the model has one, else centre)")
     p.add_argument("--num-classes", type=int, help="number of classes of the checkpoint's head")
+    p.add_argument("--sampling-rate", type=int,
+                   help="video: frames between the clip's sampled frames (default 1); "
+                        "only the centre clip of T frames is decoded")
 
 
-def load_input(path: str, input_size: tuple[int, ...], mean, std, crop_pct: float = 1.0):
-    """A file (or ``sample:NAME``) as a normalised (C, [T,] H, W) tensor and the un-normalised display frame."""
+def load_input(path: str, input_size: tuple[int, ...], mean, std, crop_pct: float = 1.0, sampling_rate: int = 1):
+    """A file (or ``sample:NAME``) as a normalised (C, [T,] H, W) tensor and the un-normalised display frame.
+
+    A video gives its centre clip of T frames ``sampling_rate`` apart, and only those frames are decoded (as
+    ``vitkit predict`` does); an image given to a video model is repeated T times.
+    """
     import numpy as np
     import torch
     import torch.nn.functional as F
+
+    from vitkit.data.sources import VIDEO_EXTENSIONS
 
     if path.startswith("sample:"):
         import skimage.data
@@ -43,13 +52,11 @@ def load_input(path: str, input_size: tuple[int, ...], mean, std, crop_pct: floa
         frames = getattr(skimage.data, which)()[None]
     elif not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
-    elif os.path.splitext(path)[1].lower() in (".mp4", ".avi", ".mkv", ".mov", ".webm"):
-        import av
+    elif os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
+        from vitkit.data.video import decode_clips
 
-        with av.open(path) as c:
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-        if len(frames) == 0:
-            raise ValueError(f"{path}: no video frames decoded")
+        t = input_size[1] if len(input_size) == 4 else 1
+        frames = decode_clips(path, t, sampling_rate)[0].permute(0, 2, 3, 1).numpy()  # (T, h, w, 3)
     else:
         from PIL import Image
 
@@ -57,7 +64,7 @@ def load_input(path: str, input_size: tuple[int, ...], mean, std, crop_pct: floa
             frames = np.asarray(im.convert("RGB"))[None]
     video = len(input_size) == 4
     t = input_size[1] if video else 1
-    idx = np.linspace(0, len(frames) - 1, t).round().astype(int)  # t frames spread over the whole clip
+    idx = np.linspace(0, len(frames) - 1, t).round().astype(int)  # the clip's frames, or one image repeated
     x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, h, w)
     h, w = input_size[-2:]
     scale = max(h, w) / crop_pct / min(x.shape[-2:])
@@ -111,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     info = vitkit.model_info(args.name)
     overrides = {"num_classes": args.num_classes} if args.num_classes else {}
     model = vitkit.create_model(args.name, weights=args.weights, **overrides).eval()
-    loaded = [load_input(p, info.input_size, info.mean, info.std, info.crop_pct) for p in args.inputs]
+    size, mean, std, title = info.input_size, info.mean, info.std, args.name
+    rate = args.sampling_rate or 1
+    loaded = [load_input(p, size, mean, std, info.crop_pct, rate) for p in args.inputs]
     x = torch.stack([a for a, _ in loaded])
     display = loaded[0][1]
     size = tuple(x.shape[2:])
@@ -125,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             maps = maps.mean(1)
         written.append(plots.save_overlay_grid(
             os.path.join(args.out, f"layer_{i:02d}.png"), display, maps[None], row_labels=[layer.name],
-            title=f"{args.name} {layer.name}: attention of the {args.query or 'default'} query"))
+            title=f"{title} {layer.name}: attention of the {args.query or 'default'} query"))
     if all(l.num_prefix for l in layers) and all(l.probs.shape[1] == 1 for l in layers):
         roll, lay = A.attention_rollout(layers)
         grid_vals = roll[lay.index[0] >= 0]
@@ -133,12 +142,12 @@ def run(args: argparse.Namespace) -> int:
         if m.ndim == 3:
             m = m.mean(0)
         written.append(plots.save_overlay(os.path.join(args.out, "rollout.png"), display, m,
-                                          title=f"{args.name}: attention rollout of the class token"))
+                                          title=f"{title}: attention rollout of the class token"))
     dist = A.mean_attention_distance(layers)
     written.append(plots.plot_mean_distance(os.path.join(args.out, "mean_distance.png"), dist,
-                                            title=f"{args.name}, {len(args.inputs)} input(s)"))
+                                            title=f"{title}, {len(args.inputs)} input(s)"))
     with open(os.path.join(args.out, "mean_distance.json"), "w") as f:
-        json.dump({"model": args.name, "inputs": args.inputs, "unit": "input pixels",
+        json.dump({"model": title, "inputs": args.inputs, "unit": "input pixels",
                    "layers": {l.name: d.tolist() for l, d in zip(layers, dist)}}, f, indent=2)
     for l, d in zip(layers, dist):
         print(f"{l.name:<24} heads {l.num_heads:>3}  mean attention distance (px): "

@@ -97,16 +97,9 @@ def _load(path: str, inp: dict, transform, rate: int, num_clips: int, video_ext)
         from vitkit.data.datasets import load_image
 
         return transform(load_image(path, inp["channels"]))[None]
-    from vitkit.data.sampling import clip_indices, clip_span, uniform_clip_starts
-    from vitkit.data.video import decode_frames, index_video
+    from vitkit.data.video import decode_clips
 
-    index = index_video(path)
-    span = clip_span(inp["num_frames"], rate)
-    views = []
-    for s in uniform_clip_starts(index.num_frames, span, num_clips, path):
-        frames, _ = decode_frames(index, clip_indices(s, inp["num_frames"], rate, index.num_frames))
-        views.append(transform(frames))
-    return torch.stack(views)
+    return torch.stack([transform(clip) for clip in decode_clips(path, inp["num_frames"], rate, num_clips)])
 
 
 def _timelines(args, model, inp: dict, transform, rate: int, names: list[str], k: int, device) -> int:

@@ -18,7 +18,8 @@ import av
 import numpy as np
 import torch
 
-__all__ = ["VideoIndex", "VideoError", "index_video", "decode_frames", "read_all_frames", "IndexCache"]
+__all__ = ["VideoIndex", "VideoError", "index_video", "decode_frames", "decode_clips", "read_all_frames",
+           "IndexCache"]
 
 
 class VideoError(RuntimeError):
@@ -214,6 +215,19 @@ def decode_frames(index: VideoIndex, indices: list[int], container=None) -> tupl
     finally:
         if own:
             container.close()
+
+
+def decode_clips(path: str, num_frames: int, sampling_rate: int = 1, num_clips: int = 1) -> list[torch.Tensor]:
+    """The test-time views of a video file: ``num_clips`` uniformly spaced clips (the centre one when 1) of
+    ``num_frames`` frames ``sampling_rate`` apart, decoding only those frames; uint8 ``(T, 3, H, W)`` each."""
+    from .sampling import clip_indices, clip_span, uniform_clip_starts
+
+    index = index_video(path)
+    span = clip_span(num_frames, sampling_rate)
+    starts = uniform_clip_starts(index.num_frames, span, num_clips, path)
+    wanted = [i for s in starts for i in clip_indices(s, num_frames, sampling_rate, index.num_frames)]
+    frames, _ = decode_frames(index, wanted)  # all clips in one call: one pass when they are close
+    return list(frames.split(num_frames))
 
 
 def read_all_frames(path: str) -> torch.Tensor:
