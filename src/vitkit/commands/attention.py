@@ -17,7 +17,8 @@ SAMPLES = ("astronaut", "chelsea", "coffee")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="registered model name (see 'vitkit models')")
+    p.add_argument("name", help="registered model name (see 'vitkit models'), or a run directory / checkpoint "
+                                "folder inside one (its model and weights, as 'vitkit predict' takes)")
     p.add_argument("inputs", nargs="+",
                    help="image or video files, or sample:astronaut / sample:chelsea / sample:coffee (scikit-image)")
     p.add_argument("--weights", help="checkpoint to load (any supported layout)")
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'cls', 'centre', or 'y,x' pixel of the query (default: cls if the model has one, else centre)")
     p.add_argument("--num-classes", type=int, help="number of classes of the checkpoint's head")
     p.add_argument("--sampling-rate", type=int,
-                   help="video: frames between the clip's sampled frames (default 1); "
+                   help="video: frames between the clip's sampled frames (default: the run's recipe, else 1); "
                         "only the centre clip of T frames is decoded")
 
 
@@ -115,11 +116,25 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.analysis import attention as A
     from vitkit.analysis import plots
 
-    info = vitkit.model_info(args.name)
-    overrides = {"num_classes": args.num_classes} if args.num_classes else {}
-    model = vitkit.create_model(args.name, weights=args.weights, **overrides).eval()
-    size, mean, std, title = info.input_size, info.mean, info.std, args.name
-    rate = args.sampling_rate or 1
+    if os.path.isdir(args.name):
+        from vitkit.engine.data import model_input
+        from vitkit.engine.inference import load_trained
+
+        if args.weights:
+            raise ValueError(f"{args.name} is a run folder and brings its own weights; drop --weights")
+        trained = load_trained(args.name)
+        model, info = trained.model, trained.model.info
+        inp = model_input(info, trained.recipe)  # the run's input size, clip length, mean and std
+        size = (inp["channels"], inp["num_frames"], *inp["input_size"]) if inp["video"] else \
+            (inp["channels"], *inp["input_size"])
+        mean, std, rate = inp["mean"], inp["std"], trained.recipe.data.sampling_rate
+        title = model.model_name
+    else:
+        info = vitkit.model_info(args.name)
+        overrides = {"num_classes": args.num_classes} if args.num_classes else {}
+        model = vitkit.create_model(args.name, weights=args.weights, **overrides).eval()
+        size, mean, std, rate, title = info.input_size, info.mean, info.std, 1, args.name
+    rate = args.sampling_rate or rate
     loaded = [load_input(p, size, mean, std, info.crop_pct, rate) for p in args.inputs]
     x = torch.stack([a for a, _ in loaded])
     display = loaded[0][1]

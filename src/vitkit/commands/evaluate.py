@@ -11,7 +11,8 @@ HELP = "evaluate a trained model: top-1/top-5, K clips x 3 crops, per-class accu
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="a run directory (its recipe and weights), or a weights file with --model")
+    p.add_argument("source", help="a run directory (its recipe and weights), its checkpoints/ or a step_* "
+                                  "checkpoint folder inside it, or a weights file with --model")
     p.add_argument("args", nargs="*", metavar="RECIPE|KEY=VALUE",
                    help="optional recipe, then overrides: data.dataset=PATH data.val_split=val eval.num_clips=10 "
                         "eval.num_crops=3 ...")
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             if published is not None:
                 default = Path(f"eval-{published.name}")
             else:
-                default = (src if src.is_dir() else src.parent) / ("eval-shuffled" if args.shuffle_frames else "eval")
+                default = (trained.run_dir or (src if src.is_dir() else src.parent)) / \
+                    ("eval-shuffled" if args.shuffle_frames else "eval")
             out = Path(args.out) if args.out else default
             out.mkdir(parents=True, exist_ok=True)
             tag = " (frames shuffled)" if args.shuffle_frames else ""

@@ -16,6 +16,7 @@ class Trained:
     recipe: Recipe
     classes: list[str] | None
     weights: Path
+    run_dir: Path | None = None  # the run directory the weights came from, when known
 
 
 def _classes_from(weights: Path, run_dir: Path | None) -> list[str] | None:
@@ -31,10 +32,32 @@ def _classes_from(weights: Path, run_dir: Path | None) -> list[str] | None:
     return None
 
 
+def _weights_in(folder: Path, ema: bool) -> Path:
+    """The weights a run folder holds: its own model/ema file, else its latest checkpoint's.
+
+    ``folder``: a run directory (final weights, or the latest checkpoint of an unfinished run), its
+    ``checkpoints/`` folder (via ``latest``) or one ``step_*`` checkpoint folder.
+    """
+    from .checkpoint import EMA_FILE, MODEL_FILE, resolve_checkpoint
+
+    name = EMA_FILE if ema else MODEL_FILE
+    if (folder / name).is_file():
+        return folder / name
+    try:
+        ck = resolve_checkpoint(folder)
+    except FileNotFoundError:
+        ck = None
+    if ck is None or not (ck / name).is_file():
+        raise FileNotFoundError(f"{folder} holds no {name}: expected a run directory, its checkpoints/ folder or "
+                                "a step_* checkpoint folder (or pass a weights file)")
+    return ck / name
+
+
 def load_trained(source: str, *, model_name: str | None = None, recipe: str | None = None,
                  overrides: list[str] | None = None, ema: bool = False) -> Trained:
-    """``source``: a run directory (uses its recipe.yaml and model.safetensors / ema.safetensors) or a weights
-    file in any layout vitkit reads (then ``model_name`` or a recipe names the model)."""
+    """``source``: a run directory, its ``checkpoints/`` folder or a ``step_*`` checkpoint inside it (the run's
+    recipe.yaml and model / ema weights: the final ones, else the latest checkpoint's), or a weights file in any
+    layout vitkit reads (then ``model_name`` or a recipe names the model)."""
     from vitkit.checkpoints import load_checkpoint
     from vitkit.registry import create_model
 
@@ -42,15 +65,12 @@ def load_trained(source: str, *, model_name: str | None = None, recipe: str | No
     overrides = list(overrides or [])
     run_dir = None
     if src.is_dir():
-        run_dir = src
-        weights = src / ("ema.safetensors" if ema else "model.safetensors")
-        if not weights.is_file():
-            raise FileNotFoundError(f"{src} holds no {weights.name}: expected a finished run directory "
-                                    "(or pass a weights file)")
-        path = Path(recipe) if recipe else src / "recipe.yaml"
-        rec_path = find_recipe(str(path)) if recipe else path
-        if not rec_path.is_file():
-            raise FileNotFoundError(f"{src} holds no recipe.yaml; pass the recipe the run was trained with")
+        weights = _weights_in(src, ema)
+        run_dir = next((c for c in (src, *list(src.parents)[:3]) if (c / "recipe.yaml").is_file()), None)
+        rec_path = find_recipe(recipe) if recipe else (run_dir / "recipe.yaml" if run_dir else None)
+        if rec_path is None:
+            raise FileNotFoundError(f"no recipe.yaml in {src} or the run directory above it; pass the recipe "
+                                    "the run was trained with")
     elif src.is_file():
         weights = src
         rec_path = find_recipe(recipe) if recipe else None
@@ -76,7 +96,7 @@ def load_trained(source: str, *, model_name: str | None = None, recipe: str | No
     load_checkpoint(model, weights)
     if classes is None:
         classes = default_class_names(getattr(model, "num_classes", 0))
-    return Trained(model.eval(), rec, classes, weights)
+    return Trained(model.eval(), rec, classes, weights, run_dir)
 
 
 def default_class_names(num_classes: int) -> list[str] | None:
