@@ -14,10 +14,10 @@ from vitkit.checkpoints.mvit import official_to_config
 from vitkit.layers.pooling import make_pool, pool_tokens
 from vitkit.models.mvit import MViT, MViTConfig
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REF.exists():
-    REF = Path("/work/shared/reference")
-FIXTURE = REF / "fixtures" / "mvit_public"
+from reference_data import fixture, reference
+
+REF = reference("")
+FIXTURE = fixture("mvit_public")  # carried in tests/fixtures/reference
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -17,10 +17,10 @@ from vitkit.checkpoints.swin import config_from_official
 from vitkit.layers import resample_rel_pos_table
 from vitkit.models.swin import SwinBlock, SwinConfig, SwinTransformer
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REF.exists():
-    REF = Path("/work/shared/reference")
-FIXTURE = REF / "fixtures" / "swin_public"
+from reference_data import fixture, needs, reference
+
+REF = reference("")  # manifests: carried in tests/fixtures/reference
+FIXTURE = fixture("swin_public")  # 7 MB: read from shared/reference when present
 
 
 def _randomise(model: torch.nn.Module) -> torch.nn.Module:
@@ -50,6 +50,7 @@ def _fixture():
     return tensors, meta, sd
 
 
+@needs("fixtures/swin_public.safetensors")
 def test_official_fixture_reproduced():
     tensors, meta, sd = _fixture()
     model = from_official("swin", sd, meta["constructor"])
@@ -62,6 +63,7 @@ def test_official_fixture_reproduced():
     assert (pooled - tensors["features"]).abs().max() <= 1e-5
 
 
+@needs("fixtures/swin_public.safetensors")
 def test_official_buffers_are_recomputed_not_trusted():
     tensors, meta, sd = _fixture()
     assert any(k.endswith("attn_mask") for k in sd) and any(k.endswith("relative_position_index") for k in sd)
@@ -421,6 +423,7 @@ def test_grad_checkpointing_same_gradients():
         torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6)
 
 
+@needs("fixtures/swin_public.safetensors")
 def test_convert_cli_with_official_yaml(tmp_path):
     from vitkit.cli import main
 

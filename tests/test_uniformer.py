@@ -17,10 +17,11 @@ from vitkit.layers import explicit_attention
 from vitkit.layers.windows import window_partition, window_reverse
 from vitkit.models.uniformer import GlobalBlock, LocalBlock, UniFormer, UniFormerConfig
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-FIX = REF / "fixtures"
-MAN = REF / "manifests"
-needs_ref = pytest.mark.skipif(not FIX.exists(), reason="shared/reference not present")
+from reference_data import needs, reference
+
+FIX = reference("fixtures/uniformer_image_public.safetensors").parent  # 6 MB each: shared/reference when present
+MAN = reference("manifests")  # carried in tests/fixtures/reference
+needs_ref = needs("fixtures/uniformer_image_public.safetensors")
 
 TINY = dict(depth=(1, 1, 2, 1), embed_dim=(32, 64, 128, 256), head_dim=32, img_size=64)
 
