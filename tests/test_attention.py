@@ -309,25 +309,34 @@ def test_cli_writes_overlays_rollout_and_distances(tmp_path):
     assert main(["attention", "vit_demo_patch4_32", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
 
 
-def test_cli_on_a_video_file_with_pooled_attention(tmp_path):
-    # a real encoded clip (the photo panning right, 12 frames) through MViT: rollout over pooled layers and
-    # per-layer maps averaged over time onto the middle frame
+def _encode_pan(path, n: int, hw: tuple[int, int], top: int, step: int, rate: int, gop: int | None = None):
+    """A real clip encoded with PyAV: the chelsea photo (300 x 451) panning right by ``step`` pixels a frame."""
     import av
-    from PIL import Image
 
-    from vitkit.cli import main
-
-    frames = skimage_data.chelsea()  # 300 x 451
-    path = tmp_path / "clip.mp4"
+    photo = skimage_data.chelsea()
+    h, w = hw
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=12)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        for i in range(12):
-            crop = np.ascontiguousarray(frames[30:270, 10 * i:10 * i + 320])
+        stream = out.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
+        for i in range(n):
+            crop = np.ascontiguousarray(photo[top:top + h, step * i:step * i + w])
             for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return path
+
+
+def test_cli_on_a_video_file_with_pooled_attention(tmp_path):
+    # a real encoded clip (the photo panning right, 12 frames) through MViT: rollout over pooled layers and
+    # per-layer maps averaged over time onto the middle frame
+    from PIL import Image
+
+    from vitkit.cli import main
+
+    path = _encode_pan(tmp_path / "clip.mp4", 12, (240, 320), top=30, step=10, rate=12)
     out_dir = tmp_path / "att"
     assert main(["attention", "mvit_demo_8x32", str(path), "--out", str(out_dir), "--layers", "0"]) == 0
     for name in ("layer_00.png", "rollout.png", "mean_distance.png"):
@@ -342,18 +351,7 @@ def test_cli_on_a_long_video_decodes_only_the_clip(tmp_path, monkeypatch):
 
     from vitkit.cli import main
 
-    photo = skimage_data.chelsea()  # 300 x 451
-    path = tmp_path / "long.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        stream.codec_context.gop_size = 8
-        for i in range(120):
-            crop = np.ascontiguousarray(photo[100:164, 2 * i:2 * i + 96])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    path = _encode_pan(tmp_path / "long.mp4", 120, (64, 96), top=100, step=2, rate=24, gop=8)
 
     decoded = []
     real_open = av.open
