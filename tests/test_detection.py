@@ -1,0 +1,215 @@
+"""Detection and instance segmentation: COCO reading, the detector on vitkit backbones, COCO AP, mmdet keys."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("pycocotools")
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+
+from vitkit.checkpoints.mmdet_heads import convert_mmdet_heads  # noqa: E402
+from vitkit.data.coco import CocoDetection, collate_detection  # noqa: E402
+from vitkit.tasks.coco_eval import coco_ap, detection_records  # noqa: E402
+from vitkit.tasks.detection_model import build_detector  # noqa: E402
+
+TINY_SWIN = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
+
+
+def _write_coco(tmp_path, *, bad: bool = True) -> tuple[str, str]:
+    """Three photos-like images with square objects, as polygons, RLE and a crowd region; plus bad annotations."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(0)
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    images, anns = [], []
+    for i, (w, h) in enumerate([(96, 80), (64, 72), (80, 80)], start=1):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img_dir / f"{i}.png")
+        images.append({"id": i, "file_name": f"{i}.png", "width": w, "height": h})
+        anns.append({"id": 10 * i, "image_id": i, "category_id": 3, "iscrowd": 0, "bbox": [10, 12, 30, 20],
+                     "area": 600, "segmentation": [[10, 12, 40, 12, 40, 32, 10, 32]]})
+        m = np.zeros((h, w), np.uint8, order="F")
+        m[40:60, 20:50] = 1
+        rle = mask_utils.encode(m)
+        rle["counts"] = rle["counts"].decode("ascii")
+        anns.append({"id": 10 * i + 1, "image_id": i, "category_id": 7, "iscrowd": 0, "bbox": [20, 40, 30, 20],
+                     "area": 600, "segmentation": rle})
+    anns.append({"id": 99, "image_id": 1, "category_id": 3, "iscrowd": 1, "bbox": [0, 0, 5, 5], "area": 25,
+                 "segmentation": [[0, 0, 5, 0, 5, 5, 0, 5]]})
+    if bad:
+        anns += [
+            {"id": 100, "image_id": 2, "category_id": 3, "iscrowd": 0, "bbox": [5, 5, 0, 10], "area": 0,
+             "segmentation": [[5, 5, 5, 5, 5, 15]]},                                  # zero area
+            {"id": 101, "image_id": 2, "category_id": 42, "iscrowd": 0, "bbox": [1, 1, 5, 5], "area": 25,
+             "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]]},                            # unknown category
+            {"id": 102, "image_id": 3, "category_id": 7, "iscrowd": 0, "bbox": [60, 60, 40, 40], "area": 400,
+             "segmentation": [[60, 60, 100, 60, 100, 100, 60, 100]]},                  # reaches outside
+        ]
+        images.append({"id": 4, "file_name": "4.png", "width": 32, "height": 32})  # no annotations
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img_dir / "4.png")
+    cats = [{"id": 3, "name": "square"}, {"id": 7, "name": "blob"}]
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return str(path), str(img_dir)
+
+
+def test_coco_reader_targets_and_counted_problems(tmp_path):
+    ann, img_dir = _write_coco(tmp_path)
+    ds = CocoDetection(ann, img_dir, train=True, flip=0)
+    assert ds.class_names == ["square", "blob"] and ds.num_classes == 2
+    assert len(ds) == 3                                   # the image without annotations is left out
+    assert ds.problems == {"boxes of zero area (after clipping to the image)": 1,
+                           "annotations with unknown category ids": 1,
+                           "annotations reaching outside the image (clipped)": 1,
+                           "images without usable annotations (left out of training)": 1}
+    image, target = ds[0]
+    assert image.shape == (3, 80, 96) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
+    assert target["labels"].tolist() == [1, 2]            # crowd region left out; ids 3, 7 -> labels 1, 2
+    assert target["boxes"].tolist() == [[10, 12, 40, 32], [20, 40, 50, 60]]
+    assert target["masks"].shape == (2, 80, 96) and target["masks"][1, 40:60, 20:50].all()
+    assert int(target["masks"][1].sum()) == 600
+    _, clipped = ds[2]
+    assert clipped["boxes"][2].tolist() == [60, 60, 80, 80]
+    assert len(CocoDetection(ann, img_dir, train=False)) == 4
+
+
+def test_coco_reader_flip_moves_boxes_and_masks(tmp_path):
+    ann, img_dir = _write_coco(tmp_path, bad=False)
+    ds = CocoDetection(ann, img_dir, train=True, flip=1.0)
+    image, target = ds[0]
+    plain_image, plain = CocoDetection(ann, img_dir, train=False)[0]
+    assert torch.equal(image, plain_image.flip(-1))
+    assert target["boxes"][0].tolist() == [96 - 40, 12, 96 - 10, 32]
+    assert torch.equal(target["masks"], plain["masks"].flip(-1))
+
+
+def test_coco_reader_errors_and_unreadable_image(tmp_path, caplog):
+    with pytest.raises(FileNotFoundError, match="COCO annotation file"):
+        CocoDetection(str(tmp_path / "missing.json"), str(tmp_path), train=True)
+    ann, img_dir = _write_coco(tmp_path, bad=False)
+    (tmp_path / "images" / "1.png").write_bytes(b"not a png")
+    ds = CocoDetection(ann, img_dir, train=True, flip=0)
+    image, target = ds[0]                                  # replaced by the next image
+    assert target["image_id"] == 2 and "1.png" in ds.unreadable
+
+
+def _records_from_gt(coco: COCO, jitter: float) -> list[dict]:
+    rng = np.random.default_rng(1)
+    out = []
+    for a in coco.loadAnns(coco.getAnnIds(iscrowd=False)):
+        x, y, w, h = a["bbox"]
+        out.append({"image_id": a["image_id"], "category_id": a["category_id"], "score": float(rng.random()),
+                    "bbox": [x + jitter * rng.standard_normal(), y, w, h]})
+    return out
+
+
+def test_coco_ap_equals_pycocotools_and_perfect_predictions(tmp_path):
+    ann, _ = _write_coco(tmp_path, bad=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(ann)
+    assert coco_ap(gt, _records_from_gt(gt, 0.0), "bbox")["AP"] == pytest.approx(100.0)
+    noisy = _records_from_gt(gt, 4.0)
+    ours = coco_ap(gt, noisy, "bbox")
+    (tmp_path / "dt.json").write_text(json.dumps(noisy))
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(gt, gt.loadRes(str(tmp_path / "dt.json")), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert ours["AP"] == pytest.approx(ev.stats[0] * 100) and ours["APl"] == pytest.approx(ev.stats[5] * 100)
+    assert 0 < ours["AP"] < 100
+
+
+def test_detection_records_masks_round_trip(tmp_path):
+    ann, _ = _write_coco(tmp_path, bad=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(ann)
+    m = torch.zeros(1, 1, 80, 96)
+    m[0, 0, 40:60, 20:50] = 0.9
+    out = {"boxes": torch.tensor([[20.0, 40, 50, 60]]), "scores": torch.tensor([0.8]), "labels": torch.tensor([2]),
+           "masks": m}
+    recs = detection_records(1, out, [3, 7], masks=True)
+    assert recs[0]["category_id"] == 7 and recs[0]["bbox"] == [20, 40, 30, 20]
+    segm = coco_ap(gt, recs, "segm", image_ids=[1])
+    assert segm["AP"] > 49                                # one of the two objects found exactly
+
+
+@pytest.mark.parametrize("masks", [True, False])
+def test_detector_on_vitkit_backbone_trains_and_predicts(tmp_path, masks):
+    torch.manual_seed(0)
+    ann, img_dir = _write_coco(tmp_path, bad=False)
+    ds = CocoDetection(ann, img_dir, train=True, masks=masks, flip=0)
+    images, targets = collate_detection([ds[0], ds[1]])
+    model = build_detector("swin_tiny_patch4_window7_224", ds.num_classes, masks=masks, min_size=(64, 96),
+                           max_size=128, **TINY_SWIN)
+    assert model.backbone.out_channels == 256
+    model.train()
+    losses = model(images, targets)
+    assert ("loss_mask" in losses) == masks and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.backbone.body.patch_embed.proj.weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    assert len(out) == 2 and out[0]["boxes"].shape[-1] == 4
+    if masks:
+        assert out[1]["masks"].shape[-2:] == images[1].shape[-2:]
+
+
+def test_detector_rejects_video_backbones_and_bad_counts():
+    with pytest.raises(ValueError, match="at least 1"):
+        build_detector("swin_tiny_patch4_window7_224", 0, **TINY_SWIN)
+    with pytest.raises(ValueError, match="video model"):
+        build_detector("vit_demo_video_8x32", 2)
+
+
+def _mmdet_heads(num_classes: int, in_chs: list[int]) -> dict[str, torch.Tensor]:
+    """Head keys and shapes of mmdet 2.x Mask R-CNN (mask_rcnn_swin_fpn.py), random values."""
+    g = torch.Generator().manual_seed(0)
+    shapes = {}
+    for i, c in enumerate(in_chs):
+        shapes[f"neck.lateral_convs.{i}.conv.weight"] = (256, c, 1, 1)
+        shapes[f"neck.lateral_convs.{i}.conv.bias"] = (256,)
+        shapes[f"neck.fpn_convs.{i}.conv.weight"] = (256, 256, 3, 3)
+        shapes[f"neck.fpn_convs.{i}.conv.bias"] = (256,)
+    shapes.update({
+        "rpn_head.rpn_conv.weight": (256, 256, 3, 3), "rpn_head.rpn_conv.bias": (256,),
+        "rpn_head.rpn_cls.weight": (3, 256, 1, 1), "rpn_head.rpn_cls.bias": (3,),
+        "rpn_head.rpn_reg.weight": (12, 256, 1, 1), "rpn_head.rpn_reg.bias": (12,),
+        "roi_head.bbox_head.shared_fcs.0.weight": (1024, 256 * 49), "roi_head.bbox_head.shared_fcs.0.bias": (1024,),
+        "roi_head.bbox_head.shared_fcs.1.weight": (1024, 1024), "roi_head.bbox_head.shared_fcs.1.bias": (1024,),
+        "roi_head.bbox_head.fc_cls.weight": (num_classes + 1, 1024), "roi_head.bbox_head.fc_cls.bias": (num_classes + 1,),
+        "roi_head.bbox_head.fc_reg.weight": (num_classes * 4, 1024), "roi_head.bbox_head.fc_reg.bias": (num_classes * 4,),
+        "roi_head.mask_head.upsample.weight": (256, 256, 2, 2), "roi_head.mask_head.upsample.bias": (256,),
+        "roi_head.mask_head.conv_logits.weight": (num_classes, 256, 1, 1),
+        "roi_head.mask_head.conv_logits.bias": (num_classes,),
+    })
+    for i in range(4):
+        shapes[f"roi_head.mask_head.convs.{i}.conv.weight"] = (256, 256, 3, 3)
+        shapes[f"roi_head.mask_head.convs.{i}.conv.bias"] = (256,)
+    return {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+
+
+def test_mmdet_heads_load_into_the_detector_with_background_moved():
+    model = build_detector("swin_tiny_patch4_window7_224", 3, **TINY_SWIN)
+    state = _mmdet_heads(3, model.backbone.body.feature_info.channels())
+    state["backbone.patch_embed.proj.weight"] = torch.zeros(1)       # left to the backbone's converter
+    state["roi_head.bbox_head.fc_cls2.weight"] = torch.zeros(1)     # a part that does not map
+    mapped, unmapped = convert_mmdet_heads(state)
+    assert unmapped == ["roi_head.bbox_head.fc_cls2.weight"]
+    own = {k for k in model.state_dict() if not k.startswith("backbone.body.")}
+    assert set(mapped) == own                                        # every head and neck tensor, nothing else
+    missing, unexpected = model.load_state_dict(mapped, strict=False)
+    assert not unexpected and all(k.startswith("backbone.body.") for k in missing)
+    sd = model.state_dict()
+    cls = state["roi_head.bbox_head.fc_cls.weight"]
+    assert torch.equal(sd["roi_heads.box_predictor.cls_score.weight"][0], cls[3])   # background first
+    assert torch.equal(sd["roi_heads.box_predictor.cls_score.weight"][1:], cls[:3])
+    assert torch.equal(sd["roi_heads.box_predictor.bbox_pred.weight"][4:], state["roi_head.bbox_head.fc_reg.weight"])
+    assert not sd["roi_heads.box_predictor.bbox_pred.weight"][:4].any()
+    assert torch.equal(sd["backbone.fpn.inner_blocks.2.0.weight"], state["neck.lateral_convs.2.conv.weight"])
