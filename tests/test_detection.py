@@ -146,7 +146,7 @@ def test_detector_on_vitkit_backbone_trains_and_predicts(tmp_path, masks):
     ds = CocoDetection(ann, img_dir, train=True, masks=masks, flip=0)
     images, targets = collate_detection([ds[0], ds[1]])
     model = build_detector("swin_tiny_patch4_window7_224", ds.num_classes, masks=masks, min_size=(64, 96),
-                           max_size=128, **TINY_SWIN)
+                           max_size=128, box_head_dim=64, **TINY_SWIN)
     assert model.backbone.out_channels == 256
     model.train()
     losses = model(images, targets)

@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -76,10 +78,12 @@ def anchor_generator(num_levels: int = 5, base_stride: int = 4, scale: int = 8) 
 
 def build_detector(backbone: str, num_classes: int, *, masks: bool = True,
                    min_size: int | Sequence[int] = 800, max_size: int = 1333, fpn_norm: str | None = None,
-                   weights: str | None = None, strict: bool = True, **overrides) -> nn.Module:
+                   box_head_dim: int = 1024, weights: str | None = None, strict: bool = True,
+                   **overrides) -> nn.Module:
     """Mask R-CNN (``masks=True``) or Faster R-CNN on the backbone view of the registered model ``backbone``.
 
     ``num_classes`` counts object classes, without the background (torchvision adds it at index 0).
+    ``box_head_dim`` is the width of the two FC layers of the box head (1024 in the official configs).
     ``weights`` initialises the backbone from a classification checkpoint in any layout vitkit reads;
     ``overrides`` go to the backbone's config (``drop_path_rate=0.2``, ``windows=True`` ...).
     """
@@ -100,13 +104,16 @@ def build_detector(backbone: str, num_classes: int, *, masks: bool = True,
         rpn_post_nms_top_n_train=1000, rpn_post_nms_top_n_test=1000, rpn_nms_thresh=0.7,
         rpn_fg_iou_thresh=0.7, rpn_bg_iou_thresh=0.3, rpn_batch_size_per_image=256, rpn_positive_fraction=0.5,
         box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
+        box_head=TwoMLPHead(fpn.out_channels * 7 * 7, box_head_dim),
+        box_predictor=FastRCNNPredictor(box_head_dim, num_classes + 1),
         box_batch_size_per_image=512, box_positive_fraction=0.25,
         box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100,
     )
     if masks:
-        detector = MaskRCNN(fpn, num_classes + 1, mask_roi_pool=MultiScaleRoIAlign(names, 14, 2), **kwargs)
+        detector = MaskRCNN(fpn, None, mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+                            mask_predictor=MaskRCNNPredictor(256, 256, num_classes + 1), **kwargs)
     else:
-        detector = FasterRCNN(fpn, num_classes + 1, **kwargs)
+        detector = FasterRCNN(fpn, None, **kwargs)
     detector.backbone_name = backbone
     detector.num_object_classes = num_classes
     return detector
