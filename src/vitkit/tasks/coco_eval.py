@@ -73,3 +73,21 @@ def coco_ap(coco_gt, records: list[dict], iou_type: str, image_ids: Iterable[int
         ev.summarize()
     names = STAT_NAMES if iou_type != "keypoints" else ("AP", "AP50", "AP75", "APm", "APl")
     return {name: float(v) * 100 for name, v in zip(names, ev.stats)}
+
+
+def keypoint_records(heatmaps: torch.Tensor, to_image: torch.Tensor, image_ids: torch.Tensor, box_scores: torch.Tensor,
+                     heatmap_stride: int, category_id: int, joint_threshold: float = 0.2) -> list[dict]:
+    """COCO keypoint result records from decoded heatmaps (mmpose's top-down rescoring: the box score times the
+    mean score of the joints above ``joint_threshold``)."""
+    from .pose_model import decode_heatmaps
+
+    joints, scores = decode_heatmaps(heatmaps)
+    crop = joints * heatmap_stride
+    image_xy = crop @ to_image[:, :, :2].transpose(1, 2).float() + to_image[:, None, :, 2].float()
+    out = []
+    for xy, sc, iid, bs in zip(image_xy.tolist(), scores.tolist(), image_ids.tolist(), box_scores.tolist()):
+        good = [v for v in sc if v > joint_threshold]
+        flat = [c for (x, y), v in zip(xy, sc) for c in (x, y, v)]
+        out.append({"image_id": int(iid), "category_id": int(category_id), "keypoints": flat,
+                    "score": float(bs) * (sum(good) / len(good) if good else 0.0)})
+    return out

@@ -1,0 +1,124 @@
+"""Top-down pose: crops and heatmap targets, decoding back to the image, OKS AP, the deconvolution head."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("pycocotools")
+from pycocotools.coco import COCO  # noqa: E402
+
+from vitkit.data.coco_keypoints import CocoKeypoints  # noqa: E402
+from vitkit.tasks.coco_eval import coco_ap, keypoint_records  # noqa: E402
+from vitkit.tasks.pose_model import TopDownPose, decode_heatmaps, joints_mse_loss  # noqa: E402
+
+NAMES = ["nose", "left_end", "right_end", "middle"]
+PAIRS = [(1, 2)]
+
+
+def _write_people(tmp_path) -> tuple[str, str]:
+    rng = np.random.default_rng(0)
+    img_dir = tmp_path / "img"
+    img_dir.mkdir()
+    images, anns = [], []
+    for i in range(1, 4):
+        w, h = 120 + 8 * i, 100
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img_dir / f"{i}.png")
+        images.append({"id": i, "file_name": f"{i}.png", "width": w, "height": h})
+        x0, y0 = 20 + 5 * i, 15
+        kps = [x0 + 20, y0 + 10, 2, x0 + 8, y0 + 40, 2, x0 + 36, y0 + 44, 2, x0 + 22, y0 + 60, 1]
+        anns.append({"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [x0, y0, 45, 70],
+                     "area": 45 * 70, "keypoints": kps, "num_keypoints": 4})
+    anns.append({"id": 9, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 10, 10], "area": 100,
+                 "keypoints": [0] * 12, "num_keypoints": 0})
+    cats = [{"id": 1, "name": "person", "keypoints": NAMES, "skeleton": []}]
+    path = tmp_path / "kp.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return str(path), str(img_dir)
+
+
+def _to_image(ds: CocoKeypoints, target: dict) -> torch.Tensor:
+    joints, _ = decode_heatmaps(target["heatmaps"][None])
+    crop = joints[0] * ds.heatmap_stride
+    m = target["to_image"]
+    return crop @ m[:, :2].T + m[:, 2]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_targets_decode_back_to_the_image_joints(tmp_path, train):
+    ann, img_dir = _write_people(tmp_path)
+    ds = CocoKeypoints(ann, img_dir, train=train, image_size=(48, 64), heatmap_stride=4, sigma=1.5,
+                       flip_pairs=PAIRS, seed=3)
+    assert ds.num_joints == 4 and len(ds) == 3
+    assert ds.problems == {"people without labelled keypoints (left out)": 1}
+    flipped = 0
+    for i in range(len(ds)):  # in training: random scale, rotation and flip (with the left/right swap)
+        crop, target = ds[i]
+        assert crop.shape == (3, 64, 48) and target["heatmaps"].shape == (4, 16, 12)
+        kps = torch.tensor(ds.samples[i]["joints"][:, :2], dtype=torch.float32)
+        if torch.linalg.det(target["to_image"][:, :2]) < 0:  # a flipped crop: its left joints are the image's right
+            kps = kps[[0, 2, 1, 3]]
+            flipped += 1
+        seen = target["weights"] > 0
+        err = (_to_image(ds, target) - kps).norm(dim=-1)[seen]
+        scale = ds.samples[i]["box"][3] * 1.25 * (1.5 if train else 1) / 64  # image pixels per crop pixel
+        assert err.max() <= 4 * scale * 1.0 + 1e-3, err   # within a heatmap pixel
+    assert flipped == (1 if train else 0)   # seed 3 flips one of the three
+
+
+def test_oks_ap_of_the_targets_is_perfect_and_of_shifted_joints_lower(tmp_path):
+    ann, img_dir = _write_people(tmp_path)
+    ds = CocoKeypoints(ann, img_dir, train=False, image_size=(96, 128), heatmap_stride=4, sigma=2,
+                       flip_pairs=PAIRS)
+    batch = [ds[i][1] for i in range(len(ds))]
+    stack = {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(ann)
+    gt.dataset["categories"][0]["keypoints"] = NAMES
+    from pycocotools.cocoeval import COCOeval
+
+    sigmas = np.full(4, 0.05)
+
+    def ap(heat):
+        recs = keypoint_records(heat, stack["to_image"], stack["image_id"], stack["score"], 4, 1)
+        dt = gt.loadRes(recs)
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = COCOeval(gt, dt, "keypoints")
+            ev.params.kpt_oks_sigmas = sigmas
+            ev.evaluate(), ev.accumulate(), ev.summarize()
+        return ev.stats[0] * 100
+
+    perfect = ap(stack["heatmaps"])
+    shifted = ap(torch.roll(stack["heatmaps"], 3, dims=-1))
+    assert perfect > 90 and shifted < perfect
+
+
+def test_pose_model_trains_and_flip_test_is_symmetric(tmp_path):
+    torch.manual_seed(0)
+    ann, img_dir = _write_people(tmp_path)
+    ds = CocoKeypoints(ann, img_dir, train=True, image_size=(64, 64), flip_pairs=PAIRS)
+    model = TopDownPose("uniformer_demo_32", ds.num_joints, flip_pairs=PAIRS)
+    assert {k.split(".")[1] for k in model.state_dict() if k.startswith("keypoint_head.")} == {"deconv_layers",
+                                                                                                "final_layer"}
+    assert "keypoint_head.deconv_layers.6.weight" in model.state_dict()   # mmpose's indices
+    crops, target = torch.utils.data.default_collate([ds[i] for i in range(3)])
+    heat = model(crops)
+    assert heat.shape[-2:] == target["heatmaps"].shape[-2:]
+    loss = joints_mse_loss(heat, target["heatmaps"], target["weights"])
+    loss.backward()
+    assert torch.isfinite(loss) and model.keypoint_head.final_layer.weight.grad.abs().sum() > 0
+    model.eval()
+    h = torch.rand(1, 4, 8, 8)
+    assert torch.equal(model.flip_heatmaps(h)[0, 1, :, 1:], h[0, 2].flip(-1)[:, :-1])   # swapped and shifted
+
+
+def test_keypoint_file_errors(tmp_path):
+    p = tmp_path / "det.json"
+    p.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    with pytest.raises(ValueError, match="keypoints"):
+        CocoKeypoints(str(p), str(tmp_path), train=True)
