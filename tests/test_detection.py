@@ -213,3 +213,39 @@ def test_mmdet_heads_load_into_the_detector_with_background_moved():
     assert torch.equal(sd["roi_heads.box_predictor.bbox_pred.weight"][4:], state["roi_head.bbox_head.fc_reg.weight"])
     assert not sd["roi_heads.box_predictor.bbox_pred.weight"][:4].any()
     assert torch.equal(sd["backbone.fpn.inner_blocks.2.0.weight"], state["neck.lateral_convs.2.conv.weight"])
+
+
+def test_detection_task_trains_and_evaluates_through_the_engine(tmp_path):
+    """The demo recipe with the test's own COCO files: a few steps, then box and mask AP from pycocotools."""
+    from vitkit.engine.recipe import find_recipe, load_recipe
+    from vitkit.engine.trainer import Trainer
+
+    ann, img_dir = _write_coco(tmp_path, bad=False)
+    r = load_recipe(find_recipe("demo/digit_scenes_det"), [
+        "data.dataset=coco", f"task.train_annotations={ann}", f"task.train_images={img_dir}",
+        f"task.test_annotations={ann}", f"task.test_images={img_dir}", "task.min_size=[64]", "task.test_size=64",
+        "train.batch_size=2", "train.max_steps=2", "eval.batch_size=2", f"run.dir={tmp_path / 'run'}"])
+    res = Trainer(r, quiet=True).fit()
+    final = res.final
+    assert {"box_AP", "box_AP50", "mask_AP", "mask_APl"} <= set(final)
+    assert all(0.0 <= final[k] <= 100.0 for k in ("box_AP", "mask_AP"))
+    assert (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_whole_mmdet_detector_checkpoint_loads_with_a_report():
+    from vitkit.checkpoints import CheckpointError
+    from vitkit.tasks.detection_model import load_detector_weights
+
+    model = build_detector("swin_tiny_patch4_window7_224", 3, **TINY_SWIN)
+    source = build_detector("swin_tiny_patch4_window7_224", 3, **TINY_SWIN)
+    state = {f"backbone.{k}": v for k, v in source.backbone.body.state_dict().items()}
+    state.update(_mmdet_heads(3, model.backbone.body.feature_info.channels()))
+    report = load_detector_weights(model, state)
+    assert report.ok and not report.missing and not report.unexpected
+    for k, v in source.backbone.body.state_dict().items():
+        assert torch.equal(model.backbone.body.state_dict()[k], v), k
+    assert torch.equal(model.rpn.head.conv[0][0].weight, state["rpn_head.rpn_conv.weight"])
+    state["roi_head.bbox_head.0.fc_cls.weight"] = torch.zeros(4, 1024)   # a Cascade stage: does not map
+    with pytest.raises(CheckpointError, match="roi_head.bbox_head.0.fc_cls.weight"):
+        load_detector_weights(model, state)
+    assert "roi_head.bbox_head.0.fc_cls.weight" in load_detector_weights(model, state, strict=False).unexpected

@@ -27,8 +27,20 @@ from .coco import _quiet_coco
 
 log = logging.getLogger("vitkit.data")
 
-# COCO's 17 keypoints: left/right pairs (mmpose flip_pairs) and the evaluator's OKS sigmas (pycocotools).
+# COCO's 17 keypoints: left/right pairs (mmpose flip_pairs); flip_pairs_from_names derives the same from the names.
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+
+def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
+    """Pairs of keypoints whose names differ by left/right (``left_eye``/``right_eye``, ``left``/``right``)."""
+    index = {n: i for i, n in enumerate(names)}
+    pairs = []
+    for i, n in enumerate(names):
+        if "left" in n:
+            j = index.get(n.replace("left", "right"))
+            if j is not None:
+                pairs.append((i, j))
+    return pairs
 
 
 def box_to_center_scale(box: Sequence[float], aspect: float, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +97,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
 
     def __init__(self, annotation_json: str, image_dir: str, *, train: bool, image_size: tuple[int, int] = (192, 256),
                  heatmap_stride: int = 4, sigma: float = 2.0, flip_pairs: Sequence[tuple[int, int]] = COCO_FLIP_PAIRS,
-                 person_boxes: str | None = None, box_score: float = 0.0, seed: int = 0) -> None:
+                 person_boxes: str | None = None, box_score: float = 0.0) -> None:
         if not os.path.isfile(annotation_json):
             raise FileNotFoundError(f"{annotation_json}: COCO keypoint annotation file not found")
         self.coco = _quiet_coco(annotation_json)
@@ -98,7 +110,6 @@ class CocoKeypoints(torch.utils.data.Dataset):
         self.image_dir, self.train = image_dir, train
         self.image_size, self.heatmap_stride, self.sigma = tuple(image_size), heatmap_stride, sigma
         self.flip_pairs = [tuple(p) for p in flip_pairs]
-        self.rng = np.random.default_rng(seed)
         self.problems: dict[str, int] = {}
         self.samples = self._from_boxes(person_boxes, box_score) if person_boxes else self._from_ground_truth()
         if self.problems:
@@ -155,10 +166,11 @@ class CocoKeypoints(torch.utils.data.Dataset):
         joints, vis = s["joints"][:, :2].copy(), s["joints"][:, 2] > 0
         rotation, flip = 0.0, False
         if self.train:
-            extent = extent * float(np.clip(self.rng.standard_normal() * 0.5 + 1, 0.5, 1.5))
-            if self.rng.random() < 0.6:
-                rotation = float(np.clip(self.rng.standard_normal() * 40, -80, 80))
-            flip = bool(self.rng.random() < 0.5)
+            # numpy's global generator: the engine seeds it per sample (reproducible, resumable)
+            extent = extent * float(np.clip(np.random.standard_normal() * 0.5 + 1, 0.5, 1.5))
+            if np.random.random() < 0.6:
+                rotation = float(np.clip(np.random.standard_normal() * 40, -80, 80))
+            flip = bool(np.random.random() < 0.5)
         to_image = crop_to_image(center, extent, rotation, (w_out, h_out))
         if flip:  # mirror the crop: crop x -> (w_out - 1) - x ... expressed in the affine
             to_image = to_image @ np.array([[-1, 0, w_out - 1], [0, 1, 0], [0, 0, 1]], dtype=np.float64)

@@ -109,10 +109,22 @@ def _run_dir(recipe: Recipe, resume: str | None, explicit: str | None = None) ->
     return Path(recipe.run.output_dir) / f"{default_run_name(recipe)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def _batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(batch) -> tuple[Any, Any]:
     if len(batch) != 2:
         raise ValueError(f"a training item must be (input, label), got a tuple of {len(batch)}")
-    return batch[0], torch.as_tensor(batch[1])
+    x, y = batch
+    return x, (y if isinstance(y, (list, dict)) else torch.as_tensor(y))
+
+
+def to_device(obj: Any, dev: torch.device) -> Any:
+    """Tensors, and the lists / dicts of tensors dense tasks batch (detection targets), on ``dev``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dev, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, dev) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, dev) for v in obj)
+    return obj
 
 
 class Trainer:
@@ -192,6 +204,7 @@ class Trainer:
             SeededDataset(self.train_set, r.train.seed), batch_size=self.micro_batch, sampler=self.sampler,
             num_workers=r.train.workers, drop_last=True, pin_memory=dev.type == "cuda",
             persistent_workers=r.train.workers > 0, worker_init_fn=ignore_all_in_worker,
+            collate_fn=getattr(self.train_set, "collate_fn", None),
         )
         self.step = 0
         self.epoch = 0
@@ -266,7 +279,7 @@ class Trainer:
         for m, batch in enumerate(micro_batches):
             seed_all(mix_seed(r.seed, self.step, m, self.dist.rank, 1))
             x, y = _batch(batch)
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            x, y = to_device(x, dev), to_device(y, dev)
             if mixup is not None:
                 x, target = mixup(x, y)
             else:
@@ -470,7 +483,7 @@ class Trainer:
         rate = float(loss[3]) / max(now - window["t"], 1e-9)
         row = dict(step=self.step, epoch=round(self.epoch + self.batch_in_epoch / self.steps_per_epoch, 4),
                    loss=mean_loss, lr=s["lr"], samples_per_s=rate,
-                   **{self.task.train_metric: 100.0 * float(loss[2] / loss[3])})
+                   **({self.task.train_metric: 100.0 * float(loss[2] / loss[3])} if self.task.train_metric else {}))
         if not math.isnan(s["grad_norm"]):
             row["grad_norm"] = s["grad_norm"]
         self.metrics.write("train", **row)

@@ -43,7 +43,7 @@ def register_task(task: Task) -> Task:
 
 
 def _ensure_loaded() -> None:
-    from . import classification  # noqa: F401  (register on import)
+    from . import classification, detection, pose  # noqa: F401  (register on import)
 
 
 def get_task(name: str | None) -> Task:

@@ -57,21 +57,25 @@ def gather_records(records: list[dict], image_ids: Iterable[int]) -> tuple[list[
     return out, seen
 
 
-def coco_ap(coco_gt, records: list[dict], iou_type: str, image_ids: Iterable[int] | None = None) -> dict[str, float]:
-    """COCOeval's summary for ``iou_type`` ('bbox', 'segm' or 'keypoints') as percentages."""
+def coco_ap(coco_gt, records: list[dict], iou_type: str, image_ids: Iterable[int] | None = None,
+            kpt_oks_sigmas: Sequence[float] | None = None) -> dict[str, float]:
+    """COCOeval's summary for ``iou_type`` ('bbox', 'segm' or 'keypoints') as percentages; ``kpt_oks_sigmas``
+    replaces COCO's 17 per-keypoint sigmas for other skeletons."""
     from pycocotools.cocoeval import COCOeval
 
+    names = STAT_NAMES if iou_type != "keypoints" else ("AP", "AP50", "AP75", "APm", "APl")
     if not records:
-        return {name: 0.0 for name in STAT_NAMES}
+        return {name: 0.0 for name in names}
     with contextlib.redirect_stdout(io.StringIO()):
         dt = coco_gt.loadRes(records)
         ev = COCOeval(coco_gt, dt, iou_type)
         if image_ids is not None:
             ev.params.imgIds = sorted(image_ids)
+        if kpt_oks_sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=np.float64)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    names = STAT_NAMES if iou_type != "keypoints" else ("AP", "AP50", "AP75", "APm", "APl")
     return {name: float(v) * 100 for name, v in zip(names, ev.stats)}
 
 

@@ -31,7 +31,7 @@ import torch.nn as nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -78,12 +78,14 @@ def anchor_generator(num_levels: int = 5, base_stride: int = 4, scale: int = 8) 
 
 def build_detector(backbone: str, num_classes: int, *, masks: bool = True,
                    min_size: int | Sequence[int] = 800, max_size: int = 1333, fpn_norm: str | None = None,
-                   box_head_dim: int = 1024, weights: str | None = None, strict: bool = True,
+                   box_head_dim: int = 1024, fpn_channels: int = FPN_CHANNELS, rois_per_image: int = 512,
+                   mask_head_dim: int = 256, weights: str | None = None, strict: bool = True,
                    **overrides) -> nn.Module:
     """Mask R-CNN (``masks=True``) or Faster R-CNN on the backbone view of the registered model ``backbone``.
 
     ``num_classes`` counts object classes, without the background (torchvision adds it at index 0).
-    ``box_head_dim`` is the width of the two FC layers of the box head (1024 in the official configs).
+    ``box_head_dim`` (1024), ``fpn_channels`` (256), ``rois_per_image`` (512 sampled RoIs per image in training)
+    and ``mask_head_dim`` (256) default to the official configs; smaller values make CPU demos fast.
     ``weights`` initialises the backbone from a classification checkpoint in any layout vitkit reads;
     ``overrides`` go to the backbone's config (``drop_path_rate=0.2``, ``windows=True`` ...).
     """
@@ -92,7 +94,7 @@ def build_detector(backbone: str, num_classes: int, *, masks: bool = True,
     body = create_model(backbone, weights=weights, strict=strict, features_only=True, **overrides)
     if body.feature_info[0].get("temporal_reduction") is not None:
         raise ValueError(f"{backbone} is a video model; detection takes an image backbone")
-    fpn = BackboneFPN(body, norm=fpn_norm)
+    fpn = BackboneFPN(body, fpn_channels, norm=fpn_norm)
     levels = len(body.feature_info)
     mean, std = _normalisation(body)
     names = [str(i) for i in range(levels)]
@@ -106,12 +108,14 @@ def build_detector(backbone: str, num_classes: int, *, masks: bool = True,
         box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
         box_head=TwoMLPHead(fpn.out_channels * 7 * 7, box_head_dim),
         box_predictor=FastRCNNPredictor(box_head_dim, num_classes + 1),
-        box_batch_size_per_image=512, box_positive_fraction=0.25,
+        box_batch_size_per_image=rois_per_image, box_positive_fraction=0.25,
         box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100,
     )
     if masks:
         detector = MaskRCNN(fpn, None, mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
-                            mask_predictor=MaskRCNNPredictor(256, 256, num_classes + 1), **kwargs)
+                            mask_head=MaskRCNNHeads(fpn_channels, [mask_head_dim] * 4, 1),
+                            mask_predictor=MaskRCNNPredictor(mask_head_dim, mask_head_dim, num_classes + 1),
+                            **kwargs)
     else:
         detector = FasterRCNN(fpn, None, **kwargs)
     detector.backbone_name = backbone
@@ -122,3 +126,15 @@ def build_detector(backbone: str, num_classes: int, *, masks: bool = True,
 def _normalisation(model: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
     spec = getattr(model, "input_spec", None) or getattr(model, "info", None)
     return tuple(spec.mean), tuple(spec.std)
+
+
+def load_detector_weights(detector: nn.Module, source, strict: bool = True):
+    """An mmdet Mask R-CNN checkpoint (Swin / UniFormer detection releases) into a :func:`build_detector` model:
+    ``backbone.*`` through the backbone family's converters, neck / RPN / RoI heads renamed
+    (:mod:`vitkit.checkpoints.mmdet_heads`); the report lists what did not map (Cascade stages, other head
+    layouts) as unexpected. Returns the report; raises when ``strict`` and anything does not match."""
+    from vitkit.checkpoints.dense import load_dense_weights
+    from vitkit.checkpoints.mmdet_heads import convert_mmdet_heads
+
+    return load_dense_weights(detector, source, backbone=detector.backbone.body, prefix="backbone.body.",
+                              convert_rest=convert_mmdet_heads, strict=strict, what="detector")

@@ -67,6 +67,22 @@ class TopDownPose(nn.Module):
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
 
+    # optimiser hooks (weight decay, layer-wise lr decay): the backbone's, the head at the top rate
+    def no_weight_decay(self) -> set[str]:
+        skip = self.backbone.no_weight_decay() if hasattr(self.backbone, "no_weight_decay") else set()
+        return {f"backbone.{n}" for n in skip}
+
+    def num_layer_ids(self) -> int:
+        return self.backbone.num_layer_ids()
+
+    def layer_id(self, name: str) -> int:
+        if name.startswith("backbone."):
+            return self.backbone.layer_id(name[len("backbone."):])
+        return self.num_layer_ids() - 1
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
+
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """``crops``: (B, 3, H, W) in [0, 1]; returns heatmaps at 1/``heatmap_stride`` of the crop."""
         x = (crops - self.mean) / self.std

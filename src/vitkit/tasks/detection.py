@@ -1,0 +1,203 @@
+"""Object detection and instance segmentation through the one engine (``task: {name: detection}``).
+
+Data: a COCO-format annotation file and its image folder per split (``task.train_annotations`` /
+``train_images``, ``task.test_annotations`` / ``test_images``), or the built-in ``digit-scenes``
+(``data.dataset: digit-scenes``, written once as COCO files under the run's cache). The model is
+:func:`vitkit.tasks.detection_model.build_detector` on ``model.name``'s backbone view (``model.weights``
+initialises the backbone from a classification checkpoint; ``model.*`` config keys go to the backbone).
+
+A batch is ``({"images": [...], "targets": [...]}, targets)``: torchvision's detectors take images of mixed
+sizes as a list and compute their losses inside ``forward`` in training, so the model's input carries the targets;
+``loss`` sums the loss dict (RPN objectness and box, RoI class, box and mask, as mmdet sums them). Evaluation is
+COCO box AP (and mask AP for Mask R-CNN) by pycocotools, gathered over ranks (:mod:`vitkit.tasks.coco_eval`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from . import register_task
+from .base import Task
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionOptions:
+    masks: bool = True                  # Mask R-CNN (True) or Faster R-CNN (False)
+    min_size: list = dataclasses.field(default_factory=lambda: [800])  # training short sides (one drawn a batch)
+    test_size: int = 800                # test short side
+    max_size: int = 1333                # long-side cap
+    fpn_norm: str = "none"              # none | gn (GroupNorm in the FPN)
+    box_head_dim: int = 1024            # width of the box head's two FC layers
+    fpn_channels: int = 256             # FPN width
+    rois_per_image: int = 512           # RoIs sampled per image for the box / mask heads in training
+    mask_head_dim: int = 256            # width of the mask head's four convolutions
+    flip: float = 0.5                   # horizontal flip probability in training
+    large_scale_jitter: int = 0         # > 0: ViTDet's LSJ to this square size
+    train_annotations: str = ""         # COCO JSON (instances_train2017.json)
+    train_images: str = ""
+    test_annotations: str = ""
+    test_images: str = ""
+
+
+class DetectionModel(nn.Module):
+    """A torchvision detector taking ``{"images", "targets"}``; keeps the optimiser hooks of its backbone."""
+
+    def __init__(self, detector: nn.Module, test_size: int) -> None:
+        super().__init__()
+        self.detector = detector
+        self.train_sizes = detector.transform.min_size
+        self.test_size = test_size
+
+    def forward(self, batch: dict[str, Any]):
+        images = batch["images"]
+        if self.training:
+            return self.detector(images, batch["targets"])
+        self.detector.transform.min_size = (self.test_size,)
+        try:
+            return self.detector(images)
+        finally:
+            self.detector.transform.min_size = self.train_sizes
+
+    def no_weight_decay(self) -> set[str]:
+        body = self.detector.backbone.body
+        skip = body.no_weight_decay() if hasattr(body, "no_weight_decay") else set()
+        return {f"detector.backbone.body.{n}" for n in skip}
+
+    def num_layer_ids(self) -> int:
+        return self.detector.backbone.body.num_layer_ids()
+
+    def layer_id(self, name: str) -> int:
+        prefix = "detector.backbone.body."
+        if name.startswith(prefix):
+            return self.detector.backbone.body.layer_id(name[len(prefix):])
+        return self.num_layer_ids() - 1  # FPN and heads train at the full rate, as the official LLRD recipes
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.detector.backbone.body.set_grad_checkpointing(enable)
+
+
+def collate(batch):
+    images, targets = zip(*batch)
+    return {"images": list(images), "targets": list(targets)}, list(targets)
+
+
+class DetectionSet(torch.utils.data.Dataset):
+    """A :class:`vitkit.data.coco.CocoDetection` with the engine's conventions (``classes``, ``collate_fn``)."""
+
+    collate_fn = staticmethod(collate)
+
+    def __init__(self, coco) -> None:
+        self.coco_set = coco
+        self.classes = coco.class_names
+        self.num_classes = coco.num_classes
+
+    def __len__(self) -> int:
+        return len(self.coco_set)
+
+    def __getitem__(self, i: int):
+        return self.coco_set[i]
+
+    def bad_samples(self) -> dict[str, str]:
+        return dict(self.coco_set.unreadable)
+
+
+def coco_files(recipe: Any, opts: Any, split: str) -> tuple[str, str]:
+    """The annotation file and image folder of ``split`` ('train' or 'test')."""
+    if recipe.data.dataset == "digit-scenes":
+        from vitkit.data.digit_scenes_coco import export_coco
+
+        return export_coco(split, "instances")
+    ann, images = getattr(opts, f"{split}_annotations"), getattr(opts, f"{split}_images")
+    if not ann or not images:
+        from vitkit.engine.recipe import RecipeError
+
+        raise RecipeError(f"detection needs task.{split}_annotations and task.{split}_images (a COCO JSON and its "
+                          f"image folder), or data.dataset: digit-scenes")
+    return ann, images
+
+
+class Detection(Task):
+    name = "detection"
+    options = DetectionOptions
+    headline = "box_AP"
+    train_metric = None
+
+    def validate(self, recipe: Any) -> None:
+        from vitkit.engine.recipe import RecipeError
+
+        r = recipe.train
+        if r.mixup > 0 or r.cutmix > 0 or r.label_smoothing:
+            raise RecipeError("detection does not take train.mixup, train.cutmix or train.label_smoothing")
+
+    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+        from vitkit.data.coco import CocoDetection
+
+        o = self.opts(recipe)
+        train = CocoDetection(*coco_files(recipe, o, "train"), train=True, masks=o.masks, flip=o.flip,
+                              large_scale_jitter=o.large_scale_jitter or None)
+        test = CocoDetection(*coco_files(recipe, o, "test"), train=False, masks=o.masks)
+        return DetectionSet(train), DetectionSet(test)
+
+    def build_model(self, recipe: Any, num_classes: int, log: Callable[[str], None] = print) -> nn.Module:
+        from .detection_model import build_detector
+
+        o = self.opts(recipe)
+        det = build_detector(recipe.model.name, num_classes, masks=o.masks, min_size=tuple(o.min_size),
+                             max_size=o.max_size, fpn_norm=o.fpn_norm, box_head_dim=o.box_head_dim,
+                             fpn_channels=o.fpn_channels, rois_per_image=o.rois_per_image,
+                             mask_head_dim=o.mask_head_dim,
+                             weights=recipe.model.weights, strict=False, **recipe.model.config)
+        if recipe.model.weights:
+            log(f"backbone initialised from {recipe.model.weights}")
+        return DetectionModel(det, o.test_size)
+
+    def loss(self, output: Any, target: Any, soft_target: Any = None, label_smoothing: float = 0.0) -> torch.Tensor:
+        return sum(output.values())
+
+    def batch_stats(self, output: Any, target: Any) -> tuple[int, int]:
+        return 0, len(target)  # no running accuracy; the count gives samples/s
+
+    def evaluate(self, model: nn.Module, dataset: Any, *, batch_size: int = 8, workers: int = 0,
+                 device: torch.device = torch.device("cpu"), amp: str = "none", dist: Any = None,
+                 progress: bool = False, **_) -> dict[str, float]:
+        from vitkit.engine.amp import autocast
+        from vitkit.engine.evaluate import ShardSampler
+
+        from .coco_eval import coco_ap, detection_records, gather_records
+
+        coco = dataset.coco_set
+        rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
+                            num_workers=workers, collate_fn=collate)
+        was_training = model.training
+        model.eval()
+        records, seen = [], []
+        with torch.no_grad():
+            for batch, targets in loader:
+                images = [im.to(device) for im in batch["images"]]
+                with autocast(amp, device):
+                    outputs = model({"images": images})
+                for out, t in zip(outputs, targets):
+                    records += detection_records(t["image_id"], out, coco.cat_ids, masks=coco.masks)
+                    seen.append(int(t["image_id"]))
+        model.train(was_training)
+        records, ids = gather_records(records, seen)
+        result = {f"box_{k}": v for k, v in coco_ap(coco.coco, records, "bbox", ids).items()}
+        if coco.masks:
+            result.update({f"mask_{k}": v for k, v in coco_ap(coco.coco, records, "segm", ids).items()})
+        result["num_samples"] = len(ids)
+        return result
+
+    def describe(self, result: dict) -> str:
+        line = (f"box AP {result['box_AP']:.1f} (AP50 {result['box_AP50']:.1f}, AP75 {result['box_AP75']:.1f}, "
+                f"S/M/L {result['box_APs']:.1f}/{result['box_APm']:.1f}/{result['box_APl']:.1f})")
+        if "mask_AP" in result:
+            line += f"; mask AP {result['mask_AP']:.1f} (AP50 {result['mask_AP50']:.1f})"
+        return line
+
+
+register_task(Detection())

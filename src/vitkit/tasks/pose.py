@@ -1,0 +1,146 @@
+"""Top-down pose estimation through the one engine (``task: {name: pose}``).
+
+Data: a COCO keypoint file and its images per split (``task.train_annotations`` / ``train_images``,
+``task.test_annotations`` / ``test_images``; ``task.person_boxes``: a detection result file for the papers'
+test protocol, ground-truth boxes otherwise), or the built-in ``digit-scenes`` (``data.dataset: digit-scenes``:
+5 keypoints per digit). Model: :class:`vitkit.tasks.pose_model.TopDownPose` on ``model.name``'s last map. Left /
+right joints are paired from the keypoint names for the flip augmentation and the flip test. Metric: OKS keypoint
+AP by pycocotools (COCO's 17 sigmas for a 17-joint COCO skeleton, ``task.oks_sigma`` for every joint of another
+skeleton), gathered over ranks.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from . import register_task
+from .base import Task
+
+
+@dataclasses.dataclass(frozen=True)
+class PoseOptions:
+    image_size: list = dataclasses.field(default_factory=lambda: [192, 256])  # crop width, height
+    sigma: float = 2.0                 # Gaussian target sigma, heatmap pixels
+    flip_test: bool = True
+    oks_sigma: float = 0.05            # per-joint OKS sigma for skeletons other than COCO's 17 joints
+    person_boxes: str = ""             # COCO result file of person boxes for testing (default: ground truth)
+    train_annotations: str = ""
+    train_images: str = ""
+    test_annotations: str = ""
+    test_images: str = ""
+
+
+def _files(recipe: Any, opts: PoseOptions, split: str) -> tuple[str, str]:
+    if recipe.data.dataset == "digit-scenes":
+        from vitkit.data.digit_scenes_coco import export_coco
+
+        return export_coco(split, "keypoints")
+    ann, images = getattr(opts, f"{split}_annotations"), getattr(opts, f"{split}_images")
+    if not ann or not images:
+        from vitkit.engine.recipe import RecipeError
+
+        raise RecipeError(f"pose needs task.{split}_annotations and task.{split}_images (a COCO keypoint JSON and "
+                          f"its image folder), or data.dataset: digit-scenes")
+    return ann, images
+
+
+class PoseSet(torch.utils.data.Dataset):
+    """A :class:`vitkit.data.coco_keypoints.CocoKeypoints` with the engine's conventions."""
+
+    def __init__(self, kp) -> None:
+        self.kp = kp
+        self.classes = kp.keypoint_names
+        self.num_classes = kp.num_joints
+
+    def __len__(self) -> int:
+        return len(self.kp)
+
+    def __getitem__(self, i: int):
+        return self.kp[i]
+
+
+class Pose(Task):
+    name = "pose"
+    options = PoseOptions
+    headline = "keypoint_AP"
+    train_metric = None
+
+    def validate(self, recipe: Any) -> None:
+        from vitkit.engine.recipe import RecipeError
+
+        r = recipe.train
+        if r.mixup > 0 or r.cutmix > 0 or r.label_smoothing:
+            raise RecipeError("pose does not take train.mixup, train.cutmix or train.label_smoothing")
+
+    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+        from vitkit.data.coco_keypoints import CocoKeypoints, flip_pairs_from_names
+
+        o = self.opts(recipe)
+        size = tuple(o.image_size)
+        train = CocoKeypoints(*_files(recipe, o, "train"), train=True, image_size=size, sigma=o.sigma)
+        pairs = flip_pairs_from_names(train.keypoint_names)
+        train.flip_pairs = pairs
+        test = CocoKeypoints(*_files(recipe, o, "test"), train=False, image_size=size, sigma=o.sigma,
+                             flip_pairs=pairs, person_boxes=o.person_boxes or None)
+        return PoseSet(train), PoseSet(test)
+
+    def build_model(self, recipe: Any, num_classes: int, log: Callable[[str], None] = print) -> nn.Module:
+        from .pose_model import TopDownPose
+
+        o = self.opts(recipe)
+        model = TopDownPose(recipe.model.name, num_classes, weights=recipe.model.weights, strict=False,
+                            **recipe.model.config)
+        model.flip_test, model.oks_sigma = o.flip_test, o.oks_sigma  # the test protocol travels with the model
+        return model
+
+    def loss(self, output: Any, target: Any, soft_target: Any = None, label_smoothing: float = 0.0) -> torch.Tensor:
+        from .pose_model import joints_mse_loss
+
+        return joints_mse_loss(output.float(), target["heatmaps"], target["weights"])
+
+    def batch_stats(self, output: Any, target: Any) -> tuple[int, int]:
+        return 0, int(target["weights"].shape[0])
+
+    def evaluate(self, model: nn.Module, dataset: Any, *, batch_size: int = 32, workers: int = 0,
+                 device: torch.device = torch.device("cpu"), amp: str = "none", dist: Any = None,
+                 progress: bool = False, **_) -> dict[str, float]:
+        from vitkit.data.coco_keypoints import flip_pairs_from_names
+        from vitkit.engine.amp import autocast
+        from vitkit.engine.evaluate import ShardSampler
+
+        from .coco_eval import coco_ap, gather_records, keypoint_records
+
+        kp = dataset.kp
+        inner = getattr(model, "module", model)
+        inner.flip_pairs = flip_pairs_from_names(kp.keypoint_names)
+        rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
+                            num_workers=workers)
+        flip_test = getattr(inner, "flip_test", True)
+        was_training = model.training
+        model.eval()
+        records, seen = [], []
+        with torch.no_grad():
+            for crops, t in loader:
+                with autocast(amp, device):
+                    heat = inner.predict(crops.to(device), flip_test=flip_test)
+                records += keypoint_records(heat.float().cpu(), t["to_image"], t["image_id"], t["score"],
+                                            inner.heatmap_stride, kp.category_id)
+                seen += t["image_id"].tolist()
+        model.train(was_training)
+        records, ids = gather_records(records, seen)
+        sigmas = None if kp.num_joints == 17 else [getattr(inner, "oks_sigma", 0.05)] * kp.num_joints
+        result = {f"keypoint_{k}": v for k, v in coco_ap(kp.coco, records, "keypoints", ids, sigmas).items()}
+        result["num_samples"] = len(records)
+        return result
+
+    def describe(self, result: dict) -> str:
+        return (f"keypoint AP {result['keypoint_AP']:.1f} (AP50 {result['keypoint_AP50']:.1f}, "
+                f"AP75 {result['keypoint_AP75']:.1f})")
+
+
+register_task(Pose())
