@@ -79,7 +79,7 @@ def test_flip_pairs_from_names():
             "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
             "right_knee", "left_ankle", "right_ankle"]
     assert flip_pairs_from_names(coco) == list(COCO_FLIP_PAIRS)
-    assert flip_pairs_from_names(NAMES) == []
+    assert flip_pairs_from_names(NAMES) == [(1, 2)]
     assert flip_pairs_from_names(["top", "left", "right"]) == [(1, 2)]
 
 

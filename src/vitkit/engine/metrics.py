@@ -105,7 +105,8 @@ def plot_metrics(run_dir: str | os.PathLike) -> list[Path]:
             ax.plot(*zip(*pts), "-", alpha=0.5, label="train top-1")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # tasks other than classification log no top-1
+            ax.legend()
         ax.grid(alpha=0.3)
         save(fig, "accuracy.png")
     return out
