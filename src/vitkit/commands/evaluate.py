@@ -49,6 +49,17 @@ def run(args: argparse.Namespace) -> int:
         args.model = published.model
     if args.split:
         overrides.append(f"data.val_split={args.split}")
+    from vitkit.tasks import task_of_run
+
+    task = task_of_run(source, recipe, overrides)
+    if task.name != "classification":  # segmentation (and later dense tasks): the task's own report
+        trained = task.load_trained(source, recipe, overrides, ema=args.ema)
+        dist = D.init_distributed(args.device)
+        try:
+            task.bind(trained.recipe).run_evaluate(args, trained, dist)
+        finally:
+            D.cleanup()
+        return 0
     trained = load_trained(source, model_name=args.model, recipe=recipe, overrides=overrides, ema=args.ema)
     r = trained.recipe
     dist = D.init_distributed(args.device)

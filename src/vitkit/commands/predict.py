@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 NAME = "predict"
-HELP = "classify image or video files with a trained model: top-k classes with names"
+HELP = "classify image or video files with a trained model (top-k classes), or segment images (mask PNGs)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--timeline", action="store_true",
                    help="video: classify sliding clips over the whole file; write timeline.png/json/csv under --out")
-    p.add_argument("--out", help="with --timeline: output folder (default: timeline-<video name> here)")
+    p.add_argument("--out", help="with --timeline: output folder (default: timeline-<video name> here); "
+                                 "segmentation runs: folder for <stem>_mask.png and <stem>_overlay.png (default: .)")
     p.add_argument("--stride", type=int, help="with --timeline: frames between window starts (default: a clip's span)")
     p.add_argument("--smooth", type=int, default=5, help="with --timeline: windows in the moving average (default 5)")
     p.add_argument("--batch-size", type=int, default=8, help="with --timeline: windows per forward pass")
@@ -52,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.engine.data import model_input
     from vitkit.engine.inference import load_trained
 
+    from vitkit.tasks import task_of_run
+
+    task = task_of_run(args.source)
+    if task.name != "classification":  # segmentation: mask PNGs and overlays in --out
+        trained = task.load_trained(args.source, ema=args.ema)
+        return task.bind(trained.recipe).run_predict(args, trained)
     trained = load_trained(args.source, model_name=args.model, ema=args.ema)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = trained.model.to(device)

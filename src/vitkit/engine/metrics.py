@@ -96,13 +96,15 @@ def plot_metrics(run_dir: str | os.PathLike) -> list[Path]:
         save(fig, "lr.png")
     if evals:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for key, label in (("top1", "test top-1"), ("top5", "test top-5"), ("ema_top1", "EMA test top-1")):
+        for key, label in (("top1", "test top-1"), ("top5", "test top-5"), ("ema_top1", "EMA test top-1"),
+                           ("mIoU", "test mIoU"), ("mAcc", "test mAcc"), ("ema_mIoU", "EMA test mIoU")):
             pts = [(r["epoch"], r[key]) for r in evals if key in r]
             if pts:
                 ax.plot(*zip(*pts), "o-", label=label)
-        pts = [(r["epoch"], r["train_top1"]) for r in train if "train_top1" in r]
-        if pts:  # on the (augmented, mixed) training batches
-            ax.plot(*zip(*pts), "-", alpha=0.5, label="train top-1")
+        for key, label in (("train_top1", "train top-1"), ("train_pixel_acc", "train pixel accuracy")):
+            pts = [(r["epoch"], r[key]) for r in train if key in r]
+            if pts:  # on the (augmented, mixed) training batches
+                ax.plot(*zip(*pts), "-", alpha=0.5, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
         if ax.get_legend_handles_labels()[0]:  # tasks other than classification log no top-1

@@ -156,7 +156,7 @@ class Trainer:
 
         from vitkit.tasks import get_task
 
-        self.task = get_task(r.task.name)  # data, model, loss and metric of the recipe's task (vitkit.tasks)
+        self.task = get_task(r.task.name).bind(r)  # data, model, loss and metric of the task (vitkit.tasks)
         self.info = model_info(r.model.name)
         self.input = model_input(self.info, r)
         if train_set is None or test_set is None:

@@ -4,6 +4,8 @@ brings the parts that differ.
 
 The interface (:class:`vitkit.tasks.base.Task`), as the engine calls it:
 
+``bind(recipe) -> Task``
+    The task for one run (the trainer calls it once; a task whose loss reads recipe options returns a copy).
 ``options``
     A dataclass type: the task's own recipe keys (the ``task:`` section besides ``name``), validated and typed as
     the other sections are. ``validate(recipe)`` checks keys across sections (e.g. segmentation rejects mixup).
@@ -22,7 +24,9 @@ The interface (:class:`vitkit.tasks.base.Task`), as the engine calls it:
     The metric: a flat dict of floats (``headline`` is its main key: ``top1``, ``mIoU``), exact under DDP;
     ``describe(result)`` is its one-line summary for the log (``top-1 81.30% top-5 95.51%``, ``mIoU 44.51% ...``).
 ``run_evaluate(args, trained, dist)`` / ``run_predict(args, trained)``
-    The task's side of ``vitkit evaluate`` and ``vitkit predict`` (reports, plots, files written).
+    The task's side of ``vitkit evaluate`` and ``vitkit predict`` (reports, plots, files written); ``trained``
+    comes from ``load_trained(source, recipe, overrides, ema)`` (a run directory or a weights file).
+    :func:`task_of_run` tells the commands which task a run (or a given recipe) belongs to.
 
 Register a task with :func:`register_task`; :func:`get_task` returns the instance for a name. The detection and
 pose tasks plug in the same way.
@@ -43,7 +47,7 @@ def register_task(task: Task) -> Task:
 
 
 def _ensure_loaded() -> None:
-    from . import classification, detection, pose  # noqa: F401  (register on import)
+    from . import classification, detection, pose, segmentation  # noqa: F401  (register on import)
 
 
 def get_task(name: str | None) -> Task:
@@ -55,9 +59,25 @@ def get_task(name: str | None) -> Task:
     return _TASKS[name]
 
 
+def task_of_run(source: str, recipe: str | None = None, overrides: list[str] | None = None) -> Task:
+    """The task of a run directory's recipe (or of ``recipe``); classification for a bare weights file."""
+    from pathlib import Path
+
+    from vitkit.engine.recipe import find_recipe, load_recipe
+
+    if recipe:
+        path = find_recipe(recipe)
+    else:  # the run directory's recipe, also for a checkpoint or weights file inside the run
+        src = Path(source)
+        path = next((c / "recipe.yaml" for c in (src, *src.parents) if (c / "recipe.yaml").is_file()), None)
+        if path is None:
+            return get_task(None)
+    return get_task(load_recipe(path, [o for o in overrides or [] if o.startswith("task.")]).task.name)
+
+
 def list_tasks() -> list[str]:
     _ensure_loaded()
     return sorted(_TASKS)
 
 
-__all__ = ["DEFAULT_TASK", "Task", "get_task", "list_tasks", "register_task"]
+__all__ = ["DEFAULT_TASK", "Task", "get_task", "list_tasks", "register_task", "task_of_run"]

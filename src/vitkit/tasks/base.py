@@ -25,6 +25,10 @@ class Task:
     def validate(self, recipe: Any) -> None:
         """Cross-section checks for this task (raise ``RecipeError`` naming what is expected)."""
 
+    def bind(self, recipe: Any) -> "Task":
+        """The task for one run of ``recipe`` (a task whose loss takes recipe options returns a configured copy)."""
+        return self
+
     def opts(self, recipe: Any) -> Any:
         """The recipe's task options as this task's dataclass (defaults where a key is absent)."""
         return self.options(**recipe.task.options)
@@ -58,6 +62,11 @@ class Task:
 
     def describe(self, result: dict) -> str:
         raise NotImplementedError
+
+    def load_trained(self, source: str, recipe: str | None = None, overrides: list[str] | None = None,
+                     ema: bool = False) -> Any:
+        """The trained model of a run directory (its recipe, ``model.safetensors`` / ``ema.safetensors``)."""
+        raise NotImplementedError(f"loading {self.name} runs is not supported yet")
 
     def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
         raise NotImplementedError(f"vitkit evaluate does not support the {self.name} task yet")
