@@ -19,7 +19,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import sys
 import urllib.error
 import urllib.parse
@@ -241,11 +240,3 @@ def _download(url: str, dest: Path, sha256: str | None, sha256_prefix: str | Non
         record_sha256(url, digest)
     return dest
 
-
-def copy_into_cache(url: str, path: str | os.PathLike) -> Path:
-    """Put a file obtained by hand into the cache under ``url`` (atomically)."""
-    from vitkit.checkpoints.base import atomic_write
-
-    dest = cache_path(url)
-    atomic_write(dest, lambda tmp: shutil.copyfile(path, tmp))
-    return dest
