@@ -480,7 +480,8 @@ class Trainer:
         loss = torch.tensor([window["loss"], window["n"], window["correct"], window["seen"]], dtype=torch.float64)
         loss = D.all_reduce_sum(loss)
         mean_loss = float(loss[0] / loss[1])
-        rate = float(loss[3]) / max(now - window["t"], 1e-9)
+        # samples, not the task's counting units (pixels for segmentation)
+        rate = window["n"] * self.recipe.train.batch_size / max(now - window["t"], 1e-9)
         row = dict(step=self.step, epoch=round(self.epoch + self.batch_in_epoch / self.steps_per_epoch, 4),
                    loss=mean_loss, lr=s["lr"], samples_per_s=rate,
                    **({self.task.train_metric: 100.0 * float(loss[2] / loss[3])} if self.task.train_metric else {}))
