@@ -122,12 +122,14 @@ def test_two_processes_agree_with_one(tmp_path):
 # -- the CLI and the run directory ----------------------------------------------------------------------------
 def test_cli_train_evaluate_predict(tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli(["train", *TINY, "train.max_steps=3", "--print-config", "train.workers=0", "train.ema_decay=0.9",
+    assert cli(["train", *TINY, "train.max_steps=3", "--print-config", "schedule.epochs=1", "train.workers=0",
+                "train.ema_decay=0.9",
                 "train.amp=bf16", "train.grad_checkpointing=true", "optim.layer_decay=0.8", f"run.dir={run}",
                 "--quiet"]) == 0  # options and overrides in any order
     out = capsys.readouterr().out
     assert "# resolved recipe" in out and "vit_demo_patch8_32" in out and "layer_decay: 0.8" in out
     assert "bad samples" not in out and "top-5" in out  # clean data: no bad-sample line; ten classes: top-5
+    assert out.count("warm-up clipped to 0.5 epoch(s)") == 1  # schedule.epochs=1 alone works, said once
     for f in ("recipe.yaml", "metrics.jsonl", "loss.png", "lr.png", "accuracy.png", "model.safetensors",
               "ema.safetensors", "results.json", "checkpoints/latest"):
         assert (run / f).is_file(), f

@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     recipe = resolve(args)  # configuration errors fail here, before anything is printed or built
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank:
-        for note in recipe.notes:
-            print(note, file=sys.stderr, flush=True)
+        if args.dry_run:  # a training run logs the notes itself, once
+            for note in recipe.notes:
+                print(note, file=sys.stderr, flush=True)
         if args.print_config or args.dry_run:
             print("# resolved recipe\n" + recipe.to_yaml(), flush=True)
     if args.dry_run:
