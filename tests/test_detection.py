@@ -230,6 +230,12 @@ def test_detection_task_trains_and_evaluates_through_the_engine(tmp_path):
     assert {"box_AP", "box_AP50", "mask_AP", "mask_APl"} <= set(final)
     assert all(0.0 <= final[k] <= 100.0 for k in ("box_AP", "mask_AP"))
     assert (tmp_path / "run" / "checkpoints").is_dir()
+    from vitkit.cli import main
+
+    assert main(["evaluate", str(tmp_path / "run"), "--out", str(tmp_path / "ev")]) == 0   # the CLI on the run
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["box_AP"] == pytest.approx(final["box_AP"]) and report["num_samples"] == 3
+    assert (tmp_path / "ev" / "overlay_0000.png").is_file()
 
 
 def test_whole_mmdet_detector_checkpoint_loads_with_a_report():

@@ -65,8 +65,35 @@ class Task:
 
     def load_trained(self, source: str, recipe: str | None = None, overrides: list[str] | None = None,
                      ema: bool = False) -> Any:
-        """The trained model of a run directory (its recipe, ``model.safetensors`` / ``ema.safetensors``)."""
-        raise NotImplementedError(f"loading {self.name} runs is not supported yet")
+        """The trained model of a run directory (its recipe, ``model.safetensors`` / ``ema.safetensors``), built by
+        :meth:`build_model` with the class list stored in the weights' metadata (or ``default_num_classes``)."""
+        from pathlib import Path
+
+        from vitkit.checkpoints import load_checkpoint
+        from vitkit.engine.inference import Trained, _classes_from
+        from vitkit.engine.recipe import find_recipe, load_recipe
+
+        src = Path(source)
+        if not src.is_dir():
+            raise FileNotFoundError(f"{source}: a {self.name} run directory is expected (recipe.yaml and "
+                                    "model.safetensors)")
+        weights = src / ("ema.safetensors" if ema else "model.safetensors")
+        if not weights.is_file():
+            raise FileNotFoundError(f"{src} holds no {weights.name}: expected a finished run directory")
+        rec = load_recipe(find_recipe(recipe) if recipe else src / "recipe.yaml", overrides)
+        rec.model.weights = None
+        classes = _classes_from(weights, src)
+        task = self.bind(rec)
+        n = len(classes) if classes else task.default_num_classes(rec)
+        if not n:
+            raise ValueError(f"{weights}: no class list in the file's metadata; set task.num_classes")
+        model = task.build_model(rec, n, log=lambda m: None)
+        load_checkpoint(model, weights)
+        return Trained(model.eval(), rec, classes, weights)
+
+    def default_num_classes(self, recipe: Any) -> int:
+        """The class count of a run whose weights carry no class list (0: unknown)."""
+        return 0
 
     def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
         raise NotImplementedError(f"vitkit evaluate does not support the {self.name} task yet")

@@ -192,12 +192,71 @@ class Detection(Task):
         result["num_samples"] = len(ids)
         return result
 
+    def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
+        """``vitkit evaluate RUN``: COCO AP on the recipe's test split, eval.json and overlay PNGs."""
+        run_dense_evaluate(self, args, trained, dist, overlay=save_detection_overlay)
+
     def describe(self, result: dict) -> str:
         line = (f"box AP {result['box_AP']:.1f} (AP50 {result['box_AP50']:.1f}, AP75 {result['box_AP75']:.1f}, "
                 f"S/M/L {result['box_APs']:.1f}/{result['box_APm']:.1f}/{result['box_APl']:.1f})")
         if "mask_AP" in result:
             line += f"; mask AP {result['mask_AP']:.1f} (AP50 {result['mask_AP50']:.1f})"
         return line
+
+
+def save_detection_overlay(path, image: torch.Tensor, output: dict, class_names: list[str],
+                           score: float = 0.5) -> None:
+    """``image`` (3, H, W) in [0, 1] with the detections above ``score``: masks tinted, boxes and labels drawn."""
+    from PIL import Image
+    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+    keep = output["scores"] >= score
+    img = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
+    if "masks" in output and keep.any():
+        img = draw_segmentation_masks(img, output["masks"][keep, 0].cpu() > 0.5, alpha=0.4)
+    labels = [f"{class_names[int(c) - 1]} {float(s):.2f}" for c, s in zip(output["labels"][keep],
+                                                                        output["scores"][keep])]
+    img = draw_bounding_boxes(img, output["boxes"][keep].cpu(), labels=labels, colors="yellow")
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
+
+
+def run_dense_evaluate(task: Task, args: Any, trained: Any, dist: Any, overlay=None, overlays: int = 8) -> None:
+    """``vitkit evaluate`` for the COCO tasks: the metric on the recipe's test split (``--limit`` images), printed
+    and written to ``eval.json`` beside the run (or ``--out``), with ``overlays`` PNGs of the first images."""
+    import json
+    from pathlib import Path
+
+    from torch.utils.data import Subset
+
+    r = trained.recipe
+    _, test = task.build_datasets(r, {})
+    ds = Subset(test, range(min(args.limit, len(test)))) if getattr(args, "limit", None) else test
+    if isinstance(ds, Subset):
+        for attr in ("coco_set", "kp", "classes", "num_classes"):
+            if hasattr(test, attr):
+                setattr(ds, attr, getattr(test, attr))
+    src = Path(args.source)
+    out = Path(args.out) if getattr(args, "out", None) else (src if src.is_dir() else src.parent) / "eval"
+    model = trained.model.to(dist.device)
+    res = task.evaluate(model, ds, batch_size=r.eval.batch_size, workers=getattr(args, "workers", 0),
+                        device=dist.device, dist=dist, progress=dist.is_main)
+    if not dist.is_main:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{r.model.name} ({task.name}) on {r.data.dataset}: {res['num_samples']} images")
+    print(task.describe(res))
+    (out / "eval.json").write_text(json.dumps(dict(res, model=r.model.name, weights=str(trained.weights)),
+                                              indent=2) + "\n")
+    written = 0
+    if overlay is not None:
+        model.eval()
+        names = list(test.classes)
+        with torch.no_grad():
+            for i in range(min(overlays, len(ds))):
+                image, _ = ds[i]
+                overlay(out / f"overlay_{i:04d}.png", image, model({"images": [image.to(dist.device)]})[0], names)
+                written += 1
+    print(f"wrote {out / 'eval.json'}" + (f" and {written} overlay PNG(s) in {out}" if written else ""))
 
 
 register_task(Detection())

@@ -138,6 +138,12 @@ class Pose(Task):
         result["num_samples"] = len(records)
         return result
 
+    def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
+        """``vitkit evaluate RUN``: OKS keypoint AP on the recipe's test split, written to eval.json."""
+        from .detection import run_dense_evaluate
+
+        run_dense_evaluate(self, args, trained, dist)
+
     def describe(self, result: dict) -> str:
         return (f"keypoint AP {result['keypoint_AP']:.1f} (AP50 {result['keypoint_AP50']:.1f}, "
                 f"AP75 {result['keypoint_AP75']:.1f})")

@@ -233,29 +233,8 @@ class Segmentation(Task):
         return f"mIoU {result['mIoU']:.2f}% mAcc {result['mAcc']:.2f}% aAcc {result['aAcc']:.2f}%"
 
     # -- commands -------------------------------------------------------------------------------------------
-    def load_trained(self, source: str, recipe: str | None = None, overrides: list[str] | None = None,
-                     ema: bool = False) -> Any:
-        from vitkit.checkpoints import load_checkpoint
-        from vitkit.engine.inference import Trained, _classes_from
-        from vitkit.engine.recipe import find_recipe, load_recipe
-
-        src = Path(source)
-        if not src.is_dir():
-            raise FileNotFoundError(f"{source}: a segmentation run directory is expected (recipe.yaml and "
-                                    "model.safetensors)")
-        weights = src / ("ema.safetensors" if ema else "model.safetensors")
-        if not weights.is_file():
-            raise FileNotFoundError(f"{src} holds no {weights.name}: expected a finished run directory")
-        rec = load_recipe(find_recipe(recipe) if recipe else src / "recipe.yaml", overrides)
-        rec.model.weights = None
-        classes = _classes_from(weights, src)
-        task = self.bind(rec)
-        n = len(classes) if classes else (task.o.num_classes or 0)
-        if not n:
-            raise ValueError(f"{weights}: no class list in the file's metadata; set task.num_classes")
-        model = task.build_model(rec, n, log=lambda m: None)
-        load_checkpoint(model, weights)
-        return Trained(model.eval(), rec, classes, weights)
+    def default_num_classes(self, recipe: Any) -> int:
+        return self.bind(recipe).o.num_classes or 0
 
     def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
         from torch.utils.data import Subset
