@@ -172,7 +172,8 @@ def test_ssv2_reader_labels_and_skips(ssv2):
 
 def _video_recipe(ds: str, run, *extra):
     return load_recipe(None, [
-        "model.name=uniformer_demo_video_8x32", f"data.dataset={ds}", "data.num_frames=4", "data.input_size=32",
+        "model.name=uniformer_demo_video_8x32", "model.num_frames=4", f"data.dataset={ds}", "data.num_frames=4",
+        "data.input_size=32",
         "train.batch_size=4", "train.workers=0", "train.max_steps=2", "schedule.epochs=1", "eval.batch_size=8",
         f"run.dir={run}", *extra])
 

@@ -17,9 +17,13 @@ _LAZY = {
     "model_info": ("vitkit.registry", "model_info"),
     "register_model": ("vitkit.registry", "register_model"),
     "load_checkpoint": ("vitkit.checkpoints", "load_checkpoint"),
+    "load_weights": ("vitkit.checkpoints", "load_weights"),
+    "input_spec": ("vitkit.registry", "input_spec"),
+    "InputSpec": ("vitkit.models.input_spec", "InputSpec"),
     "profile": ("vitkit.analysis.profile", "profile"),
 }
-__all__ = ["checkpoints", "create_model", "list_models", "load_checkpoint", "model_info", "profile", "register_model"]
+__all__ = ["InputSpec", "checkpoints", "create_model", "input_spec", "list_models", "load_checkpoint", "load_weights",
+           "model_info", "profile", "register_model"]
 
 
 def __getattr__(name: str) -> Any:

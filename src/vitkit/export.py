@@ -56,36 +56,22 @@ class ExportResult:
 def _input_size(model: nn.Module, input_size: Sequence[int] | None) -> tuple[int, ...]:
     if input_size is not None:
         return tuple(int(s) for s in input_size)
-    info = getattr(model, "info", None)
-    if info is None:
-        raise ValueError("input_size (C, H, W) or (C, T, H, W) is required for a model not built from the registry")
-    return tuple(info.input_size)
+    spec = getattr(model, "input_spec", None)
+    if spec is None:
+        raise ValueError("input_size (C, H, W) or (C, T, H, W) is required for a model that has no input_spec")
+    return tuple(spec.input_size)
 
 
 def size_overrides(info, input_size: Sequence[int]) -> dict[str, object]:
     """Config overrides that build a registered variant (``info``) for ``input_size`` (C, [T,] H, W).
 
-    Uses the config's ``img_size`` and ``num_frames`` fields where it has them; a size the config cannot
-    express raises, naming the fields it has.
+    The family's rule (``config_for_input``: ``img_size`` and ``num_frames`` where the config has them); a
+    size the config cannot express raises, naming the fields it has.
     """
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(info.config)}
     size = tuple(int(s) for s in input_size)
     if len(size) != len(info.input_size):
         raise ValueError(f"{info.name} takes {'(C, T, H, W)' if info.is_video else '(C, H, W)'} sizes, got {size}")
-    out: dict[str, object] = {}
-    if size[-2:] != tuple(info.input_size[-2:]):
-        if "img_size" not in fields:
-            raise ValueError(f"{info.name}: cannot build for H, W = {size[-2:]}: its config has no img_size "
-                             f"(fields: {sorted(fields)})")
-        out["img_size"] = size[-2:]
-    if info.is_video and size[1] != info.input_size[1]:
-        if "num_frames" not in fields:
-            raise ValueError(f"{info.name}: cannot build for T = {size[1]}: its config has no num_frames "
-                             f"(fields: {sorted(fields)})")
-        out["num_frames"] = size[1]
-    return out
+    return info.builder.config_for_input(info.config, size[-2:], size[1] if info.is_video else None)
 
 
 def accepted_input(input_size: Sequence[int]) -> str:
@@ -108,13 +94,13 @@ def _example(model: nn.Module, input_size: tuple[int, ...], batch: int) -> torch
 
 def _meta(model: nn.Module, size: tuple[int, ...], attention: str,
           classes: Sequence[str] | None = None) -> dict[str, str]:
-    info = getattr(model, "info", None)
+    spec = getattr(model, "input_spec", None)
     meta = {"vitkit.model": getattr(model, "model_name", type(model).__name__),
             "vitkit.input_size": json.dumps(list(size)), "vitkit.accepts": accepted_input(size),
             "vitkit.attention": attention}
-    if info is not None:
-        meta.update({"vitkit.mean": json.dumps(list(info.mean)), "vitkit.std": json.dumps(list(info.std)),
-                     "vitkit.interpolation": info.interpolation, "vitkit.crop_pct": str(info.crop_pct)})
+    if spec is not None:
+        meta.update({"vitkit.mean": json.dumps(list(spec.mean)), "vitkit.std": json.dumps(list(spec.std)),
+                     "vitkit.interpolation": spec.interpolation, "vitkit.crop_pct": str(spec.crop_pct)})
     if classes is not None:
         n = getattr(model, "num_classes", None)
         if n is not None and len(classes) != n:

@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitkit.layers import record_attention
+from vitkit.layers import Attention, record_attention
+from vitkit.layers.windows import fit_window
 
 
 @dataclass
@@ -150,8 +151,6 @@ META_ADAPTERS: dict[str, Callable[[nn.Module, torch.Tensor], dict[str, Any]]] = 
 
 def _hook_window_blocks(model: nn.Module) -> tuple[list, list]:
     """Pre-hooks on window-attention blocks (``window_size`` + ``shift_size``) noting (grid, window, shift)."""
-    from vitkit.layers.windows import fit_window
-
     seen: list[dict[str, Any]] = []
     handles = []
     for mod in model.modules():
@@ -166,8 +165,6 @@ def _hook_window_blocks(model: nn.Module) -> tuple[list, list]:
 
 def _hook_attention_names(model: nn.Module) -> tuple[list[str], list]:
     """Pre-hooks on every :class:`vitkit.layers.Attention` noting its module name, in call order."""
-    from vitkit.layers import Attention
-
     names: list[str] = []
     handles = []
     for name, mod in model.named_modules():

@@ -21,6 +21,12 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from vitkit.checkpoints import load_checkpoint
+from vitkit.export import size_overrides
+from vitkit.registry import create_model, model_info
+
+from .profile import _NATIVE_MHA, _SDPA_OPS, MacCounter, _sdpa, profile
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -373,16 +379,12 @@ def forward_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | N
 
 def attention_macs(model: nn.Module, x: torch.Tensor) -> int:
     """MACs of the attention matmuls alone (QK^T and AV of every fused attention call) in ``model(x)``."""
-    import importlib
-
-    P = importlib.import_module("vitkit.analysis.profile")  # the module (the package re-exports a function)
-
-    class _AttnOnly(P.MacCounter):
+    class _AttnOnly(MacCounter):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            if func in P._SDPA_OPS:
-                self.total += P._sdpa(args[0], args[1], args[2])
-            elif func is P._NATIVE_MHA:  # the attention matmuls inside the native MHA kernel
+            if func in _SDPA_OPS:
+                self.total += _sdpa(args[0], args[1], args[2])
+            elif func is _NATIVE_MHA:  # the attention matmuls inside the native MHA kernel
                 b, n, c = args[0].shape
                 self.total += b * n * n * 2 * c
             return out
@@ -405,24 +407,21 @@ def compare(
 ) -> tuple[list[BenchRow], dict[str, str]]:
     """vitkit ``name`` and its peers in one process, round-robin: throughput, latency, % of matmul peak and
     peak forward memory (``extra['peak_mem_mb']``). Returns the rows and, per peer, a note on the weights."""
-    import vitkit
-
-    info = vitkit.model_info(name)
-    size = tuple(input_size or info.input_size)
     torch.manual_seed(0)
-    models = {"vitkit": vitkit.create_model(name).eval()}
+    models = {"vitkit": create_model(name).eval()}
+    size = tuple(input_size or models["vitkit"].input_spec.input_size)
     notes = {}
     for a in against:
         label, peer = peer_model(name, a)
         try:  # same weights in both, so the work is identical
-            vitkit.load_checkpoint(models["vitkit"], peer.state_dict())
+            load_checkpoint(models["vitkit"], peer.state_dict())
             notes[label] = f"{type(peer).__name__}; same weights (its state dict converted into vitkit)"
         except Exception as e:  # a peer whose layout has no converter still runs, on its own random weights
             notes[label] = f"{type(peer).__name__}; own random weights (not convertible: {type(e).__name__})"
         models[label] = peer
     kinds = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     peaks = peaks or {d: matmul_peak(kinds[d]) for d in dtypes}
-    macs = vitkit.profile(name, size).macs
+    macs = profile(name, size).macs
     x = torch.randn(batch, *size)
     rows = measure_interleaved(models, name, x, macs, peaks, dtypes, iters=iters)
     for r in rows:
@@ -441,19 +440,17 @@ def resolution_scaling(
     (e.g. ``windows=True`` for UniFormer's windowed stage 3). Sizes the architecture cannot take are skipped
     and listed under ``skipped``.
     """
-    import vitkit
-    from vitkit.export import size_overrides
-
-    info = vitkit.model_info(name)
+    info = model_info(name)
+    spec = info.spec
     out: dict[str, list] = {"size": [], "pixels": [], "ms": [], "gmacs": [], "attn_gmacs": [], "mem_mb": [],
                             "skipped": []}
     amp = {"fp32": None, "bf16": torch.bfloat16}[dtype]
     for s in sizes:
-        shape = (*info.input_size[:-2], s, s)
+        shape = (*spec.input_size[:-2], s, s)
         try:
-            model = vitkit.create_model(name, **{**overrides, **size_overrides(info, shape)}).eval()
+            model = create_model(name, **{**overrides, **size_overrides(info, shape)}).eval()
             x = torch.randn(batch, *shape)
-            macs = vitkit.profile(model, shape).macs
+            macs = profile(model, shape).macs
         except (ValueError, RuntimeError) as e:
             out["skipped"].append(f"{s}: {e}")
             continue

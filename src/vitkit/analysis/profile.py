@@ -20,6 +20,9 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from vitkit.models.variants import VARIANTS
+from vitkit.registry import create_model, model_info
+
 aten = torch.ops.aten
 
 
@@ -170,23 +173,16 @@ def profile(
 
     ``input_size`` is (C, H, W) or (C, T, H, W) without the batch; it defaults to the variant's.
     """
-    from vitkit.registry import create_model, model_info
-
-    info = None
     if isinstance(model, str):
-        info = model_info(model)
         with torch.device("meta"):
             model = create_model(model, **overrides)
-    else:
-        info = getattr(model, "info", None)
+    name = getattr(model, "model_name", None)
+    info = model_info(name) if name in VARIANTS else None
     if input_size is None:
-        if info is None:
-            raise ValueError("input_size is required for a model that is not from the registry")
-        input_size = info.input_size
-        if "img_size" in overrides:
-            s = overrides["img_size"]
-            s = (s, s) if isinstance(s, int) else tuple(s)
-            input_size = (*input_size[:-2], *s)
+        spec = getattr(model, "input_spec", None)
+        if spec is None:
+            raise ValueError("input_size is required for a model that has no input_spec")
+        input_size = spec.input_size  # the resolved config's: overrides of img_size / num_frames included
     param = next(model.parameters())
     x = torch.zeros(batch_size, *input_size, device=param.device, dtype=param.dtype)
     total, by_stage = count_macs(model, x)

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -29,6 +30,8 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
     resampled: list[str] = field(default_factory=list)
+    #: what happened to the classifier: "loaded", "reset (...)", "resized to N classes (...)", "not loaded (...)"
+    head: str = "loaded"
 
     @property
     def ok(self) -> bool:
@@ -49,6 +52,8 @@ class LoadReport:
             lines.append(f"shape mismatches ({len(rows)}): {head(rows)}")
         if self.resampled:
             lines.append(f"resampled to the model's size: {head(self.resampled)}")
+        if self.head != "loaded":
+            lines.append(f"head: {self.head}")
         return "\n".join(lines)
 
 
@@ -95,6 +100,29 @@ def register_official(family: str):
     return wrap
 
 
+#: training-state prefixes of Flax checkpoints
+_NPZ_PREFIXES = ("opt/target/", "params/")
+
+
+def read_npz(path: str | os.PathLike) -> StateDict:
+    """All arrays of an ``.npz`` as float tensors under their Flax paths (training-state prefixes removed)."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {os.fspath(path)} as a numpy .npz archive ({e})") from e
+    out: StateDict = {}
+    for k, v in arrays.items():
+        for p in _NPZ_PREFIXES:
+            if k.startswith(p):
+                k = k[len(p):]
+                break
+        if v.dtype.kind not in "fiub":
+            continue
+        out[k] = torch.from_numpy(np.ascontiguousarray(v))
+    return out
+
+
 def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> StateDict:
     """A flat state dict from a file (safetensors, or torch pickle loaded with ``weights_only=True``) or a dict.
 
@@ -109,8 +137,6 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> S
 
             sd: object = read_safetensors(path)
         elif path.endswith(".npz"):  # JAX/Flax checkpoints (google-research/vision_transformer)
-            from .jax_vit import read_npz
-
             sd = read_npz(path)
         else:
             try:
@@ -161,14 +187,43 @@ def convert_state_dict(sd: StateDict, model: nn.Module) -> tuple[StateDict, str]
     return dict(sd), "vitkit"
 
 
-def load_checkpoint(
-    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], strict: bool = True
-) -> LoadReport:
-    """Load weights of any supported layout into ``model``.
+HEAD_POLICIES = ("strict", "reset", "match", "keep")
 
-    Strict by default: missing, unexpected or mis-shaped keys raise :class:`CheckpointError` naming them.
-    With ``strict=False`` the matching tensors are loaded and the report lists the rest.
+
+def classifier_keys(model: nn.Module, keys) -> list[str]:
+    """The keys among ``keys`` that belong to the model's classifier, by the module names the model declares
+    (``model.classifier_names``, e.g. ``("head",)``): never guessed from the checkpoint."""
+    names = tuple(getattr(model, "classifier_names", ("head",)))
+    return sorted(k for k in keys if k.split(".", 1)[0] in names)
+
+
+def _head_classes(sd: Mapping[str, torch.Tensor], model: nn.Module) -> int | None:
+    """Output count of the checkpoint's main classifier (the first declared name), None without one."""
+    name = tuple(getattr(model, "classifier_names", ("head",)))[0]
+    w = sd.get(f"{name}.weight")
+    return int(w.shape[0]) if w is not None and w.ndim == 2 else None
+
+
+def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], *,
+                 head: str = "strict", strict: bool = True) -> LoadReport:
+    """Put weights of any supported layout into ``model``: the one loading policy of vitkit.
+
+    The file is read and converted once (layout detected, keys mapped, position tables resampled). ``head``
+    says what happens to the classifier (the modules named by ``model.classifier_names``):
+
+    - ``"strict"``: it must fit like every other key;
+    - ``"reset"``: the checkpoint's classifier is ignored and the model's is zero-initialised at its own class
+      count (fine-tuning to new classes; the ViT paper's zero head);
+    - ``"match"``: loaded where it has the model's shape, else reset as above (the trainer's fine-tuning);
+    - ``"keep"``: the model's classifier is resized to the checkpoint's class count and loaded (inference from
+      a file that says how many classes it has).
+
+    Everything else loads strictly: missing, unexpected or mis-shaped keys raise :class:`CheckpointError`
+    naming them, unless ``strict=False`` (then what fits loads and the report lists the rest).
+    ``report.head`` says what happened to the classifier.
     """
+    if head not in HEAD_POLICIES:
+        raise ValueError(f"head must be one of {', '.join(HEAD_POLICIES)}, got {head!r}")
     sd = read_state_dict(source)
     sd, layout = convert_state_dict(sd, model)
     report = LoadReport(source=layout)
@@ -176,12 +231,33 @@ def load_checkpoint(
     if adapt is not None:
         sd = adapt(sd, model, report.resampled)
     own = model_keys(model)
+    fresh: set[str] = set()
+    if head != "strict":
+        ckpt_head = classifier_keys(model, sd)
+        model_head = classifier_keys(model, own)
+        fits = sorted(ckpt_head) == sorted(model_head) and all(sd[k].shape == own[k].shape for k in model_head)
+        n_ckpt, n_model = _head_classes(sd, model), getattr(model, "num_classes", None)
+        if head == "keep" and not fits and n_ckpt is not None and hasattr(model, "reset_classifier"):
+            model.reset_classifier(n_ckpt)
+            own = model_keys(model)
+            report.head = f"resized to the checkpoint's {n_ckpt} classes (model had {n_model})"
+        elif head == "reset" or (head == "match" and not fits):
+            for k in ckpt_head:
+                sd.pop(k)
+            if hasattr(model, "reset_classifier") and n_model is not None:
+                model.reset_classifier(n_model)
+                own = model_keys(model)
+            was = f"{n_ckpt} classes" if n_ckpt is not None else ("none" if not ckpt_head else "other shape")
+            report.head = f"reset: zero-initialised for {n_model} classes (checkpoint head: {was}, not loaded)"
+            fresh = set(classifier_keys(model, own))  # listed as missing (not from the file), by design
     report.missing = sorted(k for k in own if k not in sd)
     report.unexpected = sorted(k for k in sd if k not in own)
     report.mismatched = [
         (k, tuple(sd[k].shape), tuple(own[k].shape)) for k in sorted(own) if k in sd and sd[k].shape != own[k].shape
     ]
-    if strict and not report.ok:
+    problems = LoadReport(report.source, [k for k in report.missing if k not in fresh], report.unexpected,
+                          report.mismatched)
+    if strict and not problems.ok:
         raise CheckpointError("checkpoint does not match the model:\n" + report.describe())
     bad = {k for k, _, _ in report.mismatched}
     loadable = {k: v for k, v in sd.items() if k in own and k not in bad}
@@ -191,7 +267,20 @@ def load_checkpoint(
     check_dtypes(loadable, own, name)
     check_finite(loadable, name)
     model.load_state_dict(loadable, strict=False)
+    if report.head == "loaded" and set(classifier_keys(model, own)) & (set(report.missing) | bad):
+        report.head = "not loaded (missing or mis-shaped in the checkpoint)"
     return report
+
+
+def load_checkpoint(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], strict: bool = True
+) -> LoadReport:
+    """Load weights of any supported layout into ``model`` (:func:`load_weights` with the head loaded strictly).
+
+    Strict by default: missing, unexpected or mis-shaped keys raise :class:`CheckpointError` naming them.
+    With ``strict=False`` the matching tensors are loaded and the report lists the rest.
+    """
+    return load_weights(model, source, head="strict", strict=strict)
 
 
 def from_official(family: str, state_dict, config) -> nn.Module:

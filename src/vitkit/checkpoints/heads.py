@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .base import CheckpointError, LoadReport, StateDict, load_checkpoint
-
-CLASSIFIERS = ("head.", "aux_head.")
-
+from .base import CheckpointError, LoadReport, StateDict, load_weights
 
 def load_except_classifier(model: nn.Module, sd: StateDict, source: str, what: str) -> LoadReport:
-    """Load ``sd`` (vitkit keys) into ``model``; ``source`` names it in the report, ``what`` in errors."""
-    own = model.state_dict()
-    sd = {k: v for k, v in sd.items()
-          if not (k.startswith(CLASSIFIERS) and (k not in own or own[k].shape != v.shape))}
-    report = load_checkpoint(model, sd, strict=False)
+    """Load ``sd`` (vitkit keys) into ``model`` by :func:`~vitkit.checkpoints.base.load_weights` with
+    ``head="match"`` (the classifier found by the model's ``classifier_names``); ``source`` names it in the report,
+    ``what`` in errors."""
+    try:
+        report = load_weights(model, sd, head="match")
+    except CheckpointError as e:
+        raise CheckpointError(f"{what}:\n{e}") from None
     report.source = source
-    heads = [k for k in report.missing if k.startswith(CLASSIFIERS)]
-    problems = LoadReport(source, [k for k in report.missing if k not in heads], report.unexpected,
-                          report.mismatched)
-    if not problems.ok:
-        raise CheckpointError(f"{what}:\n" + problems.describe())
-    if heads and hasattr(model, "reset_classifier"):
-        model.reset_classifier(model.num_classes)
     return report
-

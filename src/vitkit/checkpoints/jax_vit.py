@@ -11,36 +11,12 @@ Arrays are read with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Mapping
 
-import numpy as np
 import torch
 
 from .base import CheckpointError, StateDict, register_converter
-
-_PREFIXES = ("opt/target/", "params/")
-
-
-def read_npz(path: str | os.PathLike) -> StateDict:
-    """All arrays of an ``.npz`` as float tensors under their Flax paths (training-state prefixes removed)."""
-    try:
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read {os.fspath(path)} as a numpy .npz archive ({e})") from e
-    out: StateDict = {}
-    for k, v in arrays.items():
-        for p in _PREFIXES:
-            if k.startswith(p):
-                k = k[len(p):]
-                break
-        if v.dtype.kind not in "fiub":
-            continue
-        out[k] = torch.from_numpy(np.ascontiguousarray(v))
-    return out
-
 
 def _is_jax(sd: Mapping[str, torch.Tensor]) -> bool:
     return "embedding/kernel" in sd

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from vitkit.layers import resample_1d, resample_pos_embed
+from vitkit.models.mvit import MViT, MViTConfig
 
 from .base import StateDict, load_checkpoint, register_adapter, register_converter, register_official, rename_prefix
 
@@ -213,8 +214,6 @@ def _drop_time(values, what: str) -> tuple[int, ...]:
 
 def official_to_config(config: str | os.PathLike | Mapping):
     """Translate an official PySlowFast configuration into an :class:`~vitkit.models.mvit.MViTConfig`."""
-    from vitkit.models.mvit import MViTConfig
-
     c = resolve_official_config(config)
     mv, data, model = c["MVIT"], c["DATA"], c["MODEL"]
     unsupported = {
@@ -268,8 +267,6 @@ def build_official(state_dict: StateDict, config) -> torch.nn.Module:
 
     The model returns logits; PySlowFast's ``TransformerBasicHead`` applies softmax at eval time on top of them.
     """
-    from vitkit.models.mvit import MViT
-
     model = MViT(official_to_config(config))
     load_checkpoint(model, state_dict, strict=True)
     return model.eval()

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 
 from vitkit.layers import resample_pos_embed, resample_rel_pos_table
+from vitkit.models.swin import SwinConfig, SwinTransformer
 
 from .base import (
     HF_QKV_NAMES,
@@ -220,8 +221,6 @@ def config_from_official(config: Mapping[str, Any]):
     Unknown arguments raise; ``norm_layer``/``use_checkpoint``/``fused_window_process`` (no effect on the
     weights or the outputs) are accepted and ignored. Omitted arguments take the official defaults.
     """
-    from vitkit.models.swin import SwinConfig
-
     ignored = {"norm_layer", "use_checkpoint", "fused_window_process", "class", "file"}
     bad = sorted(set(config) - set(_OFFICIAL_ARGS) - ignored)
     if bad:
@@ -281,8 +280,6 @@ def build_official(state_dict: StateDict, config: Mapping[str, Any] | str):
     ``config``: the constructor's keyword arguments (a dict, or a dict holding them under ``"constructor"``), or
     the path of an official ``configs/swin/*.yaml``.
     """
-    from vitkit.models.swin import SwinTransformer
-
     if isinstance(config, str):
         config = config_from_yaml(config)
     if isinstance(config, Mapping) and isinstance(config.get("constructor"), Mapping):

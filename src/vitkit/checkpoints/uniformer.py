@@ -17,7 +17,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from .base import CheckpointError, StateDict, register_adapter, register_official
+from vitkit.models.uniformer import UniFormer, UniFormerConfig
+from vitkit.models.variants import VARIANTS
+
+from .base import CheckpointError, StateDict, load_checkpoint, register_adapter, register_official
 from .inflate import inflate_weight
 
 __all__ = ["inflate_weight", "inflate_image_to_video", "image_config_from_official", "video_config_from_official"]
@@ -89,8 +92,6 @@ def _flags_from_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 def image_config_from_official(kwargs: Mapping[str, Any], sd: Mapping[str, torch.Tensor] | None = None):
     """A :class:`UniFormerConfig` from the official image ``UniFormer(...)`` keyword arguments."""
-    from vitkit.models.uniformer import UniFormerConfig
-
     bad = sorted(set(kwargs) - _IMAGE_KEYS - _IMAGE_IGNORED)
     if bad:
         raise ValueError(f"unknown official UniFormer argument(s) {bad}; known: {sorted(_IMAGE_KEYS)}")
@@ -127,8 +128,6 @@ def video_config_from_official(cfg: Mapping[str, Any] | str | os.PathLike):
     64-128-320-512, head dim 64, MLP ratio 4, qkv bias, drop-path 0.1; MODEL.NUM_CLASSES 400; DATA.NUM_FRAMES 8,
     TRAIN_CROP_SIZE 224, INPUT_CHANNEL_NUM [3].
     """
-    from vitkit.models.uniformer import UniFormerConfig
-
     if isinstance(cfg, (str, os.PathLike)):
         import yaml
 
@@ -173,15 +172,11 @@ def build_official(sd: StateDict, config: Any) -> nn.Module:
     code the yacs configuration as a nested dict (``UNIFORMER``, ``MODEL``, ``DATA``) or a YAML path; or the
     name of a registered vitkit UniFormer variant.
     """
-    from vitkit.checkpoints import load_checkpoint
-    from vitkit.models.uniformer import UniFormer
-    from vitkit.registry import list_models, resolve_config
-
     if config is None:
         raise ValueError("from_official('uniformer', ...) needs the official config: head_dim cannot be read "
                          "off the weights (a wrong head_dim loads but gives wrong outputs)")
-    if isinstance(config, str) and config in list_models("uniformer*"):
-        cfg = resolve_config(config)
+    if isinstance(config, str) and config in VARIANTS and VARIANTS[config].family == "uniformer":
+        cfg = VARIANTS[config].config
         if "head.weight" in sd:
             cfg = dataclasses.replace(cfg, num_classes=sd["head.weight"].shape[0])
     elif _is_video_config(config):

@@ -117,25 +117,21 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.analysis import plots
 
     if os.path.isdir(args.name):
-        from vitkit.engine.data import model_input
         from vitkit.engine.inference import load_trained
 
         if args.weights:
             raise ValueError(f"{args.name} is a run folder and brings its own weights; drop --weights")
         trained = load_trained(args.name)
-        model, info = trained.model, trained.model.info
-        inp = model_input(info, trained.recipe)  # the run's input size, clip length, mean and std
-        size = (inp["channels"], inp["num_frames"], *inp["input_size"]) if inp["video"] else \
-            (inp["channels"], *inp["input_size"])
-        mean, std, rate = inp["mean"], inp["std"], trained.recipe.data.sampling_rate
+        model, spec = trained.model, trained.model.input_spec  # the run's input: size, clip length, mean, std
+        size, mean, std, rate = spec.input_size, spec.mean, spec.std, spec.sampling_rate or 1
         title = model.model_name
     else:
-        info = vitkit.model_info(args.name)
         overrides = {"num_classes": args.num_classes} if args.num_classes else {}
         model = vitkit.create_model(args.name, weights=args.weights, **overrides).eval()
-        size, mean, std, rate, title = info.input_size, info.mean, info.std, 1, args.name
+        spec = model.input_spec
+        size, mean, std, rate, title = spec.input_size, spec.mean, spec.std, 1, args.name
     rate = args.sampling_rate or rate
-    loaded = [load_input(p, size, mean, std, info.crop_pct, rate) for p in args.inputs]
+    loaded = [load_input(p, size, mean, std, spec.crop_pct, rate) for p in args.inputs]
     x = torch.stack([a for a, _ in loaded])
     display = loaded[0][1]
     size = tuple(x.shape[2:])

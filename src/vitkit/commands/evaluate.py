@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     from vitkit.commands.train import split_args
     from vitkit.engine import distributed as D
-    from vitkit.engine.data import build_split, model_input
+    from vitkit.data import is_builtin
+    from vitkit.engine.data import build_split
     from vitkit.engine.evaluate import evaluate, plot_confusion
     from vitkit.engine.inference import load_trained
 
@@ -65,13 +66,12 @@ def run(args: argparse.Namespace) -> int:
     dist = D.init_distributed(args.device)
     try:
         model = trained.model.to(dist.device)
-        info = model.info
-        inp = model_input(info, r)
-        builtin = r.data.dataset in ("digits", "motion-digits")
-        ds = build_split(r, inp, train=False, num_clips=r.eval.num_clips, num_crops=r.eval.num_crops,
+        spec = model.input_spec  # the run's input: its recipe resolved against the model
+        builtin = is_builtin(r.data.dataset)
+        ds = build_split(r, spec, train=False, num_clips=r.eval.num_clips, num_crops=r.eval.num_crops,
                          classes=None if builtin else trained.classes)
         names = list(getattr(ds, "classes", trained.classes or []))
-        if args.shuffle_frames and not inp["video"]:
+        if args.shuffle_frames and not spec.is_video:
             raise ValueError(f"--shuffle-frames needs a video model; {r.model.name} takes images")
         if args.limit:
             ds = Subset(ds, range(min(args.limit, len(ds))))
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             out = Path(args.out) if args.out else default
             out.mkdir(parents=True, exist_ok=True)
             tag = " (frames shuffled)" if args.shuffle_frames else ""
-            views = f"{r.eval.num_clips} clip(s) x {r.eval.num_crops} crop(s)" if inp["video"] else \
+            views = f"{r.eval.num_clips} clip(s) x {r.eval.num_crops} crop(s)" if spec.is_video else \
                 f"{r.eval.num_crops} crop(s)"
             print(f"{r.model.name} on {r.data.dataset}/{r.data.val_split}{tag}: {res.num_samples} samples, "
                   f"{res.num_views} view(s) each ({views})")

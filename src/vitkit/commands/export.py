@@ -45,7 +45,7 @@ def load_model(name: str, weights: str | None, num_classes: int | None, size: tu
             return trained.model, trained.classes
         rec = trained.recipe  # rebuilt at the new size, weights resampled on load
         cfg = {**rec.model.config, "num_classes": trained.model.num_classes,
-               **size_overrides(trained.model.info, size)}
+               **size_overrides(vitkit.model_info(rec.model.name), size)}
         return vitkit.create_model(rec.model.name, weights=str(trained.weights), **cfg).eval(), trained.classes
     info = vitkit.model_info(name)
     overrides = {"num_classes": num_classes} if num_classes else {}

@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
     from vitkit.data.sources import VIDEO_EXTENSIONS
     from vitkit.data.transforms import build_transforms
-    from vitkit.engine.data import model_input
     from vitkit.engine.inference import load_trained
 
     from vitkit.tasks import task_of_run
@@ -62,21 +61,19 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.source, model_name=args.model, ema=args.ema)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = trained.model.to(device)
-    info = model.info
-    inp = model_input(info, trained.recipe)
+    spec = model.input_spec  # the run's input: its recipe resolved against the model
     n_out = model.num_classes
     names = _class_names(args.classes, trained.classes, n_out)
     k = max(1, min(args.top_k, n_out))
-    size = (inp["channels"], inp["num_frames"], *inp["input_size"]) if inp["video"] else (inp["channels"], *inp["input_size"])
-    transform = build_transforms(False, size, inp["mean"], inp["std"],
-                                 {"crop_pct": info.crop_pct, "interpolation": info.interpolation})
-    rate = args.sampling_rate or trained.recipe.data.sampling_rate
+    transform = build_transforms(False, spec.input_size, spec.mean, spec.std,
+                                 {"crop_pct": spec.crop_pct, "interpolation": spec.interpolation})
+    rate = args.sampling_rate or spec.sampling_rate or 1
     if args.timeline:
-        return _timelines(args, model, inp, transform, rate, names, k, device)
+        return _timelines(args, model, spec, transform, rate, names, k, device)
     status = 0
     for f in args.files:
         try:
-            x = _load(f, inp, transform, rate, args.num_clips, VIDEO_EXTENSIONS)
+            x = _load(f, spec, transform, rate, args.num_clips, VIDEO_EXTENSIONS)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
             print(f"{f}: cannot read ({type(e).__name__}: {e})")
             status = 1
@@ -90,26 +87,26 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _load(path: str, inp: dict, transform, rate: int, num_clips: int, video_ext) -> "torch.Tensor":
+def _load(path: str, spec, transform, rate: int, num_clips: int, video_ext) -> "torch.Tensor":
     """A batch of views (V, C, [T,] H, W) of one file."""
     import torch
 
     is_video = Path(path).suffix.lower() in video_ext
     if not Path(path).is_file():
         raise FileNotFoundError("no such file")
-    if inp["video"] != is_video:
-        want = "video" if inp["video"] else "image"
+    if spec.is_video != is_video:
+        want = "video" if spec.is_video else "image"
         raise ValueError(f"the model takes {want} input; this file is {'a video' if is_video else 'an image'}")
     if not is_video:
         from vitkit.data.datasets import load_image
 
-        return transform(load_image(path, inp["channels"]))[None]
+        return transform(load_image(path, spec.channels))[None]
     from vitkit.data.video import decode_clips
 
-    return torch.stack([transform(clip) for clip in decode_clips(path, inp["num_frames"], rate, num_clips)])
+    return torch.stack([transform(clip) for clip in decode_clips(path, spec.num_frames, rate, num_clips)])
 
 
-def _timelines(args, model, inp: dict, transform, rate: int, names: list[str], k: int, device) -> int:
+def _timelines(args, model, spec, transform, rate: int, names: list[str], k: int, device) -> int:
     """``--timeline``: one timeline folder per video file."""
     import math
 
@@ -117,15 +114,15 @@ def _timelines(args, model, inp: dict, transform, rate: int, names: list[str], k
 
     from vitkit.engine.timeline import predict_timeline
 
-    if not inp["video"]:
+    if not spec.is_video:
         raise ValueError("--timeline needs a video model; this run's model takes images")
-    short = int(math.floor(min(inp["input_size"]) / model.info.crop_pct))  # the test resize, done as frames arrive
+    short = int(math.floor(min(spec.size) / spec.crop_pct))  # the test resize, done as frames arrive
     status = 0
     for f in args.files:
         out = Path(args.out or ".") if len(args.files) == 1 and args.out else \
             Path(args.out or ".") / f"timeline-{Path(f).stem}"
         try:
-            tl = predict_timeline(model, f, out, names=names, num_frames=inp["num_frames"], sampling_rate=rate,
+            tl = predict_timeline(model, f, out, names=names, num_frames=spec.num_frames, sampling_rate=rate,
                                   transform=transform, stride=args.stride, smooth=args.smooth, top_k=k,
                                   batch_size=args.batch_size, device=device,
                                   prepare=lambda x: F.resize(x, [short], antialias=True))

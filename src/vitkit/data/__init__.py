@@ -58,6 +58,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Sequence
 
+from vitkit.models.input_spec import IMAGENET_MEAN, IMAGENET_STD
+
 from .builtin import DIGIT_CLASSES, MOTIONS, MOTIONS_LR, BuiltinDataset, load_digits_split, motion_digits_split
 from .datasets import FileDataset
 from .flip import FlipLabelSwap, resolve_flip_label_map
@@ -70,12 +72,15 @@ from .transforms import build_transforms
 log = logging.getLogger("vitkit.data")
 
 __all__ = ["build_dataset", "build_transforms", "MixupCutmix", "RepeatAugSampler", "class_names",
-           "IMAGENET_MEAN", "IMAGENET_STD", "BUILTIN"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "BUILTIN", "is_builtin"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BUILTIN = ("digits", "motion-digits", "motion-digits-lr")
 CLASS_LISTS = ("imagenet1k", "kinetics400", "kinetics600", "something_something_v2")
+
+
+def is_builtin(spec: str) -> bool:
+    """Whether ``spec`` names a built-in dataset (generated or shipped, with fixed classes)."""
+    return spec in BUILTIN
 
 
 @lru_cache(maxsize=None)

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from .recipe import Recipe
+from vitkit.data import build_dataset
+from vitkit.data.samplers import RepeatAugSampler
+from vitkit.models.input_spec import InputSpec
+from vitkit.registry import input_spec, model_info, resolve_config
+
+from .recipe import Recipe, RecipeError
 
 
 def mix_seed(*parts: int) -> int:
@@ -81,8 +86,6 @@ class EpochSampler(Sampler[tuple[int, int, int]]):
 
 def train_sampler(dataset: Dataset, recipe: Recipe, rank: int, world_size: int) -> EpochSampler:
     if recipe.data.repeated_aug > 1:
-        from vitkit.data.samplers import RepeatAugSampler
-
         base = RepeatAugSampler(dataset, num_repeats=recipe.data.repeated_aug, num_replicas=world_size, rank=rank,
                                 shuffle=True, seed=recipe.train.seed)
     else:
@@ -91,36 +94,77 @@ def train_sampler(dataset: Dataset, recipe: Recipe, rank: int, world_size: int) 
     return EpochSampler(base, rank, world_size, distinct_views=recipe.data.repeated_aug > 1)
 
 
-def model_input(info: Any, recipe: Recipe) -> dict[str, Any]:
-    """Input size, clip length, mean and std: the recipe's where given, else the model's registry entry."""
-    size = info.input_size
-    video = len(size) == 4
-    hw = tuple(size[-2:])
-    if recipe.data.input_size is not None:
-        s = recipe.data.input_size
-        hw = (int(s), int(s)) if isinstance(s, (int, float)) else tuple(int(v) for v in s)
-    frames = recipe.data.num_frames if recipe.data.num_frames is not None else (size[1] if video else None)
-    return {
-        "video": video, "input_size": hw, "num_frames": frames, "channels": int(size[0]),
-        "crop_pct": float(info.crop_pct), "interpolation": str(info.interpolation),
-        "mean": tuple(recipe.data.mean) if recipe.data.mean is not None else tuple(info.mean),
-        "std": tuple(recipe.data.std) if recipe.data.std is not None else tuple(info.std),
-    }
+def _size_pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (int, float)):
+        return (int(value), int(value))
+    value = tuple(int(v) for v in value)
+    if len(value) != 2:
+        raise RecipeError(f"data.input_size must be H or [H, W], got {list(value)}")
+    return value
 
 
-def build_split(recipe: Recipe, inp: dict[str, Any], *, train: bool, num_clips: int = 1, num_crops: int = 1,
+def resolve_input(recipe: Recipe, log=None, *, data_follows_model: bool = True) -> tuple[dict[str, Any], InputSpec]:
+    """The model config overrides and the :class:`InputSpec` of a run: one geometry for model and data.
+
+    The model's geometry comes from ``model.name`` and its config overrides (``model.img_size``,
+    ``model.num_frames`` ...): the data follows it. ``data.input_size`` / ``data.num_frames`` may restate it;
+    if they disagree with the model the recipe is an error naming both values, unless ``data.resize_model``
+    is true: then the model is built at the data's size (position tables resampled from the variant's) and the
+    change is logged. ``data.mean`` / ``data.std`` / ``data.sampling_rate`` replace the variant's preprocessing.
+    ``data_follows_model=False`` (dense tasks, whose ``data.input_size`` is a crop and whose backbone runs at any
+    size): the data's size and frames replace the spec's and the model keeps its config.
+    """
+    name = recipe.model.name
+    cfg = dict(recipe.model.config)
+    info = model_info(name)
+    spec = input_spec(name, **cfg)
+    d = recipe.data
+    want_size = _size_pair(d.input_size) if d.input_size is not None else None
+    differ = []
+    if want_size is not None and want_size != spec.size:
+        differ.append(f"data.input_size={list(want_size)} but {name} is built for {spec.height}x{spec.width} "
+                      f"(model.img_size)")
+    if d.num_frames is not None and d.num_frames != spec.num_frames:
+        what = f"{spec.num_frames} frames (model.num_frames)" if spec.is_video else "images (no frames)"
+        differ.append(f"data.num_frames={d.num_frames} but {name} is built for {what}")
+    if differ and not data_follows_model:
+        spec = spec.resized(want_size, d.num_frames if spec.is_video else None)
+    elif differ:
+        if not d.resize_model:
+            raise RecipeError("; ".join(differ) + ". Set the model's size (model.img_size / model.num_frames): the "
+                              "data follows it; or set data.resize_model=true to build the model at the data's size")
+        change = info.builder.config_for_input(resolve_config(name, **cfg), want_size, d.num_frames)
+        cfg.update(change)
+        spec = input_spec(name, **cfg)
+        if log is not None:
+            log(f"data.resize_model: building {name} at {spec.describe()} for the data "
+                f"({', '.join(f'model.{k}={v}' for k, v in change.items())}); position tables are resampled")
+    changes: dict[str, Any] = {}
+    if d.mean is not None:
+        changes["mean"] = tuple(d.mean)
+    if d.std is not None:
+        changes["std"] = tuple(d.std)
+    if d.sampling_rate is not None and spec.is_video:
+        changes["sampling_rate"] = int(d.sampling_rate)
+    try:
+        return cfg, spec.replace(**changes)
+    except ValueError as e:
+        raise RecipeError(f"data: {e}") from None
+
+
+def build_split(recipe: Recipe, spec: InputSpec, *, train: bool, num_clips: int = 1, num_crops: int = 1,
                 classes: list[str] | None = None):
-    """``vitkit.data.build_dataset`` for the recipe's train or test split (test: with the train split's classes)."""
-    from vitkit.data import build_dataset
+    """``vitkit.data.build_dataset`` for the recipe's train or test split (test: with the train split's classes).
 
-    size = (inp["channels"], inp["num_frames"], *inp["input_size"]) if inp["video"] else (inp["channels"], *inp["input_size"])
+    Geometry, normalisation and sampling rate come from ``spec`` (see :func:`resolve_input`).
+    """
     return build_dataset(
         recipe.data.dataset, recipe.data.train_split if train else recipe.data.val_split, train=train,
-        input_size=size, sampling_rate=recipe.data.sampling_rate, num_clips=num_clips, num_crops=num_crops,
-        mean=inp["mean"], std=inp["std"],
+        input_size=spec.input_size, sampling_rate=spec.sampling_rate or 1, num_clips=num_clips,
+        num_crops=num_crops, mean=spec.mean, std=spec.std,
         # test: the model's own resize/crop (crop_pct, interpolation), e.g. ViT at 384 takes the full image
-        augment=dict(recipe.data.augment) if train else {"crop_pct": inp["crop_pct"],
-                                                          "interpolation": inp["interpolation"]},
+        augment=dict(recipe.data.augment) if train else {"crop_pct": spec.crop_pct,
+                                                          "interpolation": spec.interpolation},
         root=recipe.data.root, classes=classes, sampling=recipe.data.sampling, decoder=recipe.data.decoder,
         data_format=recipe.data.format, short_video=recipe.data.short_video,
     )

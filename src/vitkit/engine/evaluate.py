@@ -21,6 +21,7 @@ from . import distributed as D
 from .amp import autocast
 from .metrics import mean_average_precision
 from .multilabel import is_multi_label, view_scores
+from .progress import progress_bar
 from .signals import ignore_in_worker
 
 
@@ -123,8 +124,6 @@ def score_dataset(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, w
     idx_all, score_all, label_all, num_views = [], [], [], 1
     it = loader
     if progress:
-        from .progress import progress_bar
-
         it = progress_bar(loader, desc="eval", unit="batch")
     for batch in it:
         x, label, index, multi = _split_batch(batch)

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch.nn as nn
+from safetensors import safe_open
 
+from vitkit.checkpoints import load_weights
+from vitkit.data import class_names
+from vitkit.registry import create_model
+from vitkit.tasks import get_task
+
+from .data import resolve_input
 from .recipe import Recipe, RecipeError, find_recipe, load_recipe
 
 
@@ -20,8 +27,6 @@ class Trained:
 
 
 def _classes_from(weights: Path, run_dir: Path | None) -> list[str] | None:
-    from safetensors import safe_open
-
     if weights.suffix == ".safetensors":
         with safe_open(str(weights), framework="pt") as f:
             meta = f.metadata() or {}
@@ -58,9 +63,6 @@ def load_trained(source: str, *, model_name: str | None = None, recipe: str | No
     """``source``: a run directory, its ``checkpoints/`` folder or a ``step_*`` checkpoint inside it (the run's
     recipe.yaml and model / ema weights: the final ones, else the latest checkpoint's), or a weights file in any
     layout vitkit reads (then ``model_name`` or a recipe names the model)."""
-    from vitkit.checkpoints import load_checkpoint
-    from vitkit.registry import create_model
-
     src = Path(source)
     overrides = list(overrides or [])
     run_dir = None
@@ -82,18 +84,13 @@ def load_trained(source: str, *, model_name: str | None = None, recipe: str | No
         overrides.append(f"model.name={model_name}")
     rec = load_recipe(rec_path, overrides)  # None: the schema defaults with the given model name
     classes = _classes_from(weights, run_dir)
-    cfg = dict(rec.model.config)
+    cfg, spec = resolve_input(rec, data_follows_model=get_task(rec.task.name).input_follows_model)
     if classes is not None:
         cfg["num_classes"] = len(classes)
     model = create_model(rec.model.name, **cfg)
-    if classes is None and "num_classes" not in cfg:  # a foreign checkpoint: take the class count from its head
-        from vitkit.checkpoints import convert_state_dict, read_state_dict
-
-        sd, _ = convert_state_dict(read_state_dict(weights), model)
-        head = sd.get("head.weight")
-        if head is not None and head.shape[0] != getattr(model, "num_classes", head.shape[0]):
-            model = create_model(rec.model.name, **cfg, num_classes=int(head.shape[0]))
-    load_checkpoint(model, weights)
+    model.input_spec = spec
+    # a file without class names (a foreign checkpoint) says the class count through its head: read it once
+    load_weights(model, weights, head="keep" if classes is None and "num_classes" not in cfg else "strict")
     if classes is None:
         classes = default_class_names(getattr(model, "num_classes", 0))
     return Trained(model.eval(), rec, classes, weights, run_dir)
@@ -102,7 +99,5 @@ def load_trained(source: str, *, model_name: str | None = None, recipe: str | No
 def default_class_names(num_classes: int) -> list[str] | None:
     """The shipped ImageNet-1k / Kinetics-400 / Kinetics-600 / Something-Something V2 names for 1000 / 400 / 600 /
     174 outputs; None otherwise."""
-    from vitkit.data import class_names
-
     shipped = {1000: "imagenet1k", 400: "kinetics400", 600: "kinetics600", 174: "something_something_v2"}
     return list(class_names(shipped[num_classes])) if num_classes in shipped else None

@@ -19,7 +19,9 @@ A recipe has these sections (every key optional; the defaults below apply)::
       val_split: test
       input_size: null           # H (=W) or [H, W]; null: the model's
       num_frames: null           # video clip length T; null: the model's
-      sampling_rate: 1           # video: tau, frames between sampled frames
+      resize_model: false        # true: input_size / num_frames differing from the model's build the model at
+                                 # the data's size (logged); false: such a difference is an error naming both
+      sampling_rate: null        # video: tau, frames between sampled frames; null: the model's (T x tau)
       mean: null                 # normalisation; null: the model's
       std: null
       augment: {}                # passed to build_dataset (e.g. randaugment, color_jitter, random_erasing ...)
@@ -126,7 +128,8 @@ class DataSection:
     val_split: str = "test"
     input_size: int | list | None = None
     num_frames: int | None = None
-    sampling_rate: int = 1
+    resize_model: bool = False
+    sampling_rate: int | None = None
     mean: list | None = None
     std: list | None = None
     augment: dict = field(default_factory=dict)
@@ -523,7 +526,7 @@ def validate(r: Recipe) -> None:
         "data.repeated_aug": r.data.repeated_aug, "train.log_every": r.train.log_every, "run.keep": r.run.keep,
     }
     for k, v in positive.items():
-        if v < 1:
+        if v is not None and v < 1:
             raise RecipeError(f"{k} must be >= 1, got {v}")
     from vitkit.data.decoders import DECODERS
     from vitkit.data.formats import FORMATS

@@ -27,11 +27,16 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from vitkit.checkpoints import load_weights, save_weights
+from vitkit.registry import create_model
+from vitkit.tasks import get_task
+
 from . import distributed as D
 from .amp import autocast, check_amp, grad_scaler
 from .checkpoint import check_weights_finite, last_good, load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
-from .data import SeededDataset, mix_seed, model_input, seed_all, train_sampler
+from .data import SeededDataset, mix_seed, resolve_input, seed_all, train_sampler
 from .ema import ModelEma
+from .finetune import pretrained_model, tune
 from .metrics import MetricsLog, plot_metrics, truncate_after
 from .multilabel import is_multi_label
 from .optim import build_optimizer
@@ -57,34 +62,23 @@ def _log(dist: D.DistInfo, msg: str) -> None:
 
 
 def build_model(recipe: Recipe, num_classes: int, log=print) -> nn.Module:
-    """The recipe's model with ``num_classes`` outputs; ``model.weights`` loaded (head replaced if it differs)."""
-    from vitkit.checkpoints import load_checkpoint
-    from vitkit.registry import create_model, model_info
-
-    from .finetune import pretrained_model, tune
-
-    cfg = dict(recipe.model.config)
-    info = model_info(recipe.model.name)
-    registry_classes = getattr(info.config, "num_classes", num_classes)
+    """The recipe's classifier with ``num_classes`` outputs, built at the run's input (:func:`resolve_input`;
+    ``model.input_spec`` is set to it): published weights (``model.pretrained``), or ``model.weights`` loaded
+    through the one loading policy with the checkpoint's head kept where it fits and replaced otherwise
+    (``head="match"``); then the fine-tuning mode (``model.finetune``)."""
+    cfg, spec = resolve_input(recipe)
     if "num_classes" in cfg and cfg["num_classes"] != num_classes:
         raise RecipeError(f"model.num_classes={cfg['num_classes']} but the dataset has {num_classes} classes")
     if recipe.model.pretrained:  # published weights (vitkit.weights): head replaced when the class count differs
-        return pretrained_model(recipe, cfg, num_classes, log)
-    if recipe.model.weights is None:
-        cfg["num_classes"] = num_classes
-        return tune(recipe, create_model(recipe.model.name, **cfg), log)
-    cfg.pop("num_classes", None)
+        model = pretrained_model(recipe, cfg, num_classes, log)
+        model.input_spec = spec
+        return model
+    cfg["num_classes"] = num_classes
     model = create_model(recipe.model.name, **cfg)
-    report = load_checkpoint(model, recipe.model.weights, strict=False)
-    head = [k for k in report.missing + report.unexpected + [m[0] for m in report.mismatched]]
-    not_head = [k for k in head if not k.startswith("head.")]
-    if not_head:
-        from vitkit.checkpoints import CheckpointError
-
-        raise CheckpointError(f"{recipe.model.weights} does not fit {recipe.model.name}:\n{report.describe()}")
-    log(f"loaded {recipe.model.weights} ({report.source} layout)" + (" except the head" if head else ""))
-    if head or registry_classes != num_classes:
-        model.reset_classifier(num_classes)
+    model.input_spec = spec
+    if recipe.model.weights is not None:
+        report = load_weights(model, recipe.model.weights, head="match")
+        log(f"loaded {recipe.model.weights} ({report.source} layout); head: {report.head}")
     return tune(recipe, model, log)
 
 
@@ -152,15 +146,12 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_all(r.train.seed)
 
-        from vitkit.registry import model_info
-
-        from vitkit.tasks import get_task
-
+        self.log = lambda msg: _log(self.dist, msg)
         self.task = get_task(r.task.name).bind(r)  # data, model, loss and metric of the task (vitkit.tasks)
-        self.info = model_info(r.model.name)
-        self.input = model_input(self.info, r)
+        # one geometry for model and data (logs a resize); dense tasks crop the data at their own size
+        self.input_spec = resolve_input(r, self.log, data_follows_model=self.task.input_follows_model)[1]
         if train_set is None or test_set is None:
-            built = self.task.build_datasets(r, self.input)
+            built = self.task.build_datasets(r, self.input_spec)
             train_set = built[0] if train_set is None else train_set
             test_set = built[1] if test_set is None else test_set
         self.train_set, self.test_set = train_set, test_set
@@ -176,7 +167,6 @@ class Trainer:
                               "train.label_smoothing; set them to 0")
 
         self.run_dir = Path(D.broadcast_object(str(_run_dir(r, resume, run_dir)) if self.dist.is_main else None))
-        self.log = lambda msg: _log(self.dist, msg)
         model = self.task.build_model(r, self.num_classes, log=self.log)
         if r.train.grad_checkpointing:
             model.set_grad_checkpointing(True)
@@ -455,8 +445,6 @@ class Trainer:
             final = self._eval_and_log()
         seconds = time.perf_counter() - t0
         if self.dist.is_main:
-            from vitkit.checkpoints import save_weights
-
             with write_guard(self.run_dir, checkpoint_bytes(self.model, self.ema is not None, 0)):
                 save_weights(self.model, self.run_dir / "model.safetensors", {"classes": json.dumps(self.class_names)})
                 if self.ema is not None:

@@ -291,13 +291,4 @@ def as_backbone(model: VitkitModel, out_indices: int | Sequence[int] | None = No
     return model.to(device)
 
 
-def create_backbone(name: str, out_indices: int | Sequence[int] | None = None, *, weights: str | None = None,
-                    strict: bool = True, pyramid_channels: int = 256, **overrides) -> VitkitModel:
-    """``create_model(name, weights=..., **overrides)`` then :func:`as_backbone`."""
-    from vitkit.registry import create_model
-
-    model = create_model(name, weights=weights, strict=strict, **overrides)
-    return as_backbone(model, out_indices, pyramid_channels=pyramid_channels)
-
-
-__all__ = ["FeatureInfo", "as_backbone", "create_backbone", "num_outputs", "simple_pyramid_level"]
+__all__ = ["FeatureInfo", "as_backbone", "num_outputs", "simple_pyramid_level"]

@@ -7,12 +7,18 @@ trades compute for memory in training.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
+
+from vitkit.layers import to_tuple
+
+from .input_spec import InputSpec
+from .variants import input_spec
 
 
 class VitkitModel(nn.Module):
@@ -27,6 +33,52 @@ class VitkitModel(nn.Module):
     grad_checkpointing: bool = False
 
     # -- input -----------------------------------------------------------------------------------------------
+    @classmethod
+    def input_geometry(cls, cfg) -> tuple[int, int | None, tuple[int, int]]:
+        """(channels, frames or None, (H, W)) of an input to a model built with ``cfg``.
+
+        The family's rule; the default reads the config fields ``in_chans``, ``num_frames`` and ``img_size``.
+        """
+        return int(cfg.in_chans), getattr(cfg, "num_frames", None), to_tuple(cfg.img_size, 2)
+
+    @classmethod
+    def input_defaults(cls, cfg) -> dict:
+        """The family's preprocessing for a variant built with ``cfg`` (mean, std, interpolation, crop_pct,
+        and the registry-wide tests' small ``test_input_size``); a variant's own statements take precedence."""
+        return {}
+
+    @classmethod
+    def config_for_input(cls, cfg, size: Sequence[int] | None = None, num_frames: int | None = None) -> dict:
+        """Config overrides that build the family at (H, W) ``size`` and/or ``num_frames`` (only what changes).
+
+        A geometry the config cannot express raises, naming its fields.
+        """
+        fields = {f.name for f in dataclasses.fields(cfg)}
+        _, frames, hw = cls.input_geometry(cfg)
+        out: dict = {}
+        if size is not None and tuple(size) != tuple(hw):
+            if "img_size" not in fields:
+                raise ValueError(f"{cls.__name__}: cannot build for H, W = {tuple(size)}: its config has no img_size "
+                                 f"(fields: {sorted(fields)})")
+            h, w = (int(s) for s in size)
+            out["img_size"] = h if h == w else (h, w)
+        if num_frames is not None and num_frames != frames:
+            if "num_frames" not in fields:
+                raise ValueError(f"{cls.__name__}: cannot build for T = {num_frames}: its config has no num_frames "
+                                 f"(fields: {sorted(fields)})")
+            out["num_frames"] = int(num_frames)
+        return out
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The input this model expects (set by ``create_model`` from the variant; else the family's defaults)."""
+        spec = self.__dict__.get("_input_spec")
+        return spec if spec is not None else input_spec(type(self), self.config)
+
+    @input_spec.setter
+    def input_spec(self, spec: InputSpec) -> None:
+        self.__dict__["_input_spec"] = spec
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error for a wrong rank, channel count or dtype, or an empty batch."""
         if not isinstance(x, torch.Tensor):
@@ -75,6 +127,9 @@ class VitkitModel(nn.Module):
         return self
 
     # -- head ------------------------------------------------------------------------------------------------
+    #: top-level module names of the classifier: the keys a weights loader replaces or resizes by name
+    classifier_names: tuple[str, ...] = ("head",)
+
     def get_classifier(self) -> nn.Module:
         return self.head
 

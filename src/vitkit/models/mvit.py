@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -28,10 +29,11 @@ from vitkit.layers import to_tuple
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.fused import linear
 from vitkit.layers.pooling import POOL_MODES, make_pool, pool_tokens, pooled_grid
-from vitkit.registry import KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
 
 from .base import VitkitModel, select_indices, trunc_normal_init
+from .input_spec import KINETICS_MEAN, KINETICS_STD
 from .tokens import TokenEmbedding
+from .variants import declare
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,14 @@ class MViT(TokenEmbedding, VitkitModel):
             if "pos_embed" in name or "rel_pos" in name or name == "cls_token":
                 nn.init.trunc_normal_(p, std=0.02)
 
+    @classmethod
+    def input_defaults(cls, cfg: MViTConfig) -> dict:
+        """PySlowFast: Kinetics statistics, bilinear, short side 256 for 224 clips; ImageNet for images."""
+        if cfg.num_frames is not None:
+            return {"mean": KINETICS_MEAN, "std": KINETICS_STD, "interpolation": "bilinear", "crop_pct": 224 / 256,
+                    "test_input_size": (3, 2, 32, 32)}
+        return {"crop_pct": 0.875 if to_tuple(cfg.img_size, 2)[0] < 320 else 1.0, "test_input_size": (3, 32, 32)}
+
     def no_weight_decay(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if "pos_embed" in n or "rel_pos" in n or n == "cls_token"}
 
@@ -476,20 +486,7 @@ def _v2_schedule(depths: Sequence[int], stride: tuple[int, ...]) -> dict:
     )
 
 
-def _register(name: str, cfg: MViTConfig, **meta) -> None:
-    size = to_tuple(cfg.img_size, 2)
-    if cfg.num_frames is not None:
-        input_size = (cfg.in_chans, cfg.num_frames, *size)
-        meta.setdefault("mean", KINETICS_MEAN)
-        meta.setdefault("std", KINETICS_STD)
-        meta.setdefault("interpolation", "bilinear")
-        meta.setdefault("crop_pct", 224 / 256)
-        meta.setdefault("test_input_size", (3, 2, 32, 32))
-    else:
-        input_size = (cfg.in_chans, *size)
-        meta.setdefault("crop_pct", 0.875 if size[0] < 320 else 1.0)
-        meta.setdefault("test_input_size", (3, 32, 32))
-    register_model(ModelInfo(name=name, family="mvit", config=cfg, builder=MViT, input_size=input_size, **meta))
+_register = partial(declare, MViT)
 
 
 _B16 = _schedule((1, 3, 14), (1, 2, 2))
@@ -497,26 +494,26 @@ _B16 = _schedule((1, 3, 14), (1, 2, 2))
 _register("mvit_base_16x4", MViTConfig(drop_rate=0.5, drop_path_rate=0.2, **_B16),
           paper=f"{_MVIT}, Tables 3c and 4 (MViT-B, 16x4); config PySlowFast configs/Kinetics/MVIT_B_16x4_CONV.yaml",
           follows="official config (paper and code agree: 36.6 M, 70.5 G)",
-          paper_params=36.6, paper_macs=70.5, top1=78.4)
+          paper_params=36.6, paper_macs=70.5, top1=78.4, sampling_rate=4)
 _register("mvit_base_32x3", MViTConfig(num_frames=32, drop_rate=0.5, drop_path_rate=0.2, **_B16),
           paper=f"{_MVIT}, Table 4 (MViT-B, 32x3: the depth-16 MViT-B at 32 frames)",
           follows="paper Table 4 (depth 16, as pytorchvideo's mvit_base_32x3); the official "
                   "MVIT_B_32x3_CONV.yaml builds MViT-B-24 instead (see mvit_base24_32x3)",
-          paper_params=36.6, paper_macs=170.0, top1=80.2)
+          paper_params=36.6, paper_macs=170.0, top1=80.2, sampling_rate=3)
 _register("mvit_base24_32x3",
           MViTConfig(num_frames=32, depth=24, pool_kvq_kernel=None, drop_rate=0.5, drop_path_rate=0.3,
                      **_schedule((2, 5, 21), (1, 2, 2))),
           paper=f"{_MVIT}, Table 5 (MViT-B-24, 32x3); config PySlowFast configs/Kinetics/MVIT_B_32x3_CONV.yaml",
           follows="official config MVIT_B_32x3_CONV.yaml (depth 24, pooling kernel = stride + 1; 53.1 M with "
                   "400 classes; the paper's 52.9 M is its K600 row)",
-          paper_params=53.115, paper_macs=236.0, top1=80.4)
+          paper_params=53.115, paper_macs=236.0, top1=80.4, sampling_rate=3)
 _register("mvit_small_16x4",
           MViTConfig(embed_dim=128, patch_kernel=(3, 8, 8), patch_stride=(2, 8, 8), patch_padding=(1, 0, 0),
                      depth=16, pool_kv_stride_adaptive=(1, 4, 4), drop_rate=0.5, drop_path_rate=0.2,
                      **_schedule((3, 10), (1, 2, 2))),
           paper=f"{_MVIT}, Tables 3b and 4 (MViT-S, 16x4)",
           follows="paper Table 3b (no official config or weights exist; see the registry note in the report)",
-          paper_params=26.1, paper_macs=32.9, top1=76.0)
+          paper_params=26.1, paper_macs=32.9, top1=76.0, sampling_rate=4)
 
 # Image variants, MViT paper Section 5 (ImageNet) / Table 17 and Appendix A.3 (KV stride 4x4 for images).
 _register("mvit_base16_224",
@@ -550,7 +547,7 @@ _register("mvit_v2_s",
                      **_v2_schedule((1, 2, 11, 2), (1, 2, 2))),
           paper=f"{_MVIT2}, Table 6 (MViTv2-S, 16x4, Kinetics-400); layout as torchvision mvit_v2_s",
           follows="torchvision mvit_v2_s (34.5 M params, 64.2 G)", paper_params=34.538, paper_macs=64.224,
-          top1=80.757)
+          top1=80.757, sampling_rate=4)
 
 # Small demonstration variant for CPU training on the built-in motion-digits clips.
 _register("mvit_demo_8x32",

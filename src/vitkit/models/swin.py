@@ -28,6 +28,7 @@ Each family follows its own official code for windows on small maps:
 from __future__ import annotations
 
 import math
+from functools import partial
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -38,9 +39,9 @@ import torch.nn.functional as F
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_pos_embed, to_tuple
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
-from vitkit.registry import ModelInfo, register_model
 
 from .base import VitkitModel, select_indices
+from .variants import declare
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,11 @@ class SwinTransformer(VitkitModel):
                 m.reset_parameters()
 
     # -- optimiser hooks -----------------------------------------------------------------------------------
+    @classmethod
+    def input_defaults(cls, cfg: SwinConfig) -> dict:
+        """ImageNet statistics, bicubic; the full image from 384 (official configs)."""
+        return {"crop_pct": 1.0 if to_tuple(cfg.img_size, 2)[0] >= 384 else 0.875}
+
     def no_weight_decay(self) -> set[str]:
         """The official exclusions: ``absolute_pos_embed`` and every ``relative_position_bias_table``."""
         return {
@@ -408,17 +414,7 @@ _B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
 _L = dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48))
 
 
-def _swin(name: str, cfg: SwinConfig, **meta) -> None:
-    size = to_tuple(cfg.img_size, 2)
-    if cfg.num_frames is not None:
-        input_size = (cfg.in_chans, cfg.num_frames, *size)
-    else:
-        input_size = (cfg.in_chans, *size)
-    meta.setdefault("crop_pct", 1.0 if size[0] >= 384 else 0.875)
-    meta.setdefault("interpolation", "bicubic")
-    register_model(
-        ModelInfo(name=name, family="swin", config=cfg, builder=SwinTransformer, input_size=input_size, **meta)
-    )
+_swin = partial(declare, SwinTransformer)
 
 
 # Params/MACs: the paper's Table 1 figures (params, FLOPs = MACs), which the official code reproduces
@@ -445,10 +441,10 @@ _swin("swin_large_patch4_window12_384", SwinConfig(img_size=384, window_size=12,
 _V = dict(num_frames=32, patch_size=(2, 4, 4), window_size=(8, 7, 7), num_classes=400, drop_path_rate=0.1)
 _swin("swin3d_tiny", SwinConfig(**_T, **_V), paper=f"{_VSWIN}, Table 1 (Swin-T, K400)",
       follows="official Video Swin / torchvision swin3d_t", paper_params=28.2, paper_macs=88.0, top1=78.8,
-      interpolation="bilinear")
+      interpolation="bilinear", sampling_rate=2)
 _swin("swin3d_small", SwinConfig(**_S, **_V), paper=f"{_VSWIN}, Table 1 (Swin-S, K400)",
       follows="official Video Swin / torchvision swin3d_s", paper_params=49.8, paper_macs=166.0, top1=80.6,
-      interpolation="bilinear")
+      interpolation="bilinear", sampling_rate=2)
 _swin("swin3d_base", SwinConfig(**_B, **_V), paper=f"{_VSWIN}, Table 1 (Swin-B, K400, ImageNet-1K init)",
       follows="official Video Swin / torchvision swin3d_b", paper_params=88.0, paper_macs=282.0, top1=80.6,
-      interpolation="bilinear")
+      interpolation="bilinear", sampling_rate=2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -22,9 +23,10 @@ import torch.nn.functional as F
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, batchnorm_nd, conv_nd, drop_path_rates, to_tuple
 from vitkit.layers.conv_blocks import ConvStem, depthwise_conv
 from vitkit.layers.windows import padded_grid, window_partition, window_reverse
-from vitkit.registry import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
 
 from .base import VitkitModel, select_indices
+from .input_spec import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD
+from .variants import declare
 
 STAGE_TYPES = ("local", "global")
 
@@ -183,6 +185,7 @@ class UniFormer(VitkitModel):
     """UniFormer for images (B, C, H, W) or, with ``num_frames`` set, video (B, C, T, H, W)."""
 
     family = "uniformer"
+    classifier_names = ("head", "aux_head")  # aux_head: the token-labeling dense head
 
     def __init__(self, cfg: UniFormerConfig) -> None:
         super().__init__()
@@ -321,6 +324,15 @@ class UniFormer(VitkitModel):
                 nn.init.zeros_(aux.bias)
             self.aux_head = aux.to(next(self.parameters()).device)
 
+    @classmethod
+    def input_defaults(cls, cfg: UniFormerConfig) -> dict:
+        """Official: Kinetics statistics, bilinear, short side 256 for video; ImageNet, full image from 384."""
+        if cfg.num_frames is not None:
+            return {"mean": KINETICS_MEAN, "std": KINETICS_STD, "interpolation": "bilinear", "crop_pct": 224 / 256,
+                    "test_input_size": (cfg.in_chans, 2, 32, 32)}  # the smallest valid clip: keeps tests fast
+        return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 1.0 if cfg.img_size >= 384 else 0.875,
+                "test_input_size": (cfg.in_chans, 32, 32)}
+
     def no_weight_decay(self) -> set[str]:
         """LayerScale factors (1-D, as the official optimiser groups leave them undecayed)."""
         return {n for n, _ in self.named_parameters() if n.endswith(("gamma_1", "gamma_2"))}
@@ -352,22 +364,7 @@ _TPAMI = "Li et al., UniFormer: Unifying Convolution and Self-attention for Visu
 _CODE = "official Sense-X/UniFormer"
 
 
-def _uniformer(name: str, cfg: UniFormerConfig, **meta) -> None:
-    if cfg.num_frames is not None:
-        input_size = (cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
-        meta.setdefault("mean", KINETICS_MEAN)
-        meta.setdefault("std", KINETICS_STD)
-        meta.setdefault("interpolation", "bilinear")
-        meta.setdefault("crop_pct", 224 / 256)
-        meta.setdefault("test_input_size", (cfg.in_chans, 2, 32, 32))  # the smallest valid clip: keeps tests fast
-    else:
-        input_size = (cfg.in_chans, cfg.img_size, cfg.img_size)
-        meta.setdefault("mean", IMAGENET_MEAN)
-        meta.setdefault("std", IMAGENET_STD)
-        meta.setdefault("crop_pct", 1.0 if cfg.img_size >= 384 else 0.875)
-        meta.setdefault("test_input_size", (cfg.in_chans, 32, 32))
-    register_model(ModelInfo(name=name, family="uniformer", config=cfg, builder=UniFormer, input_size=input_size,
-                             **meta))
+_uniformer = partial(declare, UniFormer)
 
 
 _S = dict(depth=(3, 4, 8, 3), embed_dim=(64, 128, 320, 512))
@@ -422,22 +419,22 @@ _K400 = dict(num_classes=400, head_dim=64)
 _VID = f"{_ICLR}, Tables 1-2 / Kinetics-400"
 _uniformer("uniformer_small_8x8", UniFormerConfig(**_S, **_K400, num_frames=8),
            paper=f"{_VID} (UniFormer-S 8x8, README: 78.4 with 1x4 views)",
-           follows=f"{_CODE} video exp/uniformer_s8x8_k400", paper_params=21.4, paper_macs=17.5, top1=78.4)
+           follows=f"{_CODE} video exp/uniformer_s8x8_k400", paper_params=21.4, paper_macs=17.5, top1=78.4, sampling_rate=8)
 _uniformer("uniformer_small_16x4", UniFormerConfig(**_S, **_K400, num_frames=16),
            paper=f"{_VID} (UniFormer-S 16x4: 21.4M, 41.8G per view, 80.8)",
-           follows=f"{_CODE} video exp/uniformer_s16x4_k400", paper_params=21.4, paper_macs=41.8, top1=80.8)
+           follows=f"{_CODE} video exp/uniformer_s16x4_k400", paper_params=21.4, paper_macs=41.8, top1=80.8, sampling_rate=4)
 _uniformer("uniformer_small_32x4", UniFormerConfig(**_S, **_K400, num_frames=32),
            paper=f"{_VID} (UniFormer-S 32x4: 109.6G per view, 82.0)",
-           follows=f"{_CODE} video exp/uniformer_s32x4_k400", paper_params=21.4, paper_macs=109.6, top1=82.0)
+           follows=f"{_CODE} video exp/uniformer_s32x4_k400", paper_params=21.4, paper_macs=109.6, top1=82.0, sampling_rate=4)
 _uniformer("uniformer_base_8x8", UniFormerConfig(**_B, **_K400, num_frames=8),
            paper=f"{_VID} (UniFormer-B 8x8, README: 79.8 with 1x4 views)",
-           follows=f"{_CODE} video exp/uniformer_b8x8_k400", paper_params=49.8, paper_macs=40.3, top1=79.8)
+           follows=f"{_CODE} video exp/uniformer_b8x8_k400", paper_params=49.8, paper_macs=40.3, top1=79.8, sampling_rate=8)
 _uniformer("uniformer_base_16x4", UniFormerConfig(**_B, **_K400, num_frames=16),
            paper=f"{_VID} (UniFormer-B 16x4: 49.8M, 96.7G per view, 82.0)",
-           follows=f"{_CODE} video exp/uniformer_b16x4_k400", paper_params=49.8, paper_macs=96.7, top1=82.0)
+           follows=f"{_CODE} video exp/uniformer_b16x4_k400", paper_params=49.8, paper_macs=96.7, top1=82.0, sampling_rate=4)
 _uniformer("uniformer_base_32x4", UniFormerConfig(**_B, **_K400, num_frames=32),
            paper=f"{_VID} (UniFormer-B 32x4: 259G per view, 82.9)",
-           follows=f"{_CODE} video exp/uniformer_b32x4_k400", paper_params=49.8, paper_macs=259.0, top1=82.9)
+           follows=f"{_CODE} video exp/uniformer_b32x4_k400", paper_params=49.8, paper_macs=259.0, top1=82.9, sampling_rate=4)
 
 # Small demonstration variants, sized for training on a CPU with the built-in data.
 _uniformer("uniformer_demo_32",

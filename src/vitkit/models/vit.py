@@ -8,6 +8,7 @@ tubelets and attends jointly over space and time, with a joint or a separate spa
 from __future__ import annotations
 
 import math
+from functools import partial
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,10 +17,11 @@ import torch.nn as nn
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, drop_path_rates, to_tuple
 from vitkit.layers.resnetv2 import ResNetV2Stem
-from vitkit.registry import INCEPTION_MEAN, INCEPTION_STD, KINETICS_MEAN, KINETICS_STD, ModelInfo, register_model
 
 from .base import VitkitModel, select_indices, trunc_normal_init
+from .input_spec import INCEPTION_MEAN, INCEPTION_STD, KINETICS_MEAN, KINETICS_STD
 from .tokens import TokenEmbedding
+from .variants import declare
 
 
 @dataclass(frozen=True)
@@ -201,25 +203,20 @@ class VisionTransformer(TokenEmbedding, VitkitModel):
     def stem_pattern(self) -> str:
         return r"(patch_embed|cls_token|pos_embed|pos_drop)"
 
+    @classmethod
+    def input_defaults(cls, cfg: ViTConfig) -> dict:
+        """The ViT paper's [-1, 1] scaling for images, Kinetics statistics for video; full image from 384."""
+        video = cfg.num_frames is not None
+        return {"mean": KINETICS_MEAN if video else INCEPTION_MEAN, "std": KINETICS_STD if video else INCEPTION_STD,
+                "crop_pct": 1.0 if to_tuple(cfg.img_size, 2)[0] >= 384 else 0.9}
+
     def profile_stages(self) -> list[tuple[str, nn.Module]]:
         return [("patch_embed", self.patch_embed)] + [(f"blocks.{i}", b) for i, b in enumerate(self.blocks)] + [
             ("head", self.head)
         ]
 
 
-def _vit(name: str, cfg: ViTConfig, **meta) -> None:
-    size = to_tuple(cfg.img_size, 2)
-    if cfg.num_frames is not None:
-        input_size = (cfg.in_chans, cfg.num_frames, *size)
-        meta.setdefault("mean", KINETICS_MEAN)
-        meta.setdefault("std", KINETICS_STD)
-    else:
-        input_size = (cfg.in_chans, *size)
-        meta.setdefault("mean", INCEPTION_MEAN)
-        meta.setdefault("std", INCEPTION_STD)
-    meta.setdefault("crop_pct", 1.0 if size[0] >= 384 else 0.9)
-    register_model(ModelInfo(name=name, family="vit", config=cfg, builder=VisionTransformer, input_size=input_size, **meta))
-
+_vit = partial(declare, VisionTransformer)
 
 _VIT_PAPER = "Dosovitskiy et al., An Image is Worth 16x16 Words, ICLR 2021"
 _TI = dict(embed_dim=192, depth=12, num_heads=3)
@@ -256,7 +253,7 @@ _vit("vit_base_patch16_8x8",
      ViTConfig(num_frames=8, tubelet_size=1, num_classes=400, **_B),
      paper="Fan et al., Multiscale Vision Transformers, ICCV 2021, Table 4 (ViT-B baseline, 8x8, 1x16x16 patches)",
      follows="MViT paper Table 4 (joint space-time attention and position embedding)",
-     paper_params=87.2, paper_macs=179.6, top1=68.5, interpolation="bilinear", crop_pct=224 / 256)
+     paper_params=87.2, paper_macs=179.6, top1=68.5, interpolation="bilinear", crop_pct=224 / 256, sampling_rate=8)
 
 # Small demonstration variants, sized for training on a CPU with the built-in data.
 _vit("vit_demo_patch4_32",

@@ -9,9 +9,9 @@ The interface (:class:`vitkit.tasks.base.Task`), as the engine calls it:
 ``options``
     A dataclass type: the task's own recipe keys (the ``task:`` section besides ``name``), validated and typed as
     the other sections are. ``validate(recipe)`` checks keys across sections (e.g. segmentation rejects mixup).
-``build_datasets(recipe, inp) -> (train_set, test_set)``
-    The dataset reader: datasets of ``(input, target)`` items; ``inp`` is the model's input specification
-    (:func:`vitkit.engine.data.model_input`). ``class_names(train_set)`` lists the outputs' names.
+``build_datasets(recipe, spec) -> (train_set, test_set)``
+    The dataset reader: datasets of ``(input, target)`` items; ``spec`` is the run's
+    :class:`~vitkit.models.input_spec.InputSpec` (:func:`vitkit.engine.data.resolve_input`). ``class_names(train_set)`` lists the outputs' names.
 ``build_model(recipe, num_classes, log) -> nn.Module``
     The model builder (classifier, or backbone + head), with ``model.weights`` loaded as the task defines.
     The module must provide ``layer_id``/``num_layer_ids``/``no_weight_decay`` for the optimiser hooks.

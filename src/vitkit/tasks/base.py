@@ -17,6 +17,10 @@ class Task:
     """Base class: the parts of training, evaluation and prediction that depend on the kind of problem."""
 
     name: str = ""
+    #: True: the model's input is the data's (a data size that disagrees with the model is an error, see
+    #: :func:`vitkit.engine.data.resolve_input`); False: ``data.input_size`` is the task's own crop / scale and the
+    #: backbone runs at any size (dense tasks)
+    input_follows_model: bool = True
     options: type = NoOptions
     headline: str = ""  # main metric key in evaluate()'s dict
     train_metric: str = "train_top1"  # metrics-log key of the running training accuracy
@@ -34,7 +38,7 @@ class Task:
         return self.options(**recipe.task.options)
 
     # -- data and model ----------------------------------------------------------------------------------------
-    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+    def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         raise NotImplementedError
 
     def class_names(self, dataset: Any) -> list[str]:

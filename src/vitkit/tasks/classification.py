@@ -13,11 +13,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vitkit.data import is_builtin
+from vitkit.models.input_spec import InputSpec
+
 from . import register_task
 from .base import Task
-
-BUILTIN_IMAGE_SETS = ("digits", "motion-digits")
-
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
@@ -28,13 +28,13 @@ class Classification(Task):
     headline = "top1"
     train_metric = "train_top1"
 
-    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+    def build_datasets(self, recipe: Any, spec: InputSpec) -> tuple[Any, Any]:
         from vitkit.engine.data import build_split
 
-        train_set = build_split(recipe, inp, train=True)
+        train_set = build_split(recipe, spec, train=True)
         test_set = build_split(
-            recipe, inp, train=False, num_clips=recipe.eval.num_clips, num_crops=recipe.eval.num_crops,
-            classes=list(train_set.classes) if recipe.data.dataset not in BUILTIN_IMAGE_SETS else None)
+            recipe, spec, train=False, num_clips=recipe.eval.num_clips, num_crops=recipe.eval.num_crops,
+            classes=None if is_builtin(recipe.data.dataset) else list(train_set.classes))
         return train_set, test_set
 
     def build_model(self, recipe: Any, num_classes: int, log: Callable[[str], None] = print) -> nn.Module:

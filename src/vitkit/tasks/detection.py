@@ -122,6 +122,7 @@ def coco_files(recipe: Any, opts: Any, split: str) -> tuple[str, str]:
 
 class Detection(Task):
     name = "detection"
+    input_follows_model = False  # data.input_size is the crop; the backbone runs at any size
     options = DetectionOptions
     headline = "box_AP"
     train_metric = None
@@ -133,7 +134,7 @@ class Detection(Task):
         if r.mixup > 0 or r.cutmix > 0 or r.label_smoothing:
             raise RecipeError("detection does not take train.mixup, train.cutmix or train.label_smoothing")
 
-    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+    def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         from vitkit.data.coco import CocoDetection
 
         o = self.opts(recipe)

@@ -65,6 +65,7 @@ class PoseSet(torch.utils.data.Dataset):
 
 class Pose(Task):
     name = "pose"
+    input_follows_model = False  # data.input_size is the crop; the backbone runs at any size
     options = PoseOptions
     headline = "keypoint_AP"
     train_metric = None
@@ -76,7 +77,7 @@ class Pose(Task):
         if r.mixup > 0 or r.cutmix > 0 or r.label_smoothing:
             raise RecipeError("pose does not take train.mixup, train.cutmix or train.label_smoothing")
 
-    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+    def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         from vitkit.data.coco_keypoints import CocoKeypoints, flip_pairs_from_names
 
         o = self.opts(recipe)

@@ -3,6 +3,7 @@
 ``vitkit.create_model(name, pretrained=True | "tag")`` uses :func:`load_pretrained`; ``vitkit models
 --pretrained`` lists the zoo and ``vitkit card NAME`` prints a record's card.
 """
+from . import zoo  # noqa: F401  (the records register themselves in .spec)
 from .cards import card, zoo_markdown
 from .download import DownloadError, cache_path, fetch, mirror_url, vitkit_home
 from .load import converted_path, load_pretrained, weights_file

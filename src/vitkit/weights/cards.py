@@ -1,21 +1,22 @@
 """Model cards for published weights, and the README zoo table (generated from the zoo records)."""
 from __future__ import annotations
 
+from vitkit.models.variants import VARIANTS
+
 from .download import cache_path, recorded_sha256
 from .spec import Weights, get_weights, list_pretrained, tags_of
 
 
 def preprocessing(w: Weights) -> dict:
-    """Input size, mean/std, interpolation and crop fraction: the record's where it sets them, else the variant's."""
-    from vitkit.registry import model_info
-
-    info = model_info(w.model)
+    """Input size, mean/std, interpolation and crop fraction: the record's where it sets them, else the variant's
+    input specification."""
+    spec = VARIANTS[w.model].spec
     return {
-        "input_size": w.input_size or info.input_size,
-        "mean": w.mean or info.mean,
-        "std": w.std or info.std,
-        "interpolation": w.interpolation or info.interpolation,
-        "crop_pct": w.crop_pct if w.crop_pct is not None else info.crop_pct,
+        "input_size": w.input_size or spec.input_size,
+        "mean": w.mean or spec.mean,
+        "std": w.std or spec.std,
+        "interpolation": w.interpolation or spec.interpolation,
+        "crop_pct": w.crop_pct if w.crop_pct is not None else spec.crop_pct,
     }
 
 
@@ -36,10 +37,8 @@ def _fmt(v: float | None) -> str:
 
 def card(name: str, tag: str | None = None) -> str:
     """A plain-text card: what the weights are, where they come from, how they were measured and how to use them."""
-    from vitkit.registry import model_info
-
     w = get_weights(name, tag)
-    info = model_info(w.model)
+    info = VARIANTS[w.model]
     pre = preprocessing(w)
     size = "x".join(str(s) for s in pre["input_size"][1:])
     cached = cache_path(w.url)

@@ -8,6 +8,8 @@ import torch.nn as nn
 
 from vitkit.checkpoints.base import LoadReport, atomic_write, convert_state_dict, read_state_dict
 from vitkit.checkpoints.heads import load_except_classifier
+from vitkit.checkpoints.inflate import inflate_state_dict
+from vitkit.models.variants import VARIANTS
 
 from .download import fetch
 from .spec import Weights, get_weights
@@ -49,26 +51,23 @@ def load_pretrained(model: nn.Module, weights: Weights | str, tag: str | bool | 
                     progress: bool | None = None) -> LoadReport:
     """Load published weights (a :class:`Weights`, ``"model.tag"``, or a model name with ``tag``) into ``model``.
 
-    Everything but the classifier loads strictly. When the model's class count differs from the file's
-    (fine-tuning on new classes), the file's classifier is left out and the model's is zero-initialised, as
-    timm / torchvision users expect from ``num_classes=N`` with pretrained weights; the report lists it as missing.
+    Through :func:`vitkit.checkpoints.load_weights` with ``head="match"``: everything but the classifier loads
+    strictly; when the model's class count differs from the file's (fine-tuning on new classes) the file's
+    classifier is left out and the model's is zero-initialised, as timm / torchvision users expect from
+    ``num_classes=N`` with pretrained weights; the report lists it as missing and ``report.head`` says so.
     Weights of another variant of the family load too: position tables are resampled to the model's size, and
     image weights in a video model are inflated (:mod:`vitkit.checkpoints.inflate`, average method; the report's
     ``inflation`` says what was done).
     """
     w = weights if isinstance(weights, Weights) else get_weights(weights, tag)
-    from vitkit.registry import model_info
-
     family = getattr(model, "family", "")
     want = getattr(model, "model_name", w.model)
-    source = model_info(w.model)
+    source = VARIANTS[w.model]
     if source.family != family:
         raise ValueError(f"weights {w.name} are for the {source.family} family, not {family} ({want})")
     sd, layout = converted_state_dict(w, model, progress)
     inflation = None
     if not source.is_video and getattr(model, "spatial_rank", 2) == 3:
-        from vitkit.checkpoints.inflate import inflate_state_dict
-
         sd, inflation = inflate_state_dict(sd, model)
     label = f"{w.name} ({layout} layout{', inflated 2-D -> 3-D' if inflation else ''})"
     report = load_except_classifier(model, sd, label, f"{w.name} does not match {want}")

@@ -96,19 +96,18 @@ def register_weights(*items: Weights) -> None:
 
 
 def _ensure_loaded() -> None:
-    from . import zoo  # noqa: F401  (registers the tables)
+    """Nothing to do: importing :mod:`vitkit.weights` (the parent package of this module) registers the zoo
+    tables (its ``__init__`` imports ``.zoo``), so the records exist before any lookup here."""
 
 
 def list_pretrained(pattern: str = "*") -> list[str]:
     """``model.tag`` names matching a glob ``pattern`` (a bare model pattern matches all its tags), sorted."""
-    _ensure_loaded()
     pat = pattern if "." in pattern else f"{pattern}.*"
     return sorted(n for n in _ZOO if fnmatch.fnmatch(n, pat))
 
 
 def tags_of(model: str) -> list[Weights]:
     """The published weights of a registered variant, its default first."""
-    _ensure_loaded()
     found = [w for w in _ZOO.values() if w.model == model]
     return sorted(found, key=lambda w: (not w.default, found.index(w)))
 
@@ -116,7 +115,6 @@ def tags_of(model: str) -> list[Weights]:
 def get_weights(name: str, tag: str | bool | None = None) -> Weights:
     """The record for ``name`` (``model`` or ``model.tag``; model names hold no dot) and ``tag`` (``True`` or
     ``None``: the model's default tag). Unknown names raise ``KeyError`` listing the tags that exist."""
-    _ensure_loaded()
     model, _, named = name.partition(".")
     if isinstance(tag, str) and tag:
         named = tag[len(model) + 1:] if tag.startswith(model + ".") else tag

@@ -91,6 +91,7 @@ def _batches(items: list) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
 
 class Segmentation(Task):
     name = "segmentation"
+    input_follows_model = False  # data.input_size is the crop; the backbone runs at any size
     options = SegmentationOptions
     headline = "mIoU"
     train_metric = "train_pixel_acc"
@@ -122,9 +123,9 @@ class Segmentation(Task):
             raise RecipeError(f"segmentation takes image models; {recipe.model.name} is a video model")
 
     # -- data and model -------------------------------------------------------------------------------------
-    def build_datasets(self, recipe: Any, inp: dict) -> tuple[Any, Any]:
+    def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         o = self.opts(recipe)
-        kw = dict(crop=inp["input_size"], mean=inp["mean"], std=inp["std"], opts=o, root=recipe.data.root)
+        kw = dict(crop=spec.size, mean=spec.mean, std=spec.std, opts=o, root=recipe.data.root)
         train = build_seg_dataset(recipe.data.dataset, recipe.data.train_split, train=True, **kw)
         test = build_seg_dataset(recipe.data.dataset, recipe.data.val_split, train=False, **kw)
         test.protocol = self.protocol(o)
@@ -239,16 +240,16 @@ class Segmentation(Task):
     def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
         from torch.utils.data import Subset
 
-        from vitkit.engine.data import model_input
+        from vitkit.engine.data import resolve_input
 
         from .overlay import save_overlay
 
         r = trained.recipe
         o = self.opts(r)
         model = trained.model.to(dist.device)
-        inp = model_input(model.info, r)
-        ds = build_seg_dataset(r.data.dataset, r.data.val_split, train=False, crop=inp["input_size"],
-                               mean=inp["mean"], std=inp["std"], opts=o, root=r.data.root)
+        spec = resolve_input(r, data_follows_model=False)[1]
+        ds = build_seg_dataset(r.data.dataset, r.data.val_split, train=False, crop=spec.size,
+                               mean=spec.mean, std=spec.std, opts=o, root=r.data.root)
         ds.protocol = self.protocol(o)
         n = len(ds)
         if args.limit:
@@ -261,7 +262,7 @@ class Segmentation(Task):
         src = Path(args.source)
         out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / "eval"
         names = trained.classes or ds.classes
-        mean, std = torch.tensor(inp["mean"]).view(3, 1, 1), torch.tensor(inp["std"]).view(3, 1, 1)
+        mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
 
         def on_image(i, x, scores, mask):
             if dist.is_main and i < o.overlays:
@@ -292,7 +293,7 @@ class Segmentation(Task):
 
     def run_predict(self, args: Any, trained: Any) -> int:
         from vitkit.data.datasets import load_image
-        from vitkit.engine.data import model_input
+        from vitkit.engine.data import resolve_input
 
         from .data import SegTestTransform
         from .overlay import save_mask, save_overlay
@@ -301,8 +302,8 @@ class Segmentation(Task):
         o = self.opts(r)
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model = trained.model.to(device)
-        inp = model_input(model.info, r)
-        tf = SegTestTransform(inp["mean"], inp["std"], o.test_scale)
+        spec = resolve_input(r, data_follows_model=False)[1]
+        tf = SegTestTransform(spec.mean, spec.std, o.test_scale)
         out = Path(args.out) if getattr(args, "out", None) else Path(".")
         out.mkdir(parents=True, exist_ok=True)
         status = 0

@@ -49,7 +49,7 @@ class Segmentor(nn.Module):
         self.aux_index = aux_index
         self.num_classes = decode_head.num_classes
         self.family = "segmentor"
-        self.info = getattr(backbone, "info", None)
+        self.input_spec = getattr(backbone, "input_spec", None)
         self.model_name = getattr(backbone, "model_name", "")
 
     # -- forward -----------------------------------------------------------------------------------------------
