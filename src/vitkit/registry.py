@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import warnings
 from typing import Any
 
 import torch.nn as nn
@@ -56,6 +57,10 @@ def model_info(name: str) -> ModelInfo:
 def resolve_config(name: str, **overrides: Any) -> Any:
     """The variant's config with ``overrides`` applied; unknown fields raise naming the valid ones."""
     info = model_info(name)
+    for old, new in getattr(type(info.config), "RENAMED", {}).items():
+        if old in overrides:
+            warnings.warn(f"{name}: config field {old!r} is now {new!r}", DeprecationWarning, stacklevel=3)
+            overrides[new] = overrides.pop(old)
     valid = {f.name for f in dataclasses.fields(info.config)}
     bad = sorted(set(overrides) - valid)
     if bad:

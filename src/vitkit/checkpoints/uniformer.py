@@ -149,7 +149,7 @@ def video_config_from_official(cfg: Mapping[str, Any] | str | os.PathLike):
         drop_rate=float(u.get("DROPOUT_RATE", 0.0)),
         attn_drop_rate=float(u.get("ATTENTION_DROPOUT_RATE", 0.0)),
         drop_path_rate=float(u.get("DROP_DEPTH_RATE", 0.1)),
-        std=bool(u.get("STD", False)),
+        downsample_3x2x2=bool(u.get("STD", False)),
         num_classes=int(m.get("NUM_CLASSES", 400)),
         img_size=int(d.get("TRAIN_CROP_SIZE", 224)),
         num_frames=int(d.get("NUM_FRAMES", 8)),

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -43,3 +45,17 @@ def maxpool_nd(rank: int, *args, **kwargs) -> nn.Module:
 
 def avgpool_nd(rank: int, *args, **kwargs) -> nn.Module:
     return _pick(_AVGPOOL, rank, "avgpool_nd")(*args, **kwargs)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int], first_dim: int) -> torch.Tensor:
+    """Zero-pad dims ``first_dim .. first_dim + len(multiple) - 1`` of ``x`` at their end to multiples of
+    ``multiple`` (a patch, a window); ``x`` itself when nothing is missing."""
+    sizes = x.shape[first_dim:first_dim + len(multiple)]
+    missing = [(-s) % m for s, m in zip(sizes, multiple)]
+    if not any(missing):
+        return x
+    trailing = x.ndim - first_dim - len(multiple)  # F.pad lists dims from the last one
+    spec = [0, 0] * trailing
+    for p in reversed(missing):
+        spec += [0, p]
+    return F.pad(x, spec)

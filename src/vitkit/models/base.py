@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -190,20 +190,3 @@ def select_indices(n: int, indices: int | Sequence[int] | None) -> list[int]:
     if None in out:
         raise IndexError(f"indices {list(indices)} out of range for {n} outputs")
     return sorted(out)
-
-
-def trunc_normal_init(modules: Iterable[nn.Module], std: float = 0.02) -> None:
-    """timm/official init: Linear weights trunc-normal(std), biases zero; norms weight 1, bias 0."""
-    for m in modules:
-        if isinstance(m, nn.Linear):
-            # = trunc_normal_(std, a=-2, b=2): the cut at +-2 lies 100 std out, so a clamped normal is the same
-            # distribution, and several times faster to draw than trunc_normal_'s inverse-erf sampling.
-            with torch.no_grad():
-                m.weight.normal_(0.0, std).clamp_(-2.0, 2.0)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
-            if m.weight is not None:
-                nn.init.ones_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)

@@ -29,8 +29,9 @@ from vitkit.layers import to_tuple
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.fused import linear
 from vitkit.layers.pooling import POOL_MODES, make_pool, pool_tokens, pooled_grid
+from vitkit.layers.init import clamped_normal_, trunc_normal_init
 
-from .base import VitkitModel, select_indices, trunc_normal_init
+from .base import VitkitModel, select_indices
 from .input_spec import KINETICS_MEAN, KINETICS_STD
 from .tokens import TokenEmbedding
 from .variants import declare
@@ -382,7 +383,7 @@ class MViT(TokenEmbedding, VitkitModel):
         trunc_normal_init(self.modules())
         for name, p in self.named_parameters():
             if "pos_embed" in name or "rel_pos" in name or name == "cls_token":
-                nn.init.trunc_normal_(p, std=0.02)
+                clamped_normal_(p, std=0.02)
 
     @classmethod
     def input_defaults(cls, cfg: MViTConfig) -> dict:

@@ -36,7 +36,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_pos_embed, to_tuple
+from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, pad_to_multiple,
+                           resample_pos_embed, to_tuple)
+from vitkit.layers.init import clamped_normal_, trunc_normal_init
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
 
@@ -302,22 +304,16 @@ class SwinTransformer(VitkitModel):
         """The official init: Linear weights, bias tables and ``absolute_pos_embed`` trunc-normal(0.02) cut at +-2
         (absolute, timm's ``trunc_normal_``), Linear biases 0, LayerNorm 1 / 0, the patch convolution PyTorch's default.
 
-        A cut at +-2 is 100 standard deviations, so a clamped normal is the same distribution; it avoids the
-        rejection sampling of ``trunc_normal_`` (seconds for the large variants on a loaded CPU).
+        (:mod:`vitkit.layers.init`: a clamped normal, the same distribution, drawn faster.)
         """
         for name, p in self.named_parameters():
             if name.endswith("relative_position_bias_table") or name == "absolute_pos_embed":
-                p.normal_(0.0, 0.02).clamp_(-2.0, 2.0)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                m.weight.normal_(0.0, 0.02).clamp_(-2.0, 2.0)
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, nn.LayerNorm):
-                m.weight.fill_(1.0)
-                m.bias.zero_()
-            elif isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                clamped_normal_(p)
+        for m in self.modules():  # in module order, as the official init draws
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
                 m.reset_parameters()
+            else:
+                trunc_normal_init([m])
 
     # -- optimiser hooks -----------------------------------------------------------------------------------
     @classmethod
@@ -350,15 +346,7 @@ class SwinTransformer(VitkitModel):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Input (B, C, [T,] H, W) -> channels-last tokens (B, [T,] H', W', C), input zero-padded to the patch."""
         self.check_input(x)
-        size = x.shape[2:]
-        stride = self.patch_embed.stride
-        padded = tuple(-(-s // p) * p for s, p in zip(size, stride))
-        if padded != tuple(size):
-            pad = []
-            for s, p in zip(reversed(size), reversed(padded)):
-                pad += [0, p - s]
-            x = F.pad(x, pad)
-        x = self.patch_embed(x).movedim(1, -1)
+        x = self.patch_embed(pad_to_multiple(x, self.patch_embed.stride, 2)).movedim(1, -1)
         if self.absolute_pos_embed is not None:
             grid = tuple(x.shape[1:-1])
             pe = resample_pos_embed(self.absolute_pos_embed, grid, self.grid, 0)

@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, batchnorm_nd, conv_nd, drop_path_rates, to_tuple
+from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, batchnorm_nd, conv_nd, drop_path_rates,
+                           pad_to_multiple, to_tuple)
 from vitkit.layers.conv_blocks import ConvStem, depthwise_conv
+from vitkit.layers.init import trunc_normal_init
 from vitkit.layers.windows import padded_grid, window_partition, window_reverse
 
 from .base import VitkitModel, select_indices
@@ -35,8 +36,9 @@ STAGE_TYPES = ("local", "global")
 class UniFormerConfig:
     """Hyper-parameters of a UniFormer, named as in the official ``UniFormer(...)`` constructor.
 
-    ``num_frames`` set makes it a video model (spatial rank 3) as in the official ``Uniformer(cfg)``; ``std``
-    is the video config's ``UNIFORMER.STD`` (3x2x2 downsampling convolutions). ``layer_scale``/``init_value``
+    ``num_frames`` set makes it a video model (spatial rank 3) as in the official ``Uniformer(cfg)``; ``downsample_3x2x2``
+    (the official video config's ``UNIFORMER.STD``) makes the downsampling convolutions of stages 2-4 3x2x2
+    (temporal kernel 3) instead of 1x2x2; ``std=`` is still accepted by ``create_model`` for it. ``layer_scale``/``init_value``
     switch on LayerScale in global blocks (the image code's ``uniformer_base_ls``), ``layer_scale_local`` in local
     blocks as well (the token-labeling code's ``uniformer_large_ls``, gammas of shape (1, C, 1, 1)); ``return_dense`` adds the token-labeling auxiliary head.
     ``stage_types`` gives the local ("L") / global ("G") layout per stage (the paper's LLGG by default);
@@ -61,13 +63,16 @@ class UniFormerConfig:
     init_value: float = 1e-6
     return_dense: bool = False
     num_frames: int | None = None
-    std: bool = False
+    downsample_3x2x2: bool = False
     local_kernel: int = 5
     dpe_kernel: int = 3
     stage_types: tuple[str, ...] = ("local", "local", "global", "global")
     windows: bool = False
     hybrid: bool = False
     window_size: int | tuple[int, ...] = 14
+
+    #: earlier field names -> current ones (``create_model`` accepts both, with a DeprecationWarning)
+    RENAMED: ClassVar[dict[str, str]] = {"std": "downsample_3x2x2"}
 
 
 # -- blocks -----------------------------------------------------------------------------------------------------
@@ -136,16 +141,10 @@ class GlobalBlock(nn.Module):
             return self.attn(t, meta=meta)
         B, _, C = t.shape
         window = self.window
-        pads = [(w - g % w) % w for g, w in zip(grid, window)]
-        x = t.reshape(B, *grid, C)
-        if any(pads):
-            spec: list[int] = [0, 0]
-            for p in reversed(pads):
-                spec += [0, p]
-            x = F.pad(x, spec)
+        x = pad_to_multiple(t.reshape(B, *grid, C), window, 1)
         y = self.attn(window_partition(x, window), meta={**meta, "window": tuple(window)})
         y = window_reverse(y, window, padded_grid(grid, window))
-        if any(pads):
+        if tuple(x.shape[1:-1]) != tuple(grid):
             y = y[(slice(None), *(slice(0, g) for g in grid))]
         return y.reshape(B, -1, C)
 
@@ -163,24 +162,6 @@ class GlobalBlock(nn.Module):
 
 
 # -- model ------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def _init_weights(modules) -> None:
-    """The official init: Linear weights N(0, 0.02) truncated at +-2 (absolute, as timm's ``trunc_normal_``),
-    biases 0; LayerNorm 1 / 0; convolutions and BatchNorm keep PyTorch's defaults.
-
-    Truncation at +-2 is 100 standard deviations, so sampling a normal and clamping gives the same distribution as
-    ``torch.nn.init.trunc_normal_``, whose rejection sampling costs ~8 s for UniFormer-B on a loaded 2-core CPU.
-    """
-    for m in modules:
-        if isinstance(m, nn.Linear):
-            m.weight.normal_(0.0, 0.02).clamp_(-2.0, 2.0)
-            if m.bias is not None:
-                m.bias.zero_()
-        elif isinstance(m, nn.LayerNorm):
-            m.weight.fill_(1.0)
-            m.bias.zero_()
-
-
 class UniFormer(VitkitModel):
     """UniFormer for images (B, C, H, W) or, with ``num_frames`` set, video (B, C, T, H, W)."""
 
@@ -231,7 +212,7 @@ class UniFormer(VitkitModel):
         if cfg.return_dense:
             self.aux_head = nn.Linear(dims[-1], cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         if next(self.parameters()).device.type != "meta":
-            _init_weights(self.modules())
+            trunc_normal_init(self.modules())
 
     @staticmethod
     def _embedding(cfg: UniFormerConfig, i: int, rank: int) -> nn.Module:
@@ -248,7 +229,7 @@ class UniFormer(VitkitModel):
         if i == 0:
             return PatchEmbed((3, 4, 4), c_in, dims[0], stride=(2, 4, 4), padding=(1, 0, 0), norm_layer=ln,
                               strict_size=False)
-        kt = 3 if cfg.std else 1
+        kt = 3 if cfg.downsample_3x2x2 else 1
         return PatchEmbed((kt, 2, 2), c_in, dims[i], stride=(1, 2, 2), padding=(kt // 2, 0, 0), norm_layer=ln,
                           strict_size=False)
 

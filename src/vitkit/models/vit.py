@@ -17,8 +17,9 @@ import torch.nn as nn
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, drop_path_rates, to_tuple
 from vitkit.layers.resnetv2 import ResNetV2Stem
+from vitkit.layers.init import clamped_normal_, trunc_normal_init
 
-from .base import VitkitModel, select_indices, trunc_normal_init
+from .base import VitkitModel, select_indices
 from .input_spec import INCEPTION_MEAN, INCEPTION_STD, KINETICS_MEAN, KINETICS_STD
 from .tokens import TokenEmbedding
 from .variants import declare
@@ -145,11 +146,11 @@ class VisionTransformer(TokenEmbedding, VitkitModel):
 
     def _init_weights(self) -> None:
         if self.pos_embed is not None and self.pos_embed.device.type != "meta":
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            clamped_normal_(self.pos_embed, std=0.02)
         for name in ("pos_embed_spatial", "pos_embed_temporal", "pos_embed_class"):
             p = getattr(self, name, None)
             if p is not None and p.device.type != "meta":
-                nn.init.trunc_normal_(p, std=0.02)
+                clamped_normal_(p, std=0.02)
         if self.cls_token is not None and self.cls_token.device.type != "meta":
             nn.init.normal_(self.cls_token, std=1e-6)
         if next(self.parameters()).device.type != "meta":
