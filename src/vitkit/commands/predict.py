@@ -101,9 +101,10 @@ def _load(path: str, spec, transform, rate: int, num_clips: int, video_ext) -> "
         from vitkit.data.datasets import load_image
 
         return transform(load_image(path, spec.channels))[None]
+    from vitkit.data.sampling import clips_to_views
     from vitkit.data.video import decode_clips
 
-    return torch.stack([transform(clip) for clip in decode_clips(path, spec.num_frames, rate, num_clips)])
+    return torch.stack(clips_to_views(decode_clips(path, spec.num_frames, rate, num_clips), transform))
 
 
 def _timelines(args, model, spec, transform, rate: int, names: list[str], k: int, device) -> int:

@@ -1,4 +1,4 @@
-"""Data: image folders and lists, PyAV video clips, transforms, mixup, samplers, built-in data.
+"""Data: image folders and lists, PyAV video clips, transforms, mixup, the repeated-augmentation sampler, built-in data.
 
 Interface used by the engine
 ----------------------------
@@ -47,7 +47,7 @@ in which the first process to report a path creates one marker file (see
 A dataset in which nothing can be read raises ``RuntimeError`` at construction.
 
 Also: ``build_transforms`` (:mod:`.transforms`), ``MixupCutmix`` (:mod:`.mixup`),
-``RepeatAugSampler`` (:mod:`.samplers`), ``class_names('imagenet1k' | 'kinetics400' | 'kinetics600' |
+``RepeatAugSampler`` (:mod:`.repeat_aug`), ``class_names('imagenet1k' | 'kinetics400' | 'kinetics600' |
 'something_something_v2')`` (shipped lists in the datasets' index order; sources in ``classes/README.md``), and the dataset doctor
 ``vitkit data check PATH`` (:mod:`.doctor`).
 """
@@ -65,7 +65,7 @@ from .datasets import FileDataset
 from .flip import FlipLabelSwap, resolve_flip_label_map
 from .formats import resolve_dataset
 from .mixup import MixupCutmix
-from .samplers import RepeatAugSampler
+from .repeat_aug import RepeatAugSampler
 from .sampling import clip_span
 from .transforms import build_transforms
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sampling import sample_clips
+from .sampling import clips_to_views, sample_clips
 
 __all__ = ["load_digits_split", "motion_digits_split", "MOTIONS", "MOTIONS_LR", "BuiltinDataset"]
 
@@ -175,10 +175,7 @@ class BuiltinDataset(torch.utils.data.Dataset):
         else:
             clips = sample_clips(x.shape[0], self.num_frames, self.sampling_rate, sampling=self.sampling,
                                  train=self.train, num_clips=self.num_clips, name=f"{self.name}[{i}]")
-            views = []
-            for idx in clips:
-                v = self._view(x[idx])
-                views.extend(v.unbind(0) if (self.num_crops > 1 and not self.fast) else [v])
+            views = clips_to_views((x[idx] for idx in clips), self._view, 1 if self.fast else self.num_crops)
             out = views[0] if len(views) == 1 else torch.stack(views)
         if not self.train and self.num_views > 1:
             if not self.video and self.num_crops > 1 and out.ndim == 3:

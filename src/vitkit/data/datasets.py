@@ -28,8 +28,8 @@ from .decoders import build_reader
 from .frames import FrameFolderReader
 from .large import is_large, note_large
 from .pil_modes import to_uint8
-from .sampling import SAMPLING_MODES, clip_span, random_clip_start, segment_indices, uniform_clip_starts
-from .short import SHORT_VIDEO, ShortVideoError, clip_indices_for, short_note
+from .sampling import SAMPLING_MODES, clip_span, clips_to_views, sample_clips
+from .short import SHORT_VIDEO, ShortVideoError, short_note
 from .sources import SampleList
 from .transforms import TransformError
 from .video import VideoError
@@ -176,19 +176,15 @@ class FileDataset(torch.utils.data.Dataset):
             return load_image(path, self.channels, self.min_side)
         reader = self._frames if os.path.isdir(path) else self._reader
         n = reader.num_frames(path)
-        if self.sampling == "segment":
-            wanted = [i for c in range(self.num_clips)
-                      for i in segment_indices(n, self.num_frames, train=self.train, clip=c, num_clips=self.num_clips)]
-        else:
-            span = clip_span(self.num_frames, self.sampling_rate)
-            note = short_note(n, span, self.short_video)
+        if self.sampling != "segment":
+            note = short_note(n, clip_span(self.num_frames, self.sampling_rate), self.short_video)
             if note is not None:  # shown in the epoch report (data.short_video: pad | loop | skip)
                 if self.short_video == "skip":
                     raise ShortVideoError(note)
                 self._notes.report(path, note, action="")
-            starts = [random_clip_start(n, span)] if self.train else uniform_clip_starts(n, span, self.num_clips, path)
-            wanted = [i for s in starts for i in clip_indices_for(s, self.num_frames, self.sampling_rate, n,
-                                                                   self.short_video)]
+        clips = sample_clips(n, self.num_frames, self.sampling_rate, sampling=self.sampling, train=self.train,
+                             num_clips=self.num_clips, name=path, short_video=self.short_video)
+        wanted = [i for clip in clips for i in clip]
         return reader.read(path, wanted)  # all clips in one call: one pass when they are close
 
     def _transform(self, raw: torch.Tensor):
@@ -196,10 +192,7 @@ class FileDataset(torch.utils.data.Dataset):
         try:
             if not self.video:
                 return self.transform(raw)
-            views = []
-            for clip in raw.split(self.num_frames):
-                v = self.transform(clip)
-                views.extend(v.unbind(0) if self.num_crops > 1 else [v])
+            views = clips_to_views(raw.split(self.num_frames), self.transform, self.num_crops)
             return views[0] if len(views) == 1 else torch.stack(views)
         except TransformError:
             raise

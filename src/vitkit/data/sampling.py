@@ -13,13 +13,16 @@ training and at the segment's centre in testing (:func:`segment_indices`).
 from __future__ import annotations
 
 import logging
+from typing import Callable, Iterable
 
 import torch
+
+from .short import clip_indices_for
 
 log = logging.getLogger(__name__)
 
 __all__ = ["clip_span", "clip_indices", "random_clip_start", "uniform_clip_starts", "segment_indices",
-           "sample_clips", "SAMPLING_MODES"]
+           "sample_clips", "clips_to_views", "SAMPLING_MODES"]
 
 SAMPLING_MODES = ("dense", "segment")
 
@@ -90,11 +93,15 @@ def segment_indices(video_frames: int, num_segments: int, *, train: bool, clip: 
 
 
 def sample_clips(video_frames: int, num_frames: int, sampling_rate: int = 1, *, sampling: str = "dense",
-                 train: bool, num_clips: int = 1, name: str = "") -> list[list[int]]:
+                 train: bool, num_clips: int = 1, name: str = "", short_video: str = "pad") -> list[list[int]]:
     """Frame indices of each clip a sample yields: one in training, ``num_clips`` at test time.
 
     ``dense``: ``T x tau`` clips from a random start (train) or uniformly spaced starts (test);
     ``segment``: one frame from each of ``T`` segments (:func:`segment_indices`; ``sampling_rate`` unused).
+    Past the end of a short video a dense clip repeats the last frame (``short_video="pad"``) or wraps
+    (``"loop"``; :mod:`.short`). The one place where the file datasets, the built-in clips and the test-time
+    views of ``predict`` / ``attention`` (:func:`vitkit.data.video.decode_clips`) choose frames; the views are
+    then made by :func:`clips_to_views`.
     """
     if sampling not in SAMPLING_MODES:
         raise ValueError(f"data.sampling must be one of {', '.join(SAMPLING_MODES)}, got {sampling!r}")
@@ -105,4 +112,14 @@ def sample_clips(video_frames: int, num_frames: int, sampling_rate: int = 1, *, 
     if video_frames < span:
         log.debug("%s: %d frames, shorter than a clip of span %d; last frame repeated", name, video_frames, span)
     starts = [random_clip_start(video_frames, span)] if train else uniform_clip_starts(video_frames, span, clips, name)
-    return [clip_indices(s, num_frames, sampling_rate, video_frames) for s in starts]
+    return [clip_indices_for(s, num_frames, sampling_rate, video_frames, short_video) for s in starts]
+
+
+def clips_to_views(clips: Iterable[torch.Tensor], transform: Callable, num_crops: int = 1) -> list[torch.Tensor]:
+    """Clips (T, C, H, W) -> the views of a sample, clip-major: each clip through ``transform`` ((C, T, H, W), or
+    (num_crops, C, T, H, W) with several spatial crops, then one view per crop)."""
+    views: list[torch.Tensor] = []
+    for clip in clips:
+        v = transform(clip)
+        views.extend(v.unbind(0) if num_crops > 1 else [v])
+    return views

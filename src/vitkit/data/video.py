@@ -220,12 +220,11 @@ def decode_frames(index: VideoIndex, indices: list[int], container=None) -> tupl
 def decode_clips(path: str, num_frames: int, sampling_rate: int = 1, num_clips: int = 1) -> list[torch.Tensor]:
     """The test-time views of a video file: ``num_clips`` uniformly spaced clips (the centre one when 1) of
     ``num_frames`` frames ``sampling_rate`` apart, decoding only those frames; uint8 ``(T, 3, H, W)`` each."""
-    from .sampling import clip_indices, clip_span, uniform_clip_starts
+    from .sampling import sample_clips
 
     index = index_video(path)
-    span = clip_span(num_frames, sampling_rate)
-    starts = uniform_clip_starts(index.num_frames, span, num_clips, path)
-    wanted = [i for s in starts for i in clip_indices(s, num_frames, sampling_rate, index.num_frames)]
+    clips = sample_clips(index.num_frames, num_frames, sampling_rate, train=False, num_clips=num_clips, name=path)
+    wanted = [i for clip in clips for i in clip]
     frames, _ = decode_frames(index, wanted)  # all clips in one call: one pass when they are close
     return list(frames.split(num_frames))
 

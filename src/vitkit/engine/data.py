@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from vitkit.data import build_dataset
-from vitkit.data.samplers import RepeatAugSampler
+from vitkit.data.repeat_aug import RepeatAugSampler
 from vitkit.models.input_spec import InputSpec
 from vitkit.registry import input_spec, model_info, resolve_config
 

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 
 from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, pad_to_multiple,
                            resample_pos_embed, to_tuple)
-from vitkit.layers.init import clamped_normal_, trunc_normal_init
 from vitkit.layers.cache import TensorCache
+from vitkit.layers.init import clamped_normal_, trunc_normal_init
 from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
 
 from .base import VitkitModel, select_indices
