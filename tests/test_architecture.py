@@ -14,7 +14,7 @@ SRC = Path(vitkit.__file__).resolve().parent
 #: import tiers, lowest first: a module may import its own tier or lower ones, never a higher one
 #: (ARCHITECTURE.md, "Where things live"). Packages not listed must still form no cycle.
 TIERS = {
-    "layers": 0,
+    "fileio": 0, "layers": 0,
     "models": 1,
     "checkpoints": 2, "data": 2,
     "registry": 3,

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from vitkit.fileio import atomic_write  # noqa: F401  (also used by vitkit.weights)
+
 StateDict = dict[str, torch.Tensor]
 WRAPPER_KEYS = ("model_state", "model", "state_dict", "module", "model_ema", "state_dict_ema")
 
@@ -288,22 +290,6 @@ def from_official(family: str, state_dict, config) -> nn.Module:
     if family not in _OFFICIAL:
         raise KeyError(f"no official converter for family {family!r}; available: {sorted(_OFFICIAL)}")
     return _OFFICIAL[family](read_state_dict(state_dict), config)
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then fsync and rename over ``path``: a crash never leaves a half-written file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:

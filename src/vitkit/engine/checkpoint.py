@@ -1,4 +1,8 @@
-"""Training checkpoints, written atomically.
+"""Training state (what ``--resume`` needs), written atomically into a run's ``checkpoints/`` folder.
+
+"Checkpoint" here means the training state of a run. Model *weights* in any layout are read and loaded by
+:mod:`vitkit.checkpoints` (:func:`vitkit.load_weights`); *activation* checkpointing (recomputing activations in
+backward) is ``model.set_grad_checkpointing()``. See ARCHITECTURE.md.
 
 A checkpoint is a directory ``checkpoints/step_0000123/`` holding ``model.safetensors`` (weights, loadable by
 :func:`vitkit.load_checkpoint`), ``ema.safetensors`` (when EMA is on) and ``state.pt`` (optimiser, grad scaler,
@@ -24,6 +28,7 @@ import torch.nn as nn
 
 from vitkit.checkpoints.base import CheckpointError
 from vitkit.checkpoints.validate import check_finite, first_nonfinite, read_safetensors
+from vitkit.fileio import atomic_write_text, fsync_path
 
 LATEST = "latest"
 MODEL_FILE = "model.safetensors"
@@ -33,14 +38,6 @@ STATE_FILE = "state.pt"
 
 class NonFiniteWeightsError(FloatingPointError):
     """Training produced NaN/inf weights; nothing was saved over the last good checkpoint."""
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -66,13 +63,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _write_pointer(folder: Path, name: str) -> None:
-    tmp = folder / f".{LATEST}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / LATEST)
-    _fsync_path(folder)
+    atomic_write_text(folder / LATEST, name + "\n")
 
 
 def check_weights_finite(folder: str | os.PathLike, step: int, model: nn.Module, ema: nn.Module | None = None) -> None:
@@ -116,8 +107,8 @@ def save_checkpoint(folder: str | os.PathLike, step: int, model: nn.Module, stat
                 save_file(ema_weights, files[-1], metadata={**meta, "ema": "1"})
             torch.save(state, files[1])
             for f in files:
-                _fsync_path(f)
-            _fsync_path(tmp)
+                fsync_path(f)
+            fsync_path(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -128,7 +119,7 @@ def save_checkpoint(folder: str | os.PathLike, step: int, model: nn.Module, stat
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_path(folder)
+    fsync_path(folder)
     _write_pointer(folder, name)
     _prune(folder, keep, protect=name)
     return final

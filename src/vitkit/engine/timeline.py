@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from vitkit.fileio import atomic_write, atomic_write_text
+
 __all__ = ["Timeline", "predict_timeline", "plot_timeline"]
 
 
@@ -124,9 +126,7 @@ def predict_timeline(model: nn.Module, path: str, out: str | os.PathLike, *, nam
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def plot_timeline(tl: Timeline, path: str | os.PathLike, classes: int = 5) -> Path:
@@ -156,8 +156,6 @@ def plot_timeline(tl: Timeline, path: str | os.PathLike, classes: int = 5) -> Pa
     band.set_xlabel("time (s)")
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
