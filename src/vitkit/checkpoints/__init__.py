@@ -1,4 +1,7 @@
-"""Checkpoint loading: detect the layout (vitkit, official, timm, torchvision, Hugging Face), map keys, resample."""
+"""Model weights in and out: read a file (safetensors, weights-only torch, .npz), detect its layout (vitkit,
+official, timm, torchvision, Hugging Face, OpenMMLab, JAX), map the keys, resample tables, and load through the
+one policy (:func:`load_weights`). A run's *training state* (optimiser, RNG, step) is :mod:`vitkit.engine.checkpoint`;
+*activation* checkpointing is ``model.set_grad_checkpointing()``."""
 from . import jax_vit, mm, mvit, swin, uniformer, vit  # noqa: F401  (register the converters)
 from .base import (
     CheckpointError,

@@ -123,6 +123,8 @@ class VitkitModel(nn.Module):
         return block(*args)
 
     def set_grad_checkpointing(self, enable: bool = True) -> "VitkitModel":
+        """Activation checkpointing (timm's name): recompute each block's activations in backward to save memory.
+        Not weights (:mod:`vitkit.checkpoints`) nor training state (:mod:`vitkit.engine.checkpoint`)."""
         self.grad_checkpointing = enable
         return self
 
