@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vitkit
-from vitkit.data.sampling import clip_frame_indices, clips_to_views
+from vitkit.data.sampling import clips_to_views, sample_clips
 from vitkit.fileio import atomic_write, atomic_write_text
 from vitkit.layers import pad_to_multiple
 from vitkit.layers.init import clamped_normal_
@@ -46,17 +46,21 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
 
 def test_clip_assembly_dense_and_segment():
     torch.manual_seed(0)
-    train = clip_frame_indices(100, 8, 4, train=True, num_clips=5)
+    (train,) = sample_clips(100, 8, 4, train=True, num_clips=5)
     assert len(train) == 8 and all(b - a == 4 for a, b in zip(train, train[1:]))
-    test = clip_frame_indices(100, 8, 4, train=False, num_clips=3)
-    assert len(test) == 24 and test[0] == 0 and test[-1] == 99  # first and last possible starts
-    seg = clip_frame_indices(80, 8, 1, train=False, sampling="segment")
+    test = sample_clips(100, 8, 4, train=False, num_clips=3)
+    assert len(test) == 3 and test[0][0] == 0 and test[-1][-1] == 99  # first and last possible starts
+    assert sample_clips(10, 4, 4, train=False, short_video="loop")[0] == [0, 4, 8, 2]  # wraps past the end
+    assert sample_clips(10, 4, 4, train=False)[0] == [0, 4, 8, 9]  # pad: the last frame repeated
+    (seg,) = sample_clips(80, 8, 1, train=False, sampling="segment")
     assert len(seg) == 8 and seg == sorted(seg) and seg[-1] < 80
     frames = torch.arange(24).view(24, 1, 1, 1).expand(24, 3, 2, 2)
-    views = clips_to_views(frames, 8, lambda clip: clip.transpose(0, 1).float())
+    views = clips_to_views(frames.split(8), lambda clip: clip.transpose(0, 1).float())
     assert [tuple(v.shape) for v in views] == [(3, 8, 2, 2)] * 3 and float(views[1][0, 0, 0, 0]) == 8.0
+    crops = clips_to_views(frames.split(8), lambda clip: clip.transpose(0, 1).float().expand(3, 3, 8, 2, 2), 3)
+    assert len(crops) == 9
     with pytest.raises(ValueError, match="sampling must be one of"):
-        clip_frame_indices(80, 8, 1, train=False, sampling="sparse")
+        sample_clips(80, 8, 1, train=False, sampling="sparse")
 
 
 def test_uniformer_downsample_flag_has_a_self_explaining_name():
