@@ -404,9 +404,14 @@ def compare(
     iters: int = 5,
     input_size: Sequence[int] | None = None,
     peaks: dict[str, float] | None = None,
+    compile: bool = False,
 ) -> tuple[list[BenchRow], dict[str, str]]:
     """vitkit ``name`` and its peers in one process, round-robin: throughput, latency, % of matmul peak and
-    peak forward memory (``extra['peak_mem_mb']``). Returns the rows and, per peer, a note on the weights."""
+    peak forward memory (``extra['peak_mem_mb']``). Returns the rows and, per peer, a note on the weights.
+    ``compile``: every implementation is wrapped by the same ``torch.compile`` (:func:`maybe_compile`) and the
+    warm-up round pays the compile time; memory is counted on the eager modules."""
+    from vitkit.engine.compile import maybe_compile
+
     torch.manual_seed(0)
     models = {"vitkit": create_model(name).eval()}
     size = tuple(input_size or models["vitkit"].input_spec.input_size)
@@ -423,8 +428,10 @@ def compare(
     peaks = peaks or {d: matmul_peak(kinds[d]) for d in dtypes}
     macs = profile(name, size).macs
     x = torch.randn(batch, *size)
-    rows = measure_interleaved(models, name, x, macs, peaks, dtypes, iters=iters)
+    timed = {k: maybe_compile(m, compile) for k, m in models.items()}
+    rows = measure_interleaved(timed, name, x, macs, peaks, dtypes, iters=iters)
     for r in rows:
+        r.extra["compiled"] = compile
         mem = forward_memory(models[r.impl], x, kinds[r.dtype] if r.dtype != "fp32" else None)
         r.extra["peak_mem_mb"] = mem / 2**20
     add_ratios(rows)

@@ -52,6 +52,7 @@ A recipe has these sections (every key optional; the defaults below apply)::
       amp: none                  # bf16 | fp16 | none; fp16 (with gradient scaling) is GPU-only
       ema_decay: null            # e.g. 0.9999: keep an EMA of the weights, evaluated beside the model
       grad_checkpointing: false  # activation checkpointing (non-reentrant)
+      compile: false             # torch.compile the model (dynamic shapes); the first steps pay the compile time
       seed: 0
       deterministic: false       # torch.use_deterministic_algorithms
       workers: 2                 # DataLoader worker processes per training process
@@ -172,6 +173,7 @@ class TrainSection:
     amp: str = "none"
     ema_decay: float | None = None
     grad_checkpointing: bool = False
+    compile: bool = False
     seed: int = 0
     deterministic: bool = False
     workers: int = 2

@@ -34,6 +34,7 @@ from vitkit.tasks import get_task
 from . import distributed as D
 from .amp import autocast, check_amp, grad_scaler
 from .checkpoint import check_weights_finite, last_good, load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
+from .compile import maybe_compile
 from .data import SeededDataset, mix_seed, resolve_input, seed_all, train_sampler
 from .ema import ModelEma
 from .finetune import pretrained_model, tune
@@ -174,6 +175,7 @@ class Trainer:
         self.ema = ModelEma(self.model, r.train.ema_decay) if r.train.ema_decay else None
         self.ddp = (nn.parallel.DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda"
                                                         else None) if self.dist.distributed else self.model)
+        self.ddp = maybe_compile(self.ddp, r.train.compile)  # forward only; self.model is what is saved
         lr = r.optim.lr * (r.train.batch_size / r.optim.base_batch_size if r.optim.base_batch_size else 1.0)
         self.optimizer = build_optimizer(self.model, lr, r.optim.weight_decay, r.optim.betas, r.optim.eps,
                                          r.optim.layer_decay, r.optim.name, r.optim.momentum)
