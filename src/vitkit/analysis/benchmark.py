@@ -469,3 +469,92 @@ def resolution_scaling(
         out["attn_gmacs"].append(attention_macs(model, x[:1]) / 1e9)
         out["mem_mb"].append(forward_memory(model, x[:1], amp) / 2**20)
     return out
+
+
+# -- training steps (benchmarks/bench_train.py, benchmarks/gpu.py) ------------------------------------------
+def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, opt: torch.optim.Optimizer,
+               amp_dtype: torch.dtype | None = None) -> None:
+    """One training step as vitkit's trainer does it: forward under autocast, cross-entropy, backward, optimiser."""
+    with autocast_context(x.device, amp_dtype):
+        out = model(x)
+    torch.nn.functional.cross_entropy(out.float(), target).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def time_train_interleaved(
+    models: dict[str, nn.Module], x: torch.Tensor, amp_dtype: torch.dtype | None = None, warmup: int = 1,
+    rounds: int = 5, lr: float = 1e-4,
+) -> dict[str, dict[str, float]]:
+    """Training steps (forward, backward, AdamW) of several models on the same batch, round-robin.
+
+    Each model gets its own AdamW (torch's default foreach path). ``first_s`` is the first warm-up step (for a
+    compiled model: the compile time); ``seconds`` the median of the timed rounds, ``all`` every round.
+    """
+    device = x.device
+    target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=lr) for k, m in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    first: dict[str, float] = {}
+    for name, m in models.items():
+        m.train()
+        for i in range(warmup):
+            _sync(device)
+            t = time.perf_counter()
+            train_step(m, x, target, opts[name], amp_dtype)
+            _sync(device)
+            if i == 0:
+                first[name] = time.perf_counter() - t
+    for _ in range(rounds):
+        for name, m in models.items():
+            _sync(device)
+            t = time.perf_counter()
+            train_step(m, x, target, opts[name], amp_dtype)
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+    out = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        out[name] = {"seconds": med, "items_per_s": x.shape[0] / med, "all": ts, "first_s": first.get(name, 0.0)}
+    return out
+
+
+def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None) -> int:
+    """Peak bytes allocated during one training step (forward, backward, AdamW; its state created on the way)
+    above the level before it: ``max_memory_allocated`` on CUDA, the op-level live-storage count on the CPU."""
+    model.train()
+    device = x.device
+    target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        train_step(model, x, target, opt, amp_dtype)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    counter = _LiveBytes()
+    with counter:
+        train_step(model, x, target, opt, amp_dtype)
+    return counter.peak
+
+
+def measure_train_interleaved(
+    models: dict[str, nn.Module], name: str, x: torch.Tensor, macs_per_item: int, peaks: dict[str, float],
+    dtypes: Sequence[str] = ("fp32", "bf16"), rounds: int = 5, warmup: int = 1, compiled: bool = False,
+    eager: dict[str, nn.Module] | None = None,
+) -> list[BenchRow]:
+    """Rows of training-step throughput (items/s), % of peak counting 3x the forward FLOPs (forward + backward),
+    ``extra``: first-step seconds, peak training memory (measured on ``eager`` modules when given), compiled."""
+    kinds = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    rows = []
+    for d in dtypes:
+        res = time_train_interleaved(models, x, kinds[d], warmup=warmup, rounds=rounds)
+        for impl, r in res.items():
+            ips = r["items_per_s"]
+            mem = train_memory((eager or models)[impl], x, kinds[d])
+            rows.append(BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
+                                 6 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
+                                 extra={"first_step_s": r["first_s"], "peak_train_mem_mb": mem / 2**20,
+                                        "compiled": compiled}, **_spread(r["all"])))
+    return rows

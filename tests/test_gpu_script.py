@@ -1,0 +1,31 @@
+"""benchmarks/gpu.py --smoke: the prepared GPU script runs its whole path on the CPU and writes its JSON."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+
+
+def test_gpu_script_smoke(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("vitkit_gpu_bench", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "gpu.json"
+    assert mod.main(["--smoke", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["smoke"] is True and data["failed"] == {}
+    assert data["peak_source"] == "measured bf16 matmul peak" and data["matmul_peak_flops"]["bf16"] > 0
+    rows = data["rows"]
+    assert {r["model"].split(":")[0] for r in rows} == set(mod.SMOKE)
+    assert {r["extra"]["kind"] for r in rows} == {"inference", "train"}
+    vit_train = [r for r in rows if r["model"].startswith("vit:") and r["extra"]["kind"] == "train"]
+    assert {r["impl"] for r in vit_train} == {"vitkit", "timm"}
+    assert "timm" in next(r for r in vit_train if r["impl"] == "vitkit")["ratios"]
+    for r in rows:
+        assert r["items_per_s"] > 0 and r["frac_peak"] > 0 and r["macs_per_item"] > 0
+        assert (r["extra"].get("peak_train_mem_mb") or r["extra"].get("peak_mem_mb")) > 0
+    assert "MFU" in capsys.readouterr().out
+    # a known GPU name maps to its published peak
+    assert dict(mod.BF16_PEAKS)["H200"] == 989e12
