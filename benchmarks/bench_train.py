@@ -31,27 +31,12 @@ SUITE = {
 }
 
 
-def peer(lib: str, name: str) -> torch.nn.Module:
-    """The peer model, random init (no download)."""
-    if lib == "timm":
-        import timm
-
-        return timm.create_model(name, pretrained=False)
-    import torchvision
-
-    mod = torchvision.models
-    *path, last = name.split(".")
-    for p in path:
-        mod = getattr(mod, p)
-    return getattr(mod, last)(weights=None)
-
-
 def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool, peaks: dict) -> list[B.BenchRow]:
     from vitkit.engine.compile import maybe_compile
 
     lib, peer_name, shape = SUITE[name]
     torch.manual_seed(0)
-    models = {"vitkit": vitkit.create_model(name), lib: peer(lib, peer_name)}
+    models = {"vitkit": vitkit.create_model(name), lib: B.build_peer(lib, peer_name)}
     try:  # same weights where a converter exists, so the work is identical
         vitkit.load_checkpoint(models["vitkit"], models[lib].state_dict())
     except Exception as e:  # noqa: BLE001 - a peer layout without converter still runs on its own weights

@@ -53,20 +53,6 @@ def device_peak(device: torch.device) -> tuple[float, str]:
         "measured bf16 matmul peak"
 
 
-def build_peer(lib: str, name: str, kwargs: dict) -> torch.nn.Module:
-    if lib == "timm":
-        import timm
-
-        return timm.create_model(name, pretrained=False, **kwargs)
-    import torchvision
-
-    mod = torchvision.models
-    *path, last = name.split(".")
-    for p in path:
-        mod = getattr(mod, p)
-    return getattr(mod, last)(weights=None, **kwargs)
-
-
 def run_family(family: str, spec: tuple, device: torch.device, peak: float, compile: bool, rounds: int,
                warmup: int) -> list[B.BenchRow]:
     name, overrides, lib, peer_name, peer_kwargs, shape, batch = spec
@@ -75,7 +61,7 @@ def run_family(family: str, spec: tuple, device: torch.device, peak: float, comp
     macs = vitkit.profile(ours, shape).macs  # counted on the CPU, before the move
     models = {"vitkit": ours.to(device)}
     if lib:
-        models[lib] = build_peer(lib, peer_name, peer_kwargs).to(device)
+        models[lib] = B.build_peer(lib, peer_name, **peer_kwargs).to(device)
     x = torch.randn(batch, *shape, device=device)
     peaks = {"bf16": peak}
     rows = []

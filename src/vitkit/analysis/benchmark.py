@@ -304,17 +304,11 @@ def peer_model(name: str, against: str) -> tuple[str, nn.Module]:
 
         if name not in timm.list_models():
             raise ValueError(f"timm has no model named {name!r} (image models only; see timm.list_models())")
-        return "timm", timm.create_model(name, pretrained=False).eval()
+        return "timm", build_peer("timm", name).eval()
     if against == "torchvision":
-        import torchvision
-
         if name not in TORCHVISION_PEERS:
             raise ValueError(f"no torchvision counterpart known for {name!r}; known: {sorted(TORCHVISION_PEERS)}")
-        mod = torchvision.models
-        path = TORCHVISION_PEERS[name].split(".")
-        for p in path[:-1]:
-            mod = getattr(mod, p)
-        return "torchvision", getattr(mod, path[-1])(weights=None).eval()
+        return "torchvision", build_peer("torchvision", TORCHVISION_PEERS[name]).eval()
     raise ValueError(f"--against must be 'timm' or 'torchvision', got {against!r}")
 
 
@@ -558,3 +552,21 @@ def measure_train_interleaved(
                                  extra={"first_step_s": r["first_s"], "peak_train_mem_mb": mem / 2**20,
                                         "compiled": compiled}, **_spread(r["all"])))
     return rows
+
+
+def build_peer(lib: str, name: str, **kwargs) -> nn.Module:
+    """A peer library's model by its own name, random init (no download): ``timm`` names, or torchvision's
+    builder path under ``torchvision.models`` (``vit_b_16``, ``video.swin3d_t``)."""
+    if lib == "timm":
+        import timm
+
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if lib != "torchvision":
+        raise ValueError(f"peer library must be 'timm' or 'torchvision', got {lib!r}")
+    import torchvision
+
+    mod = torchvision.models
+    *path, last = name.split(".")
+    for p in path:
+        mod = getattr(mod, p)
+    return getattr(mod, last)(weights=None, **kwargs)
