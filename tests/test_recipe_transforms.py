@@ -10,13 +10,13 @@ from PIL import Image
 
 from vitkit.data import build_dataset
 from vitkit.data.transforms import Stage, TransformError, build_transforms
-from vitkit.engine.data import model_input
+from vitkit.engine.data import resolve_input
 from vitkit.engine.recipe import configs_dir, list_recipes, load_recipe
-from vitkit.registry import model_info
 
 skimage_data = pytest.importorskip("skimage.data")
 
-RECIPES = [f"{n}.yaml" for n in list_recipes()]  # not the _base_/ parts
+# classification recipes (not the _base_/ parts); the dense tasks' joint transforms are tested with their tasks
+RECIPES = [f"{n}.yaml" for n in list_recipes() if load_recipe(configs_dir() / f"{n}.yaml").task.name == "classification"]
 
 
 def _photo(name: str) -> torch.Tensor:
@@ -36,12 +36,12 @@ def test_every_shipped_recipe_is_checked():
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_training_transform_runs_on_real_images(name):
     recipe = load_recipe(configs_dir() / name)
-    inp = model_input(model_info(recipe.model.name), recipe)
-    c, (h, w) = inp["channels"], inp["input_size"]
-    size = (c, inp["num_frames"], h, w) if inp["video"] else (c, h, w)
-    t = build_transforms(True, size, inp["mean"], inp["std"], dict(recipe.data.augment))
-    if inp["video"]:
-        inputs, draws = [_clip(inp["num_frames"])], 1
+    _, spec = resolve_input(recipe)
+    c, h, w, frames = spec.channels, spec.height, spec.width, spec.num_frames
+    size = (c, frames, h, w) if frames else (c, h, w)
+    t = build_transforms(True, size, spec.mean, spec.std, dict(recipe.data.augment))
+    if frames:
+        inputs, draws = [_clip(frames)], 1
     else:
         inputs, draws = [_photo(n) for n in ("astronaut", "chelsea", "coffee")], 2
     if c == 1:
@@ -50,7 +50,7 @@ def test_recipe_training_transform_runs_on_real_images(name):
         torch.manual_seed(k)
         for x in inputs:
             out = t(x)
-            want = (c, inp["num_frames"], h, w) if inp["video"] else (c, h, w)
+            want = (c, frames, h, w) if frames else (c, h, w)
             assert out.shape == want and out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
