@@ -198,10 +198,13 @@ class Detection(Task):
         run_dense_evaluate(self, args, trained, dist, overlay=save_detection_overlay)
 
     def describe(self, result: dict) -> str:
-        line = (f"box AP {result['box_AP']:.1f} (AP50 {result['box_AP50']:.1f}, AP75 {result['box_AP75']:.1f}, "
-                f"S/M/L {result['box_APs']:.1f}/{result['box_APm']:.1f}/{result['box_APl']:.1f})")
+        def ap(key: str) -> str:  # COCOeval gives -1 for an area range without objects
+            return f"{result[key]:.1f}" if result[key] >= 0 else "-"
+
+        line = (f"box AP {ap('box_AP')} (AP50 {ap('box_AP50')}, AP75 {ap('box_AP75')}, "
+                f"S/M/L {ap('box_APs')}/{ap('box_APm')}/{ap('box_APl')})")
         if "mask_AP" in result:
-            line += f"; mask AP {result['mask_AP']:.1f} (AP50 {result['mask_AP50']:.1f})"
+            line += f"; mask AP {ap('mask_AP')} (AP50 {ap('mask_AP50')})"
         return line
 
 
