@@ -404,7 +404,7 @@ def compare(
     peak forward memory (``extra['peak_mem_mb']``). Returns the rows and, per peer, a note on the weights.
     ``compile``: every implementation is wrapped by the same ``torch.compile`` (:func:`maybe_compile`) and the
     warm-up round pays the compile time; memory is counted on the eager modules."""
-    from vitkit.engine.compile import maybe_compile
+    from vitkit.models.compile import maybe_compile
 
     torch.manual_seed(0)
     models = {"vitkit": create_model(name).eval()}

@@ -28,13 +28,13 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from vitkit.checkpoints import load_weights, save_weights
+from vitkit.models.compile import maybe_compile
 from vitkit.registry import create_model
 from vitkit.tasks import get_task
 
 from . import distributed as D
 from .amp import autocast, check_amp, grad_scaler
 from .checkpoint import check_weights_finite, last_good, load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
-from .compile import maybe_compile
 from .data import SeededDataset, mix_seed, resolve_input, seed_all, train_sampler
 from .ema import ModelEma
 from .finetune import pretrained_model, tune
