@@ -61,10 +61,10 @@ def _run_dir(tmp_path, classes):
     run = tmp_path / "run"
     run.mkdir()
     r = load_recipe(None, ["model.name=uniformer_demo_video_8x32", "data.dataset=motion-digits",
-                           "data.num_frames=4", "data.sampling_rate=2", "data.input_size=32"])
+                           "model.num_frames=4", "data.sampling_rate=2"])  # the data follows the model
     (run / "recipe.yaml").write_text(r.to_yaml())
     torch.manual_seed(0)
-    model = create_model("uniformer_demo_video_8x32", num_classes=len(classes))
+    model = create_model("uniformer_demo_video_8x32", num_classes=len(classes), num_frames=4)
     save_weights(model, run / "model.safetensors", {"classes": json.dumps(classes)})
     return run, model
 
