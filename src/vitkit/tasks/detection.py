@@ -105,26 +105,26 @@ class DetectionSet(torch.utils.data.Dataset):
         return dict(self.coco_set.unreadable)
 
 
-def coco_files(recipe: Any, opts: Any, split: str) -> tuple[str, str]:
-    """The annotation file and image folder of ``split`` ('train' or 'test')."""
+def coco_files(recipe: Any, opts: Any, split: str, kind: str = "instances") -> tuple[str, str]:
+    """The annotation file and image folder of ``split`` ('train' or 'test'): ``task.<split>_annotations`` /
+    ``task.<split>_images``, or the built-in digit-scenes written as COCO ``kind`` files (instances, keypoints)."""
     if recipe.data.dataset == "digit-scenes":
         from vitkit.data.digit_scenes_coco import export_coco
 
-        return export_coco(split, "instances")
+        return export_coco(split, kind)
     ann, images = getattr(opts, f"{split}_annotations"), getattr(opts, f"{split}_images")
     if not ann or not images:
         from vitkit.engine.recipe import RecipeError
 
-        raise RecipeError(f"detection needs task.{split}_annotations and task.{split}_images (a COCO JSON and its "
-                          f"image folder), or data.dataset: digit-scenes")
+        raise RecipeError(f"{recipe.task.name} needs task.{split}_annotations and task.{split}_images (a COCO "
+                          f"{kind} JSON and its image folder), or data.dataset: digit-scenes")
     return ann, images
 
 
-class Detection(Task):
-    name = "detection"
+class CocoTask(Task):
+    """What the COCO-format tasks share: no mixup / cutmix / label smoothing, no running accuracy, crop-sized data."""
+
     input_follows_model = False  # data.input_size is the crop; the backbone runs at any size
-    options = DetectionOptions
-    headline = "box_AP"
     train_metric = None
 
     def validate(self, recipe: Any) -> None:
@@ -132,7 +132,13 @@ class Detection(Task):
 
         r = recipe.train
         if r.mixup > 0 or r.cutmix > 0 or r.label_smoothing:
-            raise RecipeError("detection does not take train.mixup, train.cutmix or train.label_smoothing")
+            raise RecipeError(f"{self.name} does not take train.mixup, train.cutmix or train.label_smoothing")
+
+
+class Detection(CocoTask):
+    name = "detection"
+    options = DetectionOptions
+    headline = "box_AP"
 
     def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         from vitkit.data.coco import CocoDetection

@@ -18,7 +18,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from . import register_task
-from .base import Task
+from .detection import CocoTask, coco_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,20 +32,6 @@ class PoseOptions:
     train_images: str = ""
     test_annotations: str = ""
     test_images: str = ""
-
-
-def _files(recipe: Any, opts: PoseOptions, split: str) -> tuple[str, str]:
-    if recipe.data.dataset == "digit-scenes":
-        from vitkit.data.digit_scenes_coco import export_coco
-
-        return export_coco(split, "keypoints")
-    ann, images = getattr(opts, f"{split}_annotations"), getattr(opts, f"{split}_images")
-    if not ann or not images:
-        from vitkit.engine.recipe import RecipeError
-
-        raise RecipeError(f"pose needs task.{split}_annotations and task.{split}_images (a COCO keypoint JSON and "
-                          f"its image folder), or data.dataset: digit-scenes")
-    return ann, images
 
 
 class PoseSet(torch.utils.data.Dataset):
@@ -63,30 +49,22 @@ class PoseSet(torch.utils.data.Dataset):
         return self.kp[i]
 
 
-class Pose(Task):
+class Pose(CocoTask):
     name = "pose"
-    input_follows_model = False  # data.input_size is the crop; the backbone runs at any size
     options = PoseOptions
     headline = "keypoint_AP"
-    train_metric = None
-
-    def validate(self, recipe: Any) -> None:
-        from vitkit.engine.recipe import RecipeError
-
-        r = recipe.train
-        if r.mixup > 0 or r.cutmix > 0 or r.label_smoothing:
-            raise RecipeError("pose does not take train.mixup, train.cutmix or train.label_smoothing")
 
     def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         from vitkit.data.coco_keypoints import CocoKeypoints, flip_pairs_from_names
 
         o = self.opts(recipe)
         size = tuple(o.image_size)
-        train = CocoKeypoints(*_files(recipe, o, "train"), train=True, image_size=size, sigma=o.sigma)
+        train = CocoKeypoints(*coco_files(recipe, o, "train", "keypoints"), train=True, image_size=size,
+                              sigma=o.sigma)
         pairs = flip_pairs_from_names(train.keypoint_names)
         train.flip_pairs = pairs
-        test = CocoKeypoints(*_files(recipe, o, "test"), train=False, image_size=size, sigma=o.sigma,
-                             flip_pairs=pairs, person_boxes=o.person_boxes or None)
+        test = CocoKeypoints(*coco_files(recipe, o, "test", "keypoints"), train=False, image_size=size,
+                             sigma=o.sigma, flip_pairs=pairs, person_boxes=o.person_boxes or None)
         return PoseSet(train), PoseSet(test)
 
     def build_model(self, recipe: Any, num_classes: int, log: Callable[[str], None] = print) -> nn.Module:
