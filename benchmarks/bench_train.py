@@ -32,7 +32,7 @@ SUITE = {
 
 
 def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool, peaks: dict) -> list[B.BenchRow]:
-    from vitkit.engine.compile import maybe_compile
+    from vitkit.models.compile import maybe_compile
 
     lib, peer_name, shape = SUITE[name]
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import torch
 
 import vitkit
 from vitkit.analysis import benchmark as B
-from vitkit.engine.compile import maybe_compile
+from vitkit.models.compile import maybe_compile
 
 #: published dense bf16 tensor-core peaks (FLOP/s) by a substring of the device name, most specific first
 BF16_PEAKS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("A100", 312e12),
