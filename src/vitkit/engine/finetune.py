@@ -1,5 +1,9 @@
 """Fine-tuning modes: full, linear probe (only the classifier trains), or the stem and first stages frozen.
 
+``linear_probe_bn`` is the MAE / MoCo v3 linear-probing protocol: the backbone frozen and a BatchNorm without
+affine parameters put before the classifier (:class:`ProbeHead`; it normalises the frozen features, and after
+training it can be folded into the linear layer, :meth:`ProbeHead.folded`).
+
 Stages follow each family's structure: Swin ``layers.{i}``, UniFormer ``patch_embed{i}``/``blocks{i}``, and for
 the plain-depth ViT / MViT every block is its own stage (as timm's ``freeze`` by block and mmcls's
 ``frozen_stages``). Frozen parameters stop requiring gradients (the optimiser skips them) and frozen normalisation
@@ -9,9 +13,10 @@ from __future__ import annotations
 
 import re
 
+import torch
 import torch.nn as nn
 
-MODES = ("full", "linear_probe", "freeze")
+MODES = ("full", "linear_probe", "linear_probe_bn", "freeze")
 _CLASSIFIER = ("head.", "aux_head.", "fc_norm.")
 
 
@@ -34,16 +39,19 @@ def stage_of(model: nn.Module, name: str) -> int:
 def apply_finetune(model: nn.Module, mode: str = "full", freeze_stages: int = 0) -> list[str]:
     """Freeze parameters for ``mode``; returns the names of the frozen ones.
 
-    ``linear_probe``: everything but the classifier (``head``, and ``fc_norm`` where the model has one).
-    ``freeze``: the stem and the first ``freeze_stages`` stages. ``full``: nothing.
+    ``linear_probe``: everything but the classifier (``head``, and ``fc_norm`` where the model has one);
+    ``linear_probe_bn``: the same, with the classifier wrapped in a :class:`ProbeHead`. ``freeze``: the stem and
+    the first ``freeze_stages`` stages. ``full``: nothing.
     """
     if mode not in MODES:
         raise ValueError(f"model.finetune must be one of {MODES}, got {mode!r}")
     if freeze_stages < 0 or (freeze_stages and mode != "freeze"):
         raise ValueError(f"model.freeze_stages={freeze_stages} needs model.finetune=freeze and a value >= 0")
+    if mode == "linear_probe_bn":
+        add_probe_norm(model)
     frozen: list[str] = []
     for name, p in model.named_parameters():
-        if mode == "linear_probe":
+        if mode in ("linear_probe", "linear_probe_bn"):
             freeze = not name.startswith(_CLASSIFIER)
         elif mode == "freeze":
             freeze = stage_of(model, name) <= freeze_stages
@@ -55,6 +63,43 @@ def apply_finetune(model: nn.Module, mode: str = "full", freeze_stages: int = 0)
     if frozen:
         _keep_frozen_norms_in_eval(model, set(frozen))
     return frozen
+
+
+class ProbeHead(nn.Linear):
+    """A linear classifier behind ``BatchNorm1d(affine=False, eps=1e-6)`` (MAE ``main_linprobe.py``): the features
+    are normalised by batch statistics while training and by the running ones at test. Its state-dict keys are
+    the classifier's own (``head.weight``, ``head.bias``) plus the statistics (``head.norm.running_mean`` ...)."""
+
+    def __init__(self, head: nn.Linear) -> None:
+        super().__init__(head.in_features, head.out_features, bias=head.bias is not None,
+                         device=head.weight.device, dtype=head.weight.dtype)
+        self.load_state_dict(head.state_dict())
+        self.norm = nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6, device=head.weight.device)
+
+    def forward(self, x):
+        return super().forward(self.norm(x))
+
+    def folded(self) -> nn.Linear:
+        """The plain ``nn.Linear`` computing what this head computes at test (the norm folded into it)."""
+        scale = (self.norm.running_var + self.norm.eps).rsqrt()
+        out = nn.Linear(self.in_features, self.out_features, device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            out.weight.copy_(self.weight * scale)
+            bias = self.bias if self.bias is not None else torch.zeros_like(out.bias)
+            out.bias.copy_(bias - out.weight @ self.norm.running_mean)
+        return out
+
+
+def add_probe_norm(model: nn.Module) -> ProbeHead:
+    """Put a :class:`ProbeHead` in place of ``model.head`` (a linear classifier); returns it."""
+    head = getattr(model, "head", None)
+    if isinstance(head, ProbeHead):
+        return head
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"model.finetune=linear_probe_bn needs a linear classifier at model.head; "
+                         f"{type(model).__name__} has {type(head).__name__}")
+    model.head = ProbeHead(head)
+    return model.head
 
 
 def _keep_frozen_norms_in_eval(model: nn.Module, frozen: set[str]) -> None:

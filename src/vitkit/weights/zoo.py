@@ -47,6 +47,16 @@ def _tv(model: str, tag: str, file: str, top1: float, top5: float, *, crop: floa
                    crop_pct=crop, **kw)
 
 
+def _orig_in21k(model: str, name: str) -> Weights:
+    """The ViT paper's own ImageNet-21k checkpoint (gs://vit_models/imagenet21k), as timm hosts it without the
+    21k classifier (the starting point of the paper's fine-tuning, Table 5)."""
+    return Weights(model, "orig_in21k", hf_url(f"timm/{model}.orig_in21k", "model.safetensors"), "timm", APACHE,
+                   "none", "timm vision_transformer.py pretrained_cfg (hub id timm/, num_classes=0)",
+                   pretrain="ImageNet-21k (original ViT paper release); no classifier", crop_pct=0.9,
+                   paper=f"Dosovitskiy et al., ICLR 2021 ({name}; fine-tuned results in Table 5)",
+                   notes="a backbone: the file has no classifier; fine-tune it (recipes in configs/finetune/)")
+
+
 _I21 = "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0"
 _L21 = "L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1"
 register_weights(
@@ -107,6 +117,8 @@ register_weights(
         pretrain="Instagram (SWAG), frozen trunk + linear classifier on ImageNet-1k"),
     _augreg("vit_large_patch16_384", "augreg_in21k_ft_in1k",
             f"{_L21}--imagenet2012-steps_20k-lr_0.01-res_384.npz", 87.096, 98.302, size=384),
+    *(_orig_in21k(m, name) for m, name in (("vit_base_patch16_224", "ViT-B/16"), ("vit_base_patch32_224", "ViT-B/32"),
+                                           ("vit_large_patch16_224", "ViT-L/16"))),
     Weights("vit_huge_patch14_224", "orig_in21k", hf_url("timm/vit_huge_patch14_224.orig_in21k",
                                                           "model.safetensors"), "timm", APACHE, "none",
             "timm vision_transformer.py pretrained_cfg (hub id timm/, num_classes=0)",
