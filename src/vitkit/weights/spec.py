@@ -14,7 +14,7 @@ HF = "https://huggingface.co"
 
 #: label lists a weight file's classifier predicts (name -> number of classes)
 LABELS = {"imagenet-1k": 1000, "imagenet-21k": 21843, "imagenet-22k": 21841, "kinetics-400": 400,
-          "kinetics-600": 600, "none": 0}
+          "kinetics-600": 600, "something-something-v2": 174, "none": 0}
 
 
 def hf_url(repo: str, filename: str, revision: str = "main") -> str:

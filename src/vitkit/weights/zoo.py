@@ -4,8 +4,11 @@ Sources (the ``source`` of each record): timm's ``pretrained_cfg`` (installed ``
 preprocessing) and its ``results/results-imagenet.csv`` (timm's evaluation of those very files: ImageNet-1k val,
 one centre crop at the file's ``crop_pct``); torchvision's ``Weights`` enums (URLs, accuracies, transforms);
 the official model-zoo pages (Video Swin README, Sense-X/UniFormer Hugging Face cards, facebookresearch/mvit).
-Hashes: torchvision and timm release files carry the sha256 prefix in their name (torch.hub convention); no
-publisher here gives a full sha256, so the rest are recorded at the first download (see ``download.py``).
+Hashes: torchvision and timm release files carry the sha256 prefix in their name (torch.hub convention); a
+Hugging Face hub file stored with Git LFS has its full sha256 in its LFS pointer (recorded here where known); the
+rest are recorded at the first download (see ``download.py``). PySlowFast MODEL_ZOO.md (MViT v1 / v2 video) and the
+Sense-X model zoo pages were read for the MViT and UniFormer rows; files published only on Google Drive or Baidu
+(UniFormer token-labelling and 384 models, MViT-B 16x4 / B-16 image) have no direct URL and are not listed.
 """
 from __future__ import annotations
 
@@ -230,11 +233,38 @@ def _mvit2(model: str, file: str, top1: float, name: str) -> Weights:
                    crop_pct=0.9, default=True)
 
 
+_PYSF = "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/"
+_PYSF_SRC = "facebookresearch/SlowFast MODEL_ZOO.md (Kinetics 400 and 600)"
+
+
+def _pysf(model: str, tag: str, path: str, top1: float, top5: float, labels: str, frames: int, rate: int,
+          paper: str, source: str = _PYSF_SRC, **kw) -> Weights:
+    """A PySlowFast release (``{"model_state": ...}``, PySlowFast keys): SlowFast's Kinetics normalisation."""
+    return Weights(model, tag, _PYSF + path, "pyslowfast", APACHE, labels, source,
+                   pretrain=f"{'Kinetics-400' if labels == 'kinetics-400' else 'Kinetics-600'} from scratch",
+                   top1=top1, top5=top5, reported_by=source.split(" (")[0],
+                   protocol=f"{labels.capitalize()} val, {frames} frames at stride {rate}, 1 crop x 5 clips "
+                            "(short side 256, centre crop 224)", paper=paper, mean=_KIN[0], std=_KIN[1],
+                   interpolation="bilinear", crop_pct=224 / 256, **kw)
+
+
 register_weights(
     _tv_video("mvit_base_16x4", "tv_k400", "mvit_v1_b-dbeb1030.pth", 78.477, 93.582, _TV_VID_MVIT,
               "Kinetics-400 from scratch (PySlowFast MVIT_B_16x4_CONV, ported)", APACHE, *_KIN),
     _tv_video("mvit_v2_s", "tv_k400", "mvit_v2_s-ae3be167.pth", 80.757, 94.665, _TV_VID_MVIT,
               "Kinetics-400 from scratch (PySlowFast MViTv2-S 16x4, ported)", APACHE, *_KIN),
+    _pysf("mvit_base24_32x3", "k400", "mvit/k400.pyth", 80.4, 94.8, "kinetics-400", 32, 3,
+          "Fan et al., MViT, ICCV 2021 (MViT-B-24 32x3; Table 4's depth-16 32x3 reports 80.2)",
+          notes="the MODEL_ZOO row of config Kinetics/MVIT_B_32x3_CONV (which builds the depth-24 MViT-B-24); its "
+                "dataset column says K600, but this is the Kinetics-400 file (k400.pyth, 80.4 on K400)",
+          default=True),
+    _pysf("mvit_base24_32x3", "k600", "mvit/k600.pyth", 83.9, 96.5, "kinetics-600", 32, 3,
+          "Fan et al., MViT, ICCV 2021, Table 5 (MViT-B-24 32x3, K600: 83.8)",
+          notes="config Kinetics/MVIT_B_32x3_CONV_K600; 600-class head"),
+    _pysf("mvit_v2_s", "k400", "mvitv2/pysf_video_models/MViTv2_S_16x4_k400_f302660347.pyth", 81.0, 94.6,
+          "kinetics-400", 16, 4, "Li et al., MViTv2, CVPR 2022 (Kinetics-400, MViTv2-S 16x4: 81.0)",
+          source="facebookresearch/SlowFast projects/mvitv2/README.md (Kinetics-400 model zoo)",
+          notes="config Kinetics/MVITv2_S_16x4; the official file of which tv_k400 is torchvision's port"),
     _mvit2("mvitv2_tiny", "MViTv2_T_in1k.pyth", 82.3, "MViTv2-T"),
     _mvit2("mvitv2_small", "MViTv2_S_in1k.pyth", 83.6, "MViTv2-S"),
     _mvit2("mvitv2_base", "MViTv2_B_in1k.pyth", 84.4, "MViTv2-B"),
@@ -250,22 +280,69 @@ register_weights(
             default=True),
     Weights("uniformer_base", "in1k", hf_url("Sense-X/uniformer_image", "uniformer_base_in1k.pth"), "official",
             MIT, "imagenet-1k", _UF_IMG, pretrain="ImageNet-1k", top1=83.8, reported_by=_UF_IMG,
+            sha256="82c01015818cb897b00a29352043053df53ce4c02c2d012226b3a8a12ccb60eb",
             protocol="ImageNet-1k val, 224, 1 centre crop", paper="Li et al., UniFormer (TPAMI), Table 7",
             default=True),
     Weights("uniformer_small_16x4", "k400_16x8", hf_url("Sense-X/uniformer_video", "uniformer_small_k400_16x8.pth"),
             "official", MIT, "kinetics-400", _UF_VID, pretrain="ImageNet-1k, then Kinetics-400", top1=78.4,
+            sha256="d5fd7b0c49ee6a5422ef5d0c884d962c742003bfbd900747485eb99fa269d0db",
             reported_by=_UF_VID, protocol="Kinetics-400 val, 16 frames at stride 8, 1 clip x 1 crop",
             paper="Li et al., UniFormer, ICLR 2022 (single-clip model of the Hugging Face card)",
             notes="trained with 16 frames sampled every 8 (16x8), the architecture of uniformer_small_16x4",
             default=True),
     Weights("uniformer_small_16x4", "k600_16x8", hf_url("Sense-X/uniformer_video", "uniformer_small_k600_16x8.pth"),
             "official", MIT, "kinetics-600", _UF_VID, pretrain="ImageNet-1k, then Kinetics-600", top1=80.8,
+            sha256="2a9143a63691c442b23f912ed3489e5800fc5916fb7aa1b25322ad5da2466c6f",
             reported_by=_UF_VID, protocol="Kinetics-600 val, 16 frames at stride 8, 1 clip x 1 crop",
             paper="Li et al., UniFormer, ICLR 2022 (single-clip model of the Hugging Face card)",
             notes="trained with 16 frames sampled every 8 (16x8); 600-class head"),
     Weights("uniformer_base_32x4", "k600", hf_url("Sense-X/uniformer_video", "uniformer_base_k600_32x4.pth"),
             "official", MIT, "kinetics-600", _UF_VID, pretrain="ImageNet-1k, then Kinetics-600", top1=82.4,
+            sha256="d44685e1d12e5aa413032e7719a8be45b95a19da4e7f76ac0e811f9a6f4825ae",
             reported_by=_UF_VID, protocol="Kinetics-600 val, 32 frames at stride 4, 1 clip x 1 crop",
             paper="Li et al., UniFormer, ICLR 2022 (single-clip model of the Hugging Face card)",
             notes="600-class head", default=True),
+)
+_UF_README = "Sense-X/UniFormer video_classification/README.md (model zoo)"
+_UF_SHA = "sha256 from the file's Git LFS pointer on the Hugging Face hub"
+
+
+def _uf_video(model: str, tag: str, repo: str, file: str, sha256: str, top1: float, labels: str, pretrain: str,
+              protocol: str, paper: str, **kw) -> Weights:
+    """A Sense-X UniFormer video file on the Hugging Face hub (the official model, raw state dict)."""
+    return Weights(model, tag, hf_url(repo, file), "official", MIT, labels,
+                   f"{repo} Hugging Face repo ({_UF_SHA}); accuracy: {_UF_README}", pretrain=pretrain,
+                   sha256=sha256, top1=top1, reported_by=_UF_README, protocol=protocol, paper=paper, **kw)
+
+
+_SSV2 = "Something-Something V2 val, {} frames (one per segment), 3 crops x 1 clip, short side 224"
+register_weights(
+    Weights("uniformer_small_plus", "in1k", hf_url("Sense-X/uniformer_image", "uniformer_small_plus_in1k.pth"),
+            "official", MIT, "imagenet-1k", f"{_UF_IMG} ({_UF_SHA}); accuracy: Sense-X/UniFormer "
+            "image_classification/README.md", pretrain="ImageNet-1k", top1=83.4,
+            reported_by="Sense-X/UniFormer image_classification/README.md",
+            sha256="53bc55180eb750f00b12933c75fefb5f9ee652bea606cd26104b738f0c4c472e",
+            protocol="ImageNet-1k val, 224, 1 centre crop", paper="Li et al., UniFormer (TPAMI), Table 7 (S-dagger)",
+            notes="the head_dim 32 model of the README's first table (the head_dim 64 re-training is published on "
+                  "Google Drive only)", default=True),
+    _uf_video("uniformer_base_32x4", "k400", "Sense-X/uniformer_video", "uniformer_base_k400_32x4.pth",
+              "b432450566cdc4f50222e4851b5d304bba4444a699cdbb43fa529ceb18ae1f8e", 82.9, "kinetics-400",
+              "ImageNet-1k, then Kinetics-400", "Kinetics-400 val, 32 frames at stride 4, 1 crop x 4 clips",
+              "Li et al., UniFormer, ICLR 2022, Table 2 (UniFormer-B 32x4: 82.9)"),
+    _uf_video("uniformer_base_16x4", "k400", "Andy1621/uniformer", "uniformer_base_k400_16x4.pth",
+              "a36e08ecff0a2b11020d6e88046353f80fdeb10b40fe167f2fbc0c1d976fb873", 82.0, "kinetics-400",
+              "ImageNet-1k, then Kinetics-400", "Kinetics-400 val, 16 frames at stride 4, 1 crop x 4 clips",
+              "Li et al., UniFormer, ICLR 2022, Table 2 (UniFormer-B 16x4: 82.0)",
+              notes="hosted in the first author's own Hugging Face repo (Andy1621, used by the official demo); "
+                    "the README's copy is on Google Drive", default=True),
+    _uf_video("uniformer_small_16x4", "ssv2_k600", "Sense-X/uniformer_video", "uniformer_small_sthv2_16_prek600.pth",
+              "6b085f96980edf491386893902a5a304a63f4da395d528bcdeef6e7464bd160f", 69.4, "something-something-v2",
+              "ImageNet-1k, then Kinetics-600, then Something-Something V2", _SSV2.format(16),
+              "Li et al., UniFormer, ICLR 2022, Table 3 (UniFormer-S 16 frames, K600 pre-training: 69.4)",
+              notes="16 frames by uniform segment sampling (data.sampling=segment), not 16x4; 174-class head"),
+    _uf_video("uniformer_base_32x4", "ssv2_k600", "Sense-X/uniformer_video", "uniformer_base_sthv2_32_prek600.pth",
+              "b7a74408ed230e9671d30da2f596bef84900aaaa325a5793f6cb3ba25f721eae", 71.2, "something-something-v2",
+              "ImageNet-1k, then Kinetics-600, then Something-Something V2", _SSV2.format(32),
+              "Li et al., UniFormer, ICLR 2022, Table 3 (UniFormer-B 32 frames, K600 pre-training: 71.2)",
+              notes="32 frames by uniform segment sampling (data.sampling=segment), not 32x4; 174-class head"),
 )
