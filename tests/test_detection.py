@@ -22,15 +22,16 @@ from vitkit.tasks.detection_model import build_detector  # noqa: E402
 TINY_SWIN = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
 
 
-def _write_coco(tmp_path, *, bad: bool = True) -> tuple[str, str]:
-    """Three photos-like images with square objects, as polygons, RLE and a crowd region; plus bad annotations."""
+def _write_coco(tmp_path, *, bad: bool = True, sizes=((96, 80), (64, 72), (80, 80))) -> tuple[str, str]:
+    """Noise images (``sizes``: width, height) with square objects, as polygons, RLE and a crowd region; plus bad
+    annotations and an image without any."""
     from pycocotools import mask as mask_utils
 
     rng = np.random.default_rng(0)
     img_dir = tmp_path / "images"
     img_dir.mkdir()
     images, anns = [], []
-    for i, (w, h) in enumerate([(96, 80), (64, 72), (80, 80)], start=1):
+    for i, (w, h) in enumerate(sizes, start=1):
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img_dir / f"{i}.png")
         images.append({"id": i, "file_name": f"{i}.png", "width": w, "height": h})
         anns.append({"id": 10 * i, "image_id": i, "category_id": 3, "iscrowd": 0, "bbox": [10, 12, 30, 20],
@@ -52,8 +53,9 @@ def _write_coco(tmp_path, *, bad: bool = True) -> tuple[str, str]:
             {"id": 102, "image_id": 3, "category_id": 7, "iscrowd": 0, "bbox": [60, 60, 40, 40], "area": 400,
              "segmentation": [[60, 60, 100, 60, 100, 100, 60, 100]]},                  # reaches outside
         ]
-        images.append({"id": 4, "file_name": "4.png", "width": 32, "height": 32})  # no annotations
-        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img_dir / "4.png")
+        empty = len(sizes) + 1
+        images.append({"id": empty, "file_name": f"{empty}.png", "width": 32, "height": 32})  # no annotations
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img_dir / f"{empty}.png")
     cats = [{"id": 3, "name": "square"}, {"id": 7, "name": "blob"}]
     path = tmp_path / "ann.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
@@ -255,3 +257,87 @@ def test_whole_mmdet_detector_checkpoint_loads_with_a_report():
     with pytest.raises(CheckpointError, match="roi_head.bbox_head.0.fc_cls.weight"):
         load_detector_weights(model, state)
     assert "roi_head.bbox_head.0.fc_cls.weight" in load_detector_weights(model, state, strict=False).unexpected
+
+
+# -- 2-process evaluation -----------------------------------------------------------------------------------------
+class _NoisyGroundTruth(torch.nn.Module):
+    """A stand-in detector whose detections are the ground truth moved by noise, plus a false positive, looked up
+    by image content: its AP lies well between 0 and 100, so a lost or doubled image changes it."""
+
+    def __init__(self, ds) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.table = {}
+        for i in range(len(ds)):
+            image, t = ds[i]
+            h, w = image.shape[-2:]
+            boxes = torch.cat([t["boxes"] + 4 * torch.randn(len(t["boxes"]), 4, generator=g),
+                               torch.tensor([[0.0, 0, 12, 12]])])
+            boxes = torch.maximum(boxes.clamp(min=0).minimum(torch.tensor([w, h, w, h])), boxes[:, [0, 1, 0, 1]] + 1)
+            masks = torch.cat([t["masks"].float(), torch.zeros(1, h, w)])[:, None]
+            self.table[_key(image)] = {"boxes": boxes, "scores": torch.rand(len(boxes), generator=g),
+                                       "labels": torch.cat([t["labels"], torch.tensor([1])]), "masks": masks}
+
+    def forward(self, batch):
+        return [self.table[_key(im)] for im in batch["images"]]
+
+
+def _key(image: torch.Tensor) -> bytes:
+    import hashlib
+
+    return hashlib.sha1(image.cpu().numpy().tobytes()).digest()
+
+
+def _ddp_models(ds, weights: str) -> dict[str, torch.nn.Module]:
+    from vitkit.tasks.detection import DetectionModel
+
+    det = build_detector("swin_tiny_patch4_window7_224", ds.num_classes, min_size=(64,), max_size=96,
+                         box_head_dim=32, fpn_channels=32, mask_head_dim=16, **TINY_SWIN)
+    det.load_state_dict(torch.load(weights, weights_only=True))
+    return {"detector": DetectionModel(det, 64), "noisy_gt": _NoisyGroundTruth(ds)}
+
+
+def _ddp_eval_worker(rank: int, world: int, init: str, ann: str, img_dir: str, weights: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from vitkit.engine.distributed import DistInfo
+    from vitkit.tasks.detection import Detection, DetectionSet
+
+    torch.set_num_threads(1)
+    ds = DetectionSet(CocoDetection(ann, img_dir, train=False))
+    models = _ddp_models(ds, weights)
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    two = {}
+    for name, m in models.items():
+        recs: list = []
+        two[name] = (Detection().evaluate(m, ds, batch_size=1, dist=DistInfo(rank, world), records=recs), recs)
+    dist.destroy_process_group()
+    if rank == 0:  # the same models in one process, same threads
+        one = {}
+        for name, m in models.items():
+            recs = []
+            one[name] = (Detection().evaluate(m, ds, batch_size=1, records=recs), recs)
+        torch.save({"two": two, "one": one}, out)
+
+
+@pytest.mark.slow
+def test_two_process_detection_evaluation_equals_one(tmp_path):
+    """Box and mask AP under 2 processes (gloo) equal 1 process: every image's records once, in the same order."""
+    import torch.multiprocessing as mp
+
+    ann, img_dir = _write_coco(tmp_path, sizes=((96, 80), (64, 72), (80, 80), (72, 64)))  # 5 images: uneven shards
+    det = build_detector("swin_tiny_patch4_window7_224", 2, min_size=(64,), max_size=96, box_head_dim=32,
+                         fpn_channels=32, mask_head_dim=16, **TINY_SWIN)
+    torch.save(det.state_dict(), tmp_path / "w.pt")
+    mp.spawn(_ddp_eval_worker, args=(2, f"file://{tmp_path / 'store'}", ann, img_dir, str(tmp_path / "w.pt"),
+                                     str(tmp_path / "res.pt")), nprocs=2, join=True)
+    res = torch.load(tmp_path / "res.pt", weights_only=False)
+    for name in ("detector", "noisy_gt"):
+        (two, two_recs), (one, one_recs) = res["two"][name], res["one"][name]
+        assert one["num_samples"] == 5 and two == one, name
+        assert two_recs == one_recs and len({json.dumps(r, sort_keys=True) for r in one_recs}) == len(one_recs)
+        assert {r["image_id"] for r in one_recs} <= {1, 2, 3, 4, 5}
+    gt = res["one"]["noisy_gt"][0]
+    assert 10 < gt["box_AP"] < 90 and 10 < gt["mask_AP"] < 100     # far from both ends: a lost image would show
+    assert len(res["one"]["detector"][1]) > 0                        # the real detector's records compared too

@@ -147,3 +147,76 @@ def test_pose_task_trains_and_evaluates_through_the_engine(tmp_path):
         f"run.dir={tmp_path / 'run'}"])
     res = Trainer(r, quiet=True).fit()
     assert {"keypoint_AP", "keypoint_AP50"} <= set(res.final) and 0 <= res.final["keypoint_AP"] <= 100
+
+
+# -- 2-process evaluation -----------------------------------------------------------------------------------------
+class _NoisyTargets(torch.nn.Module):
+    """A stand-in pose model whose heatmaps are the crop's targets, a third of them shifted by a pixel, looked up by
+    crop content: its AP lies between 0 and 100, so a lost or doubled person changes it."""
+
+    heatmap_stride = 4
+
+    def __init__(self, kp) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.table = {}
+        for i in range(len(kp)):
+            crop, t = kp[i]
+            dx = int(torch.randint(3, (1,), generator=g)) // 2
+            self.table[crop.numpy().tobytes()] = torch.roll(t["heatmaps"], dx, dims=-1)
+
+    def predict(self, crops: torch.Tensor, flip_test: bool = True) -> torch.Tensor:
+        return torch.stack([self.table[c.numpy().tobytes()] for c in crops])
+
+
+def _digit_people(count: int):
+    from vitkit.data.digit_scenes_coco import export_coco
+    from vitkit.tasks.pose import PoseSet
+
+    kp = CocoKeypoints(*export_coco("test", "keypoints"), train=False, image_size=(64, 64), flip_pairs=[(2, 3)])
+    kp.samples = kp.samples[:count]
+    return PoseSet(kp)
+
+
+def _ddp_pose_worker(rank: int, world: int, init: str, weights: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from vitkit.engine.distributed import DistInfo
+    from vitkit.tasks.pose import Pose
+
+    torch.set_num_threads(1)
+    ds = _digit_people(9)
+    real = TopDownPose("uniformer_demo_32", 5, head_width=16)
+    real.load_state_dict(torch.load(weights, weights_only=True))
+    models = {"pose": real, "noisy_targets": _NoisyTargets(ds.kp)}
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    two = {}
+    for name, m in models.items():
+        recs: list = []
+        two[name] = (Pose().evaluate(m, ds, batch_size=2, dist=DistInfo(rank, world), records=recs), recs)
+    dist.destroy_process_group()
+    if rank == 0:  # the same models in one process, same threads
+        one = {}
+        for name, m in models.items():
+            recs = []
+            one[name] = (Pose().evaluate(m, ds, batch_size=2, records=recs), recs)
+        torch.save({"two": two, "one": one, "image_ids": [s["image_id"] for s in ds.kp.samples]}, out)
+
+
+@pytest.mark.slow
+def test_two_process_pose_evaluation_equals_one(tmp_path):
+    """Keypoint AP under 2 processes (gloo) equals 1 process, with the digits of one scene split over the ranks."""
+    import torch.multiprocessing as mp
+
+    torch.save(TopDownPose("uniformer_demo_32", 5, head_width=16).state_dict(), tmp_path / "w.pt")
+    _digit_people(9)  # the export written once, before the workers start
+    mp.spawn(_ddp_pose_worker, args=(2, f"file://{tmp_path / 'store'}", str(tmp_path / "w.pt"),
+                                     str(tmp_path / "res.pt")), nprocs=2, join=True)
+    res = torch.load(tmp_path / "res.pt", weights_only=False)
+    ids = res["image_ids"]
+    assert len(set(ids)) < len(ids)   # scenes with several digits: their crops go to both ranks
+    for name in ("pose", "noisy_targets"):
+        (two, two_recs), (one, one_recs) = res["two"][name], res["one"][name]
+        assert one["num_samples"] == 9 and two == one, name
+        assert two_recs == one_recs and [r["image_id"] for r in one_recs] == ids
+    assert 10 < res["one"]["noisy_targets"][0]["keypoint_AP"] < 90

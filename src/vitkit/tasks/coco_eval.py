@@ -1,9 +1,10 @@
 """COCO box / mask AP with the official evaluator (pycocotools ``COCOeval``), exact under DDP.
 
 Each rank turns its detections into COCO result records (boxes as x, y, w, h; masks as RLE, thresholded at 0.5
-as torchvision's reference scripts and mmdet do); the records of all ranks are gathered and rank 0's evaluator
-sees exactly the records one process would have produced, so the AP is the same whatever the process count
-(sampler padding repeats are dropped by image id).
+as torchvision's reference scripts and mmdet do), grouped by sample (the image for detection, the person crop for
+top-down pose); the groups of all ranks are gathered and the evaluator sees exactly the records one process would
+have produced, in the same order, so the AP is the same whatever the process count (a sample a padding sampler
+repeats is kept once, none is lost).
 """
 from __future__ import annotations
 
@@ -45,16 +46,16 @@ def detection_records(image_id: int, output: dict[str, torch.Tensor], cat_ids: S
     return records
 
 
-def gather_records(records: list[dict], image_ids: Iterable[int]) -> tuple[list[dict], set[int]]:
-    """All ranks' records and image ids (each image once, whatever the sampler padded)."""
-    parts = all_gather_objects((records, sorted(set(image_ids))))
-    seen: set[int] = set()
-    out: list[dict] = []
-    for recs, ids in parts:
-        fresh = set(ids) - seen
-        out += [r for r in recs if r["image_id"] in fresh]
-        seen |= fresh
-    return out, seen
+def gather_records(groups: dict[int, list[dict]]) -> tuple[list[dict], list[int]]:
+    """All ranks' records: ``groups`` maps each of this rank's samples (a key unique over the dataset: image id,
+    sample index) to its records; returns the records of every sample once, in key order (the order one process
+    produces), and the keys."""
+    merged: dict[int, list[dict]] = {}
+    for part in all_gather_objects(groups):
+        for key, recs in part.items():
+            merged.setdefault(key, recs)
+    keys = sorted(merged)
+    return [r for k in keys for r in merged[k]], keys
 
 
 def coco_ap(coco_gt, records: list[dict], iou_type: str, image_ids: Iterable[int] | None = None,

@@ -170,7 +170,9 @@ class Detection(CocoTask):
 
     def evaluate(self, model: nn.Module, dataset: Any, *, batch_size: int = 8, workers: int = 0,
                  device: torch.device = torch.device("cpu"), amp: str = "none", dist: Any = None,
-                 progress: bool = False, **_) -> dict[str, float]:
+                 progress: bool = False, records: list | None = None, **_) -> dict[str, float]:
+        """Box (and mask) AP of ``model`` on ``dataset``; ``records``, when a list, receives the gathered COCO
+        result records (every rank gets all of them)."""
         from vitkit.engine.amp import autocast
         from vitkit.engine.evaluate import ShardSampler
 
@@ -182,20 +184,22 @@ class Detection(CocoTask):
                             num_workers=workers, collate_fn=collate)
         was_training = model.training
         model.eval()
-        records, seen = [], []
+        groups: dict[int, list[dict]] = {}  # image id -> its records
         with torch.no_grad():
             for batch, targets in loader:
                 images = [im.to(device) for im in batch["images"]]
                 with autocast(amp, device):
                     outputs = model({"images": images})
                 for out, t in zip(outputs, targets):
-                    records += detection_records(t["image_id"], out, coco.cat_ids, masks=coco.masks)
-                    seen.append(int(t["image_id"]))
+                    groups[int(t["image_id"])] = detection_records(t["image_id"], out, coco.cat_ids,
+                                                                   masks=coco.masks)
         model.train(was_training)
-        records, ids = gather_records(records, seen)
-        result = {f"box_{k}": v for k, v in coco_ap(coco.coco, records, "bbox", ids).items()}
+        recs, ids = gather_records(groups)
+        if records is not None:
+            records.extend(recs)
+        result = {f"box_{k}": v for k, v in coco_ap(coco.coco, recs, "bbox", ids).items()}
         if coco.masks:
-            result.update({f"mask_{k}": v for k, v in coco_ap(coco.coco, records, "segm", ids).items()})
+            result.update({f"mask_{k}": v for k, v in coco_ap(coco.coco, recs, "segm", ids).items()})
         result["num_samples"] = len(ids)
         return result
 

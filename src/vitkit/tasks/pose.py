@@ -86,7 +86,9 @@ class Pose(CocoTask):
 
     def evaluate(self, model: nn.Module, dataset: Any, *, batch_size: int = 32, workers: int = 0,
                  device: torch.device = torch.device("cpu"), amp: str = "none", dist: Any = None,
-                 progress: bool = False, **_) -> dict[str, float]:
+                 progress: bool = False, records: list | None = None, **_) -> dict[str, float]:
+        """OKS keypoint AP of ``model`` on ``dataset``; ``records``, when a list, receives the gathered COCO
+        result records (every rank gets all of them)."""
         from vitkit.data.coco_keypoints import flip_pairs_from_names
         from vitkit.engine.amp import autocast
         from vitkit.engine.evaluate import ShardSampler
@@ -97,24 +99,28 @@ class Pose(CocoTask):
         inner = getattr(model, "module", model)
         inner.flip_pairs = flip_pairs_from_names(kp.keypoint_names)
         rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
-                            num_workers=workers)
+        sampler = ShardSampler(len(dataset), rank, world)
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
         flip_test = getattr(inner, "flip_test", True)
         was_training = model.training
         model.eval()
-        records, seen = [], []
+        order = iter(sampler)  # the dataset index of each crop: people of one image may sit on different ranks
+        groups: dict[int, list[dict]] = {}
         with torch.no_grad():
             for crops, t in loader:
                 with autocast(amp, device):
                     heat = inner.predict(crops.to(device), flip_test=flip_test)
-                records += keypoint_records(heat.float().cpu(), t["to_image"], t["image_id"], t["score"],
-                                            inner.heatmap_stride, kp.category_id)
-                seen += t["image_id"].tolist()
+                recs = keypoint_records(heat.float().cpu(), t["to_image"], t["image_id"], t["score"],
+                                        inner.heatmap_stride, kp.category_id)
+                groups.update((next(order), [r]) for r in recs)
         model.train(was_training)
-        records, ids = gather_records(records, seen)
+        recs, _ = gather_records(groups)
+        if records is not None:
+            records.extend(recs)
+        ids = {r["image_id"] for r in recs}
         sigmas = None if kp.num_joints == 17 else [getattr(inner, "oks_sigma", 0.05)] * kp.num_joints
-        result = {f"keypoint_{k}": v for k, v in coco_ap(kp.coco, records, "keypoints", ids, sigmas).items()}
-        result["num_samples"] = len(records)
+        result = {f"keypoint_{k}": v for k, v in coco_ap(kp.coco, recs, "keypoints", ids, sigmas).items()}
+        result["num_samples"] = len(recs)
         return result
 
     def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
