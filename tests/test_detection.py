@@ -217,27 +217,52 @@ def test_mmdet_heads_load_into_the_detector_with_background_moved():
     assert torch.equal(sd["backbone.fpn.inner_blocks.2.0.weight"], state["neck.lateral_convs.2.conv.weight"])
 
 
-def test_detection_task_trains_and_evaluates_through_the_engine(tmp_path):
-    """The demo recipe with the test's own COCO files: a few steps, then box and mask AP from pycocotools."""
-    from vitkit.engine.recipe import find_recipe, load_recipe
-    from vitkit.engine.trainer import Trainer
+def test_detection_trains_evaluates_and_predicts_through_the_cli(tmp_path, capsys):
+    """The demo recipe on the test's own COCO files (narrow heads): 2 steps by ``vitkit train``, then ``vitkit
+    evaluate`` (box and mask AP by pycocotools) and ``vitkit predict`` (COCO result records and overlays)."""
+    from pycocotools import mask as mask_utils
 
-    ann, img_dir = _write_coco(tmp_path, bad=False)
-    r = load_recipe(find_recipe("demo/digit_scenes_det"), [
-        "data.dataset=coco", f"task.train_annotations={ann}", f"task.train_images={img_dir}",
-        f"task.test_annotations={ann}", f"task.test_images={img_dir}", "task.min_size=[64]", "task.test_size=64",
-        "train.batch_size=2", "train.max_steps=2", "eval.batch_size=2", f"run.dir={tmp_path / 'run'}"])
-    res = Trainer(r, quiet=True).fit()
-    final = res.final
-    assert {"box_AP", "box_AP50", "mask_AP", "mask_APl"} <= set(final)
-    assert all(0.0 <= final[k] <= 100.0 for k in ("box_AP", "mask_AP"))
-    assert (tmp_path / "run" / "checkpoints").is_dir()
     from vitkit.cli import main
 
-    assert main(["evaluate", str(tmp_path / "run"), "--out", str(tmp_path / "ev")]) == 0   # the CLI on the run
+    ann, img_dir = _write_coco(tmp_path, bad=False)
+    run = tmp_path / "run"
+    assert main(["train", "demo/digit_scenes_det", "data.dataset=coco", f"task.train_annotations={ann}",
+                 f"task.train_images={img_dir}", f"task.test_annotations={ann}", f"task.test_images={img_dir}",
+                 "task.min_size=[64]", "task.test_size=64", "task.fpn_channels=16", "task.box_head_dim=16",
+                 "task.rois_per_image=16", "task.mask_head_dim=8", "train.batch_size=2", "train.max_steps=2",
+                 "eval.batch_size=2", f"run.dir={run}"]) == 0
+    final = json.loads((run / "results.json").read_text())
+    assert {"box_AP", "box_AP50", "mask_AP", "mask_APl"} <= set(final)
+    assert all(0.0 <= final[k] <= 100.0 for k in ("box_AP", "mask_AP"))
+    assert "box AP" in capsys.readouterr().out
+
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert report["box_AP"] == pytest.approx(final["box_AP"]) and report["num_samples"] == 3
     assert (tmp_path / "ev" / "overlay_0000.png").is_file()
+
+    pred = tmp_path / "pred"
+    assert main(["predict", str(run), img_dir, str(tmp_path / "missing.png"), "--out", str(pred),
+                 "--score", "0"]) == 1                                      # a folder of 3 images, one bad file
+    out = capsys.readouterr().out
+    assert "missing.png: cannot read" in out and "predictions.json" in out
+    records = json.loads((pred / "predictions.json").read_text())
+    assert records and {r["image_id"] for r in records} <= {1, 2, 3}
+    sizes = {1: (80, 96), 2: (72, 64), 3: (80, 80)}
+    for r in records:
+        assert r["category_id"] in (3, 7) and 0.05 <= r["score"] <= 1 and len(r["bbox"]) == 4
+        assert r["file_name"].endswith(f"{r['image_id']}.png")
+        assert mask_utils.decode(r["segmentation"]).shape == sizes[r["image_id"]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(ann)
+        gt.loadRes(records)                                                 # valid COCO results
+    for i in (1, 2, 3):
+        assert Image.open(pred / f"{i}_overlay.png").size == sizes[i][::-1]
+    # a weights file with its recipe gives the same records
+    assert main(["predict", str(run / "model.safetensors"), str(tmp_path / "images" / "2.png"), "--recipe",
+                 str(run / "recipe.yaml"), "--out", str(tmp_path / "pred2")]) == 0
+    again = json.loads((tmp_path / "pred2" / "predictions.json").read_text())
+    assert [r["bbox"] for r in again] == [r["bbox"] for r in records if r["image_id"] == 2]
 
 
 def test_whole_mmdet_detector_checkpoint_loads_with_a_report():

@@ -136,17 +136,49 @@ def test_keypoint_file_errors(tmp_path):
         CocoKeypoints(str(p), str(tmp_path), train=True)
 
 
-def test_pose_task_trains_and_evaluates_through_the_engine(tmp_path):
-    from vitkit.engine.recipe import find_recipe, load_recipe
-    from vitkit.engine.trainer import Trainer
+def test_pose_trains_and_predicts_through_the_cli(tmp_path, capsys):
+    """``vitkit train`` (2 steps) on the test's keypoint file, then ``vitkit predict`` on a folder: whole images
+    as one box each, then the boxes of a results file; COCO keypoint records and overlays."""
+    from vitkit.cli import main
 
     ann, img_dir = _write_people(tmp_path)
-    r = load_recipe(find_recipe("demo/digit_scenes_pose"), [
-        "data.dataset=coco", f"task.train_annotations={ann}", f"task.train_images={img_dir}",
-        f"task.test_annotations={ann}", f"task.test_images={img_dir}", "train.batch_size=3", "train.max_steps=2",
-        f"run.dir={tmp_path / 'run'}"])
-    res = Trainer(r, quiet=True).fit()
-    assert {"keypoint_AP", "keypoint_AP50"} <= set(res.final) and 0 <= res.final["keypoint_AP"] <= 100
+    run = tmp_path / "run"
+    assert main(["train", "demo/digit_scenes_pose", "data.dataset=coco", f"task.train_annotations={ann}",
+                 f"task.train_images={img_dir}", f"task.test_annotations={ann}", f"task.test_images={img_dir}",
+                 "train.batch_size=3", "train.max_steps=2", f"run.dir={run}"]) == 0
+    assert "keypoint AP" in capsys.readouterr().out
+    final = json.loads((run / "results.json").read_text())
+    assert {"keypoint_AP", "keypoint_AP50"} <= set(final) and 0 <= final["keypoint_AP"] <= 100
+    pred = tmp_path / "pred"
+    assert main(["predict", str(run), img_dir, "--out", str(pred)]) == 0
+    records = json.loads((pred / "predictions.json").read_text())
+    assert [r["image_id"] for r in records] == [1, 2, 3] and all(r["category_id"] == 1 for r in records)
+    for r in records:
+        xy = np.asarray(r["keypoints"]).reshape(4, 3)
+        w = 120 + 8 * r["image_id"]
+        assert (xy[:, 0] >= -1).all() and (xy[:, 0] <= w + 1).all() and (xy[:, 1] <= 101).all()
+        assert Image.open(pred / f"{r['image_id']}_overlay.png").size == (w, 100)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([
+        {"file_name": str(tmp_path / "img" / "2.png"), "image_id": 7, "category_id": 1, "bbox": [35, 15, 45, 70],
+         "score": 0.9},
+        {"file_name": str(tmp_path / "img" / "2.png"), "image_id": 7, "category_id": 1, "bbox": [0, 0, 40, 40],
+         "score": 0.8},
+        {"file_name": str(tmp_path / "img" / "2.png"), "image_id": 7, "category_id": 1, "bbox": [0, 0, 9, 9],
+         "score": 0.1},                                                      # below --score: left out
+        {"file_name": str(tmp_path / "img" / "3.png"), "image_id": 8, "category_id": 1, "bbox": [40, 15, 45, 70],
+         "score": 0.7}]))
+    assert main(["predict", str(run), str(tmp_path / "img" / "2.png"), str(tmp_path / "img" / "1.png"), "--boxes",
+                 str(boxes), "--out", str(tmp_path / "pred2")]) == 0
+    assert "no person boxes" in capsys.readouterr().out                    # 1.png has none in the file
+    again = json.loads((tmp_path / "pred2" / "predictions.json").read_text())
+    assert [r["image_id"] for r in again] == [1, 1] and again[0]["keypoints"] != again[1]["keypoints"]
+    assert all(r["score"] <= s for r, s in zip(again, (0.9, 0.8)))       # box score x mean joint score
+    with contextlib.redirect_stdout(io.StringIO()):
+        COCO(ann).loadRes(records)                                          # valid COCO keypoint results
+    (tmp_path / "bad.json").write_text(json.dumps([{"image_id": 1}]))
+    assert main(["predict", str(run), str(tmp_path / "img" / "2.png"), "--boxes", str(tmp_path / "bad.json")]) != 0
+    assert "expected a JSON list of COCO result records with 'bbox'" in capsys.readouterr().err
 
 
 # -- 2-process evaluation -----------------------------------------------------------------------------------------

@@ -2,20 +2,27 @@
 
 ``--timeline --out DIR`` on videos: sliding clips over the whole file (``--stride`` frames apart), per-window top-k,
 smoothed over ``--smooth`` windows, written as ``DIR/timeline.{png,json,csv}`` (one folder per video when several);
-memory is bounded by one clip whatever the video's length (see :mod:`vitkit.engine.timeline`)."""
+memory is bounded by one clip whatever the video's length (see :mod:`vitkit.engine.timeline`).
+
+Runs of the dense tasks (segmentation, detection, pose) take image files or folders of images and write their
+outputs to ``--out``: mask PNGs and overlays (segmentation), or ``predictions.json`` in COCO results format and
+overlay PNGs (detection and instance segmentation; pose, of the ``--boxes`` people or of the whole image)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 NAME = "predict"
-HELP = "classify image or video files with a trained model (top-k classes), or segment images (mask PNGs)"
+HELP = ("classify image or video files with a trained model (top-k classes); segment images (mask PNGs), detect "
+        "objects or estimate keypoints (COCO results JSON and overlays)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a run directory, or a weights file (any layout vitkit reads) with --model")
-    p.add_argument("files", nargs="+", help="image or video files")
+    p.add_argument("files", nargs="+", help="image or video files (dense tasks: also folders of images)")
     p.add_argument("--model", help="registered model name (with a weights file)")
+    p.add_argument("--recipe", help="the recipe a weights file was trained with (dense tasks: SOURCE is then the "
+                                    "weights file)")
     p.add_argument("--ema", action="store_true", help="use the run's EMA weights")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--classes", help="class names: 'imagenet1k', 'kinetics400' or a text file, one name per line")
@@ -25,7 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeline", action="store_true",
                    help="video: classify sliding clips over the whole file; write timeline.png/json/csv under --out")
     p.add_argument("--out", help="with --timeline: output folder (default: timeline-<video name> here); "
-                                 "segmentation runs: folder for <stem>_mask.png and <stem>_overlay.png (default: .)")
+                                 "segmentation runs: folder for <stem>_mask.png and <stem>_overlay.png; detection "
+                                 "and pose runs: folder for predictions.json and <stem>_overlay.png (default: .)")
+    p.add_argument("--score", type=float, default=0.5,
+                   help="detection: least score drawn on the overlays; pose: least score of a --boxes box")
+    p.add_argument("--boxes", help="pose: person boxes as COCO result records (e.g. a detection run's "
+                                   "predictions.json); default: each whole image is one box")
     p.add_argument("--stride", type=int, help="with --timeline: frames between window starts (default: a clip's span)")
     p.add_argument("--smooth", type=int, default=5, help="with --timeline: windows in the moving average (default 5)")
     p.add_argument("--batch-size", type=int, default=8, help="with --timeline: windows per forward pass")
@@ -54,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     from vitkit.tasks import task_of_run
 
-    task = task_of_run(args.source)
-    if task.name != "classification":  # segmentation: mask PNGs and overlays in --out
-        trained = task.load_trained(args.source, ema=args.ema)
+    task = task_of_run(args.source, args.recipe)
+    if task.name != "classification":  # dense tasks: their files (masks, COCO records, overlays) in --out
+        trained = task.load_trained(args.source, args.recipe, ema=args.ema)
+        args.files = _image_files(args.files)
         return task.bind(trained.recipe).run_predict(args, trained)
     trained = load_trained(args.source, model_name=args.model, ema=args.ema)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -85,6 +98,19 @@ def run(args: argparse.Namespace) -> int:
         for rank, (p, c) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
             print(f"  {rank}. {names[c]:<30} {100 * p:6.2f}%  (class {c})")
     return status
+
+
+def _image_files(paths: list[str]) -> list[str]:
+    """``paths`` with each folder replaced by its image files (sorted by name)."""
+    from vitkit.data.sources import IMAGE_EXTENSIONS
+
+    out: list[str] = []
+    for p in paths:
+        if Path(p).is_dir():
+            out += sorted(str(f) for f in Path(p).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            out.append(p)
+    return out
 
 
 def _load(path: str, spec, transform, rate: int, num_clips: int, video_ext) -> "torch.Tensor":

@@ -37,6 +37,23 @@ from torchvision.transforms import v2
 log = logging.getLogger("vitkit.data")
 
 
+def contiguous_categories(categories: list[dict]) -> tuple[list[int], list[str]]:
+    """COCO ``categories`` as (ids, names) in sorted id order: label ``k`` (1..K) is ``ids[k - 1]``."""
+    cats = sorted(categories, key=lambda c: c["id"])
+    return [int(c["id"]) for c in cats], [str(c["name"]) for c in cats]
+
+
+def read_categories(annotation_json: str) -> list[dict]:
+    """The ``categories`` list of a COCO annotation file (raises naming the file when it has none)."""
+    import json
+
+    with open(annotation_json) as f:
+        cats = json.load(f).get("categories")
+    if not cats:
+        raise ValueError(f"{annotation_json}: no 'categories' list (expected a COCO annotation file)")
+    return cats
+
+
 def _quiet_coco(path: str):
     from pycocotools.coco import COCO
 
@@ -55,9 +72,8 @@ class CocoDetection(torch.utils.data.Dataset):
             raise FileNotFoundError(f"{image_dir}: image folder not found")
         self.coco = _quiet_coco(annotation_json)
         self.image_dir, self.train, self.masks = image_dir, train, masks
-        self.cat_ids = sorted(self.coco.getCatIds())
+        self.cat_ids, self.class_names = contiguous_categories(self.coco.dataset.get("categories", []))
         self.label_of = {c: i + 1 for i, c in enumerate(self.cat_ids)}
-        self.class_names = [self.coco.loadCats(c)[0]["name"] for c in self.cat_ids]
         self.problems: dict[str, int] = {}
         ids = sorted(self.coco.getImgIds())
         self.targets = {i: self._target(i) for i in ids}

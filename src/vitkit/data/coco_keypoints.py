@@ -66,6 +66,19 @@ def crop_to_image(center: np.ndarray, extent: np.ndarray, rotation: float, out_s
                      [sn, c, center[1] - sn * cu - c * cv]], dtype=np.float64)
 
 
+def crop_image(image: Image.Image, to_image: np.ndarray, out_size: tuple[int, int]) -> torch.Tensor:
+    """The (3, h, w) float crop in [0, 1] whose pixels map to ``image`` through ``to_image`` (bilinear)."""
+    crop = image.transform(tuple(out_size), Image.AFFINE, data=tuple(to_image.reshape(-1)), resample=Image.BILINEAR)
+    return torch.from_numpy(np.asarray(crop).copy()).permute(2, 0, 1).float() / 255
+
+
+def person_crop(image: Image.Image, box: Sequence[float], out_size: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
+    """The test-time crop of an x, y, w, h person ``box`` and its crop-to-image affine (no augmentation)."""
+    center, extent = box_to_center_scale(box, out_size[0] / out_size[1])
+    to_image = crop_to_image(center, extent, 0.0, out_size)
+    return crop_image(image, to_image, out_size), to_image
+
+
 def invert_affine(m: np.ndarray) -> np.ndarray:
     full = np.vstack([m, [0, 0, 1]])
     return np.linalg.inv(full)[:2]
@@ -174,9 +187,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
         to_image = crop_to_image(center, extent, rotation, (w_out, h_out))
         if flip:  # mirror the crop: crop x -> (w_out - 1) - x ... expressed in the affine
             to_image = to_image @ np.array([[-1, 0, w_out - 1], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
-        crop = image.transform((w_out, h_out), Image.AFFINE, data=tuple(to_image.reshape(-1)),
-                               resample=Image.BILINEAR)
-        crop_t = torch.from_numpy(np.asarray(crop).copy()).permute(2, 0, 1).float() / 255
+        crop_t = crop_image(image, to_image, (w_out, h_out))
         in_crop = apply_affine(invert_affine(to_image), joints)
         if flip:
             order = list(range(self.num_joints))

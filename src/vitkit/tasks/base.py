@@ -69,8 +69,9 @@ class Task:
 
     def load_trained(self, source: str, recipe: str | None = None, overrides: list[str] | None = None,
                      ema: bool = False) -> Any:
-        """The trained model of a run directory (its recipe, ``model.safetensors`` / ``ema.safetensors``), built by
-        :meth:`build_model` with the class list stored in the weights' metadata (or ``default_num_classes``)."""
+        """The trained model of a run directory (its recipe, ``model.safetensors`` / ``ema.safetensors``), or of a
+        weights file with ``recipe``, built by :meth:`build_model` with the class list stored in the weights'
+        metadata (or ``default_num_classes``)."""
         from pathlib import Path
 
         from vitkit.checkpoints import load_checkpoint
@@ -78,15 +79,18 @@ class Task:
         from vitkit.engine.recipe import find_recipe, load_recipe
 
         src = Path(source)
-        if not src.is_dir():
+        if src.is_file() and recipe:  # a weights file and the recipe it was trained with
+            weights, run_dir = src, None
+        elif src.is_dir():
+            weights, run_dir = src / ("ema.safetensors" if ema else "model.safetensors"), src
+            if not weights.is_file():
+                raise FileNotFoundError(f"{src} holds no {weights.name}: expected a finished run directory")
+        else:
             raise FileNotFoundError(f"{source}: a {self.name} run directory is expected (recipe.yaml and "
-                                    "model.safetensors)")
-        weights = src / ("ema.safetensors" if ema else "model.safetensors")
-        if not weights.is_file():
-            raise FileNotFoundError(f"{src} holds no {weights.name}: expected a finished run directory")
+                                    "model.safetensors), or a weights file with its recipe")
         rec = load_recipe(find_recipe(recipe) if recipe else src / "recipe.yaml", overrides)
         rec.model.weights = None
-        classes = _classes_from(weights, src)
+        classes = _classes_from(weights, run_dir)
         task = self.bind(rec)
         n = len(classes) if classes else task.default_num_classes(rec)
         if not n:

@@ -122,10 +122,12 @@ def coco_files(recipe: Any, opts: Any, split: str, kind: str = "instances") -> t
 
 
 class CocoTask(Task):
-    """What the COCO-format tasks share: no mixup / cutmix / label smoothing, no running accuracy, crop-sized data."""
+    """What the COCO-format tasks share: no mixup / cutmix / label smoothing, no running accuracy, crop-sized data,
+    and ``vitkit predict`` writing COCO result records."""
 
     input_follows_model = False  # data.input_size is the crop; the backbone runs at any size
     train_metric = None
+    kind = "instances"  # the COCO annotation kind the task reads (instances, keypoints)
 
     def validate(self, recipe: Any) -> None:
         from vitkit.engine.recipe import RecipeError
@@ -133,6 +135,49 @@ class CocoTask(Task):
         r = recipe.train
         if r.mixup > 0 or r.cutmix > 0 or r.label_smoothing:
             raise RecipeError(f"{self.name} does not take train.mixup, train.cutmix or train.label_smoothing")
+
+    def categories(self, recipe: Any) -> list[dict] | None:
+        """The categories of the recipe's test annotation file (None when the file is not at hand)."""
+        from vitkit.data.coco import read_categories
+        from vitkit.engine.recipe import RecipeError
+
+        try:
+            return read_categories(coco_files(recipe, self.opts(recipe), "test", self.kind)[0])
+        except (OSError, ValueError, RecipeError):
+            return None
+
+
+def predict_images(args: Any, predict_one: Callable[[int, torch.Tensor, Any], tuple[list[dict], str]]) -> int:
+    """The COCO tasks' ``vitkit predict``: each of ``args.files`` (image id = its position, from 1) read and given to
+    ``predict_one(image_id, image, overlay_path)``, which writes the overlay and returns the image's COCO result
+    records and a one-line summary; all records (with ``file_name`` added) go to ``OUT/predictions.json``. An
+    unreadable file is reported and skipped; returns 1 if any was."""
+    import json
+    from pathlib import Path
+
+    from vitkit.data.datasets import load_image
+
+    out = Path(args.out or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    status = 0
+    for image_id, f in enumerate(args.files, start=1):
+        try:
+            image = load_image(f)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            print(f"{f}: cannot read ({type(e).__name__}: {e})")
+            status = 1
+            continue
+        recs, line = predict_one(image_id, image, out / f"{Path(f).stem}_overlay.png")
+        records += [dict(r, file_name=str(f)) for r in recs]
+        print(f"{f}: {line}")
+    (out / "predictions.json").write_text(json.dumps(records) + "\n")
+    print(f"wrote {out / 'predictions.json'} ({len(records)} COCO result records) and overlay PNGs in {out}")
+    return status
+
+
+def predict_device(args: Any) -> torch.device:
+    return torch.device(getattr(args, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 class Detection(CocoTask):
@@ -206,6 +251,36 @@ class Detection(CocoTask):
     def run_evaluate(self, args: Any, trained: Any, dist: Any) -> None:
         """``vitkit evaluate RUN``: COCO AP on the recipe's test split, eval.json and overlay PNGs."""
         run_dense_evaluate(self, args, trained, dist, overlay=save_detection_overlay)
+
+    def run_predict(self, args: Any, trained: Any) -> int:
+        """``vitkit predict RUN IMAGES``: ``predictions.json`` (COCO result records: boxes x, y, w, h, scores,
+        category ids, masks as RLE for Mask R-CNN; every detection above the model's 0.05) and
+        ``<stem>_overlay.png`` with the detections above ``--score``, in ``--out``."""
+        from vitkit.data.coco import contiguous_categories
+
+        from .coco_eval import detection_records
+
+        device = predict_device(args)
+        model = trained.model.to(device).eval()
+        n = model.detector.num_object_classes
+        names = list(trained.classes or [str(i) for i in range(1, n + 1)])
+        cats = self.categories(trained.recipe)
+        cat_ids = contiguous_categories(cats)[0] if cats and len(cats) == n else list(range(1, n + 1))
+        masks = self.opts(trained.recipe).masks
+
+        def one(image_id: int, image: torch.Tensor, overlay) -> tuple[list[dict], str]:
+            with torch.no_grad():
+                out = model({"images": [image.float().div(255).to(device)]})[0]
+            out = {k: v.cpu() for k, v in out.items()}
+            save_detection_overlay(overlay, image.float() / 255, out, names, args.score)
+            keep = out["scores"] >= args.score
+            found = [f"{names[int(c) - 1]} {float(s):.2f}" for c, s in zip(out["labels"][keep], out["scores"][keep])]
+            line = f"{len(found)} detection(s) with score >= {args.score}"
+            if found:
+                line += ": " + ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            return detection_records(image_id, out, cat_ids, masks=masks), line
+
+        return predict_images(args, one)
 
     def describe(self, result: dict) -> str:
         def ap(key: str) -> str:  # COCOeval gives -1 for an area range without objects

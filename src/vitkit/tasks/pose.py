@@ -18,7 +18,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from . import register_task
-from .detection import CocoTask, coco_files
+from .detection import CocoTask, coco_files, predict_device, predict_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,7 @@ class Pose(CocoTask):
     name = "pose"
     options = PoseOptions
     headline = "keypoint_AP"
+    kind = "keypoints"
 
     def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         from vitkit.data.coco_keypoints import CocoKeypoints, flip_pairs_from_names
@@ -129,9 +130,86 @@ class Pose(CocoTask):
 
         run_dense_evaluate(self, args, trained, dist)
 
+    def run_predict(self, args: Any, trained: Any) -> int:
+        """``vitkit predict RUN IMAGES``: keypoints of the person boxes of ``--boxes`` (COCO result records, such as
+        a detection run's ``predictions.json``, matched by ``file_name`` or else ``image_id``; those scoring at least
+        ``--score``), or of the whole image as one box; written as ``predictions.json`` (COCO keypoint result
+        records) and ``<stem>_overlay.png`` (boxes, and the joints scoring above 0.2) in ``--out``."""
+        import numpy as np
+        from PIL import Image
+
+        from vitkit.data.coco_keypoints import flip_pairs_from_names, person_crop
+
+        from .coco_eval import keypoint_records
+
+        o = self.opts(trained.recipe)
+        device = predict_device(args)
+        model = trained.model.to(device).eval()
+        names = list(trained.classes or [str(i) for i in range(model.num_joints)])
+        model.flip_pairs = flip_pairs_from_names(names)
+        cats = [c for c in self.categories(trained.recipe) or [] if "keypoints" in c]
+        category_id = int(cats[0]["id"]) if cats else 1
+        given = _read_boxes(args.boxes) if getattr(args, "boxes", None) else None
+        size = tuple(o.image_size)
+
+        def one(image_id: int, image: torch.Tensor, overlay) -> tuple[list[dict], str]:
+            h, w = image.shape[-2:]
+            if given is None:
+                boxes, scores = [[0.0, 0.0, float(w), float(h)]], [1.0]
+            else:
+                mine = [b for b in given if _same_image(b, args.files[image_id - 1], image_id)
+                        and float(b.get("score", 1.0)) >= args.score]
+                boxes, scores = [b["bbox"] for b in mine], [float(b.get("score", 1.0)) for b in mine]
+            if not boxes:
+                save_pose_overlay(overlay, image, [], [])
+                return [], "no person boxes"
+            pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+            crops, mats = zip(*(person_crop(pil, b, size) for b in boxes))
+            heat = model.predict(torch.stack(crops).to(device), flip_test=o.flip_test).float().cpu()
+            recs = keypoint_records(heat, torch.from_numpy(np.stack(mats)).float(), torch.full((len(boxes),), image_id),
+                                    torch.tensor(scores), model.heatmap_stride, category_id)
+            save_pose_overlay(overlay, image, boxes, [r["keypoints"] for r in recs])
+            return recs, f"{len(recs)} person box(es), {model.num_joints} keypoints each"
+
+        return predict_images(args, one)
+
     def describe(self, result: dict) -> str:
         return (f"keypoint AP {result['keypoint_AP']:.1f} (AP50 {result['keypoint_AP50']:.1f}, "
                 f"AP75 {result['keypoint_AP75']:.1f})")
+
+
+def _read_boxes(path: str) -> list[dict]:
+    """Person boxes: a JSON list of COCO result records with ``bbox`` (x, y, w, h)."""
+    import json
+
+    with open(path) as f:
+        boxes = json.load(f)
+    if not isinstance(boxes, list) or any("bbox" not in b for b in boxes):
+        raise ValueError(f"{path}: expected a JSON list of COCO result records with 'bbox' (x, y, w, h)")
+    return boxes
+
+
+def _same_image(record: dict, path: str, image_id: int) -> bool:
+    from pathlib import Path
+
+    if "file_name" in record:
+        return Path(record["file_name"]).resolve() == Path(path).resolve()
+    return int(record.get("image_id", -1)) == image_id
+
+
+def save_pose_overlay(path, image: torch.Tensor, boxes: list, keypoints: list, threshold: float = 0.2) -> None:
+    """``image`` (3, H, W) uint8 with the x, y, w, h ``boxes`` and the flat x, y, score ``keypoints`` of each
+    person (joints scoring above ``threshold``) drawn."""
+    from PIL import Image
+    from torchvision.utils import draw_bounding_boxes, draw_keypoints
+
+    img = image.cpu()
+    if boxes:
+        xywh = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        img = draw_bounding_boxes(img, torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1), colors="yellow")
+        kp = torch.tensor(keypoints, dtype=torch.float32).reshape(len(keypoints), -1, 3)
+        img = draw_keypoints(img, kp[..., :2], colors="red", radius=1, visibility=kp[..., 2] > threshold)
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
 
 
 register_task(Pose())
