@@ -442,6 +442,20 @@ def test_card_and_cli(capsys):
     assert "unknown weights" in capsys.readouterr().err
 
 
+def test_models_card_is_the_card_command(capsys):
+    from vitkit.cli import main
+
+    for name in ("swin3d_tiny.k400_in1k", "uniformer_small"):  # a tag, and a model for its default tag
+        assert main(["card", name]) == 0
+        want = capsys.readouterr().out
+        assert main(["models", name, "--card"]) == 0
+        assert capsys.readouterr().out == want and want.startswith(get_weights(name).name)
+    assert main(["models", "swin3d_tiny.nope", "--card"]) == 2
+    assert "unknown weights" in capsys.readouterr().err
+    assert main(["models", "--card"]) == 2
+    assert "--card needs a NAME" in capsys.readouterr().err
+
+
 def test_image_tag_into_video_model_is_inflated(env, server, records):
     """create_model("swin3d_tiny", pretrained="<image swin>.<tag>"): downloaded, converted, inflated."""
     image, data = _swin_official()

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="count parameters and MACs now instead of reading the cached counts")
     p.add_argument("--update-counts", action="store_true",
                    help="recount every variant and rewrite the cached counts shipped with vitkit (after model changes)")
+    p.add_argument("--card", action="store_true",
+                   help="the card of NAME's published weights (model.tag, or a model for its default tag): "
+                        "the same as `vitkit card NAME`")
     p.add_argument("--pretrained", action="store_true",
                    help="list the published weights (model.tag) instead; with --update-readme, the README zoo table")
 
@@ -118,6 +121,12 @@ def run_pretrained(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.card:
+        from .card import show
+
+        if args.pattern == "*":
+            raise ValueError("--card needs a NAME: vitkit models swin_tiny_patch4_window7_224.ms_in1k --card")
+        return show(args.pattern)
     if args.pretrained:
         return run_pretrained(args)
     if args.update_counts:
