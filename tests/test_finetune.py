@@ -177,6 +177,13 @@ def test_finetune_recipe_trains_from_its_tag_offline(name, env, server, tmp_path
     if r.model.finetune == "linear_probe_bn":
         assert isinstance(trainer.model.head, ProbeHead) and not _trainable(trainer.model) - {"head.weight",
                                                                                               "head.bias"}
+        from vitkit.engine.inference import load_trained  # evaluate / predict / export of the run
+
+        plain = load_trained(str(tmp_path / "run")).model
+        assert type(plain.head) is torch.nn.Linear  # the probe's norm folded into it
+        x = torch.randn(4, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(plain(x), trainer.model.eval()(x), atol=1e-4, rtol=1e-4)
     if r.optim.layer_decay < 1:
         scales = {g["lr_scale"] for g in trainer.optimizer.param_groups}
         assert len(scales) == _VIT["depth"] + 2  # stem, each block, head

@@ -2,7 +2,7 @@
 official, timm, torchvision, Hugging Face, OpenMMLab, JAX), map the keys, resample tables, and load through the
 one policy (:func:`load_weights`). A run's *training state* (optimiser, RNG, step) is :mod:`vitkit.engine.checkpoint`;
 *activation* checkpointing is ``model.set_grad_checkpointing()``."""
-from . import jax_vit, mm, mvit, swin, uniformer, vit  # noqa: F401  (register the converters)
+from . import heads, jax_vit, mm, mvit, swin, uniformer, vit  # noqa: F401  (register the converters; heads first)
 from .base import (
     CheckpointError,
     HEAD_POLICIES,

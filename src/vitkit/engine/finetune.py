@@ -16,6 +16,8 @@ import re
 import torch
 import torch.nn as nn
 
+from vitkit.checkpoints.heads import PROBE_NORM_EPS, fold_probe_norm
+
 MODES = ("full", "linear_probe", "linear_probe_bn", "freeze")
 _CLASSIFIER = ("head.", "aux_head.", "fc_norm.")
 
@@ -74,19 +76,20 @@ class ProbeHead(nn.Linear):
         super().__init__(head.in_features, head.out_features, bias=head.bias is not None,
                          device=head.weight.device, dtype=head.weight.dtype)
         self.load_state_dict(head.state_dict())
-        self.norm = nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6, device=head.weight.device)
+        self.norm = nn.BatchNorm1d(head.in_features, affine=False, eps=PROBE_NORM_EPS, device=head.weight.device)
 
     def forward(self, x):
         return super().forward(self.norm(x))
 
     def folded(self) -> nn.Linear:
-        """The plain ``nn.Linear`` computing what this head computes at test (the norm folded into it)."""
-        scale = (self.norm.running_var + self.norm.eps).rsqrt()
+        """The plain ``nn.Linear`` computing what this head computes at test (the norm folded into it; loading a
+        probe run's weights into a plain model does the same, :mod:`vitkit.checkpoints.heads`)."""
         out = nn.Linear(self.in_features, self.out_features, device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
-            out.weight.copy_(self.weight * scale)
-            bias = self.bias if self.bias is not None else torch.zeros_like(out.bias)
-            out.bias.copy_(bias - out.weight @ self.norm.running_mean)
+            w, b = fold_probe_norm(self.weight, self.bias, self.norm.running_mean, self.norm.running_var,
+                                   self.norm.eps)
+            out.weight.copy_(w)
+            out.bias.copy_(b)
         return out
 
 
