@@ -47,7 +47,7 @@ def register_task(task: Task) -> Task:
 
 
 def _ensure_loaded() -> None:
-    from . import classification, detection, pose, segmentation  # noqa: F401  (register on import)
+    from . import action_detection, classification, detection, pose, segmentation  # noqa: F401  (register on import)
 
 
 def get_task(name: str | None) -> Task:
