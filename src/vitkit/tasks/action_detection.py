@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
 from . import register_task
-from .detection import CocoTask
+from .base import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +70,15 @@ def ava_files(recipe: Any, opts: Any, split: str) -> dict[str, Any]:
             "frame_list": getattr(opts, f"{split}_frame_list") or None}
 
 
-class ActionDetection(CocoTask):
+class ActionDetection(Task):
+    """Multi-label data (the trainer refuses mixup, cutmix and label smoothing for it), no running accuracy, and
+    ``data.input_size`` is the crop: the backbone runs at any size."""
+
     name = "action_detection"
     options = ActionDetectionOptions
     headline = "frame_mAP"
+    input_follows_model = False
+    train_metric = None
 
     def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         from vitkit.data.ava import AvaDataset, read_exclusions
