@@ -229,3 +229,33 @@ def test_cli_trains_and_evaluates_the_paper_recipe_at_tiny_size(digits, tmp_path
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert report["num_samples"] == 3 and 0.0 <= report["frame_mAP"] <= 100.0
     assert "frame mAP" in capsys.readouterr().out
+
+
+def _ddp_eval_worker(rank: int, world: int, init: str, files: dict, out: str) -> None:
+    import torch.distributed as dist
+
+    from vitkit.engine.distributed import DistInfo
+    from vitkit.tasks.action_detection import ActionDetection
+
+    torch.set_num_threads(1)
+    ds = _dataset(files, False, proposals=[files["proposals"]])
+    torch.manual_seed(0)
+    model = ActionDetector("uniformer_demo_video_8x32", len(ACTIONS))
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    two = ActionDetection().evaluate(model, ds, batch_size=1, dist=DistInfo(rank, world))
+    dist.destroy_process_group()
+    if rank == 0:
+        torch.save({"two": two, "one": ActionDetection().evaluate(model, ds, batch_size=2)}, out)
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_equals_one(digits, tmp_path):
+    """Frame mAP under 2 processes (gloo; 3 keyframes: uneven shards) equals 1 process."""
+    import torch.multiprocessing as mp
+
+    _, _, test = digits
+    mp.spawn(_ddp_eval_worker, args=(2, f"file://{tmp_path / 'store'}", test, str(tmp_path / "res.pt")),
+             nprocs=2, join=True)
+    res = torch.load(tmp_path / "res.pt", weights_only=False)
+    assert res["one"]["num_samples"] == 3 and res["two"] == res["one"]
+    assert 0.0 < res["one"]["frame_mAP"] < 100.0

@@ -156,12 +156,15 @@ class ActionDetection(Task):
                 with autocast(amp, device):
                     logits = model(to_device(batch, device))
                 scores = logits.float().sigmoid().cpu()
-                per_box = [k for k, n in zip(target["keys"], target["counts"]) for _ in range(n)]
-                for key, box, s in zip(per_box, target["norm_boxes"].tolist(), scores.tolist()):
-                    records += [(key, box, c, s[c - 1]) for c in classes]
+                owner = [(i, k) for i, k, n in zip(target["index"], target["keys"], target["counts"])
+                         for _ in range(n)]
+                for (i, key), box, s in zip(owner, target["norm_boxes"].tolist(), scores.tolist()):
+                    records += [(i, key, box, c, s[c - 1]) for c in classes]
                 keys += target["keys"]
         model.train(was_training)
-        records = [r for part in all_gather_objects(records) for r in part]
+        # all ranks' detections in dataset order, as one process makes them (ties sort alike)
+        gathered = sorted((r for part in all_gather_objects(records) for r in part), key=lambda r: r[0])
+        records = [r[1:] for r in gathered]
         keys = {k for part in all_gather_objects(keys) for k in part}
         gt = [(k, box, a) for (v, s, box, a, _) in ava.ground_truth.rows() for k in [(v, s)]
               if not isinstance(dataset, Subset) or k in keys]
