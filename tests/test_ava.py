@@ -183,6 +183,12 @@ def test_detector_gives_one_row_of_logits_per_box(name):
     assert model.head.projection.weight.shape == (5, model.backbone.feature_info.channels(0))
 
 
+def test_the_paper_model_has_pyslowfast_head_geometry():
+    model = ActionDetector("mvit_base_16x4", 80)                 # MViT-B 16x4: last map 768 channels at stride 32
+    assert model.head.projection.weight.shape == (80, 768) and model.head.stride == 32
+    assert model.head.resolution == 7 and model.head.aligned and model.head.dropout.p == 0.5
+
+
 def test_an_image_backbone_is_refused():
     with pytest.raises(ValueError, match="video backbone"):
         ActionDetector("vit_demo_patch8_32", 3)
@@ -229,6 +235,9 @@ def test_cli_trains_and_evaluates_the_paper_recipe_at_tiny_size(digits, tmp_path
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert report["num_samples"] == 3 and 0.0 <= report["frame_mAP"] <= 100.0
     assert "frame mAP" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev2"), "--limit", "2"]) == 0
+    part = json.loads((tmp_path / "ev2" / "eval.json").read_text())
+    assert part["num_samples"] == 2                             # a subset: only its keyframes' truth counts
 
 
 def _ddp_eval_worker(rank: int, world: int, init: str, files: dict, out: str) -> None:
