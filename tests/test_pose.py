@@ -72,6 +72,31 @@ def test_targets_decode_back_to_the_image_joints(tmp_path, train):
     assert (0 < flipped < 12) if train else flipped == 0
 
 
+def test_training_rotation_can_be_turned_off(tmp_path):
+    ann, img_dir = _write_people(tmp_path)
+    np.random.seed(0)
+    turned = [CocoKeypoints(ann, img_dir, train=True, image_size=(48, 64), flip_pairs=PAIRS, rotation=r)
+              for r in (40.0, 0.0)]
+    off_diagonal = [[abs(float(ds[i % 3][1]["to_image"][0, 1])) for i in range(12)] for ds in turned]
+    assert max(off_diagonal[0]) > 0.01 and max(off_diagonal[1]) == 0.0
+
+
+def test_digit_keypoints_mirror_with_the_digit():
+    """The digits' extreme points (median of tied pixels): a mirrored stroke has the mirrored points, left and
+    right swapped - what the flip augmentation and the flip test assume."""
+    from vitkit.data.digit_scenes import make_scene, stroke_keypoints
+
+    checked = 0
+    for i in range(10):
+        for m in make_scene("train", i).instance_masks.numpy():
+            w = m.shape[1]
+            plain = np.array(stroke_keypoints(m))
+            mirrored = np.array(stroke_keypoints(m[:, ::-1]))[[0, 1, 3, 2, 4]]
+            assert np.allclose(mirrored[:, 0], (w - 1) - plain[:, 0]) and np.allclose(mirrored[:, 1], plain[:, 1])
+            checked += 1
+    assert checked > 10
+
+
 def test_flip_pairs_from_names():
     from vitkit.data.coco_keypoints import COCO_FLIP_PAIRS, flip_pairs_from_names
 

@@ -5,7 +5,8 @@ widened to the crop's aspect ratio and by ``padding`` 1.25, as mmpose's ``_xywh2
 ``target`` holds the Gaussian ``heatmaps`` (K, H/s, W/s), joint ``weights`` (K,), the crop-to-image affine
 ``to_image`` (2, 3), the ``image_id`` and the box ``score``. Training adds mmpose's augmentation: a flip with
 left/right joints swapped, a random scale (1 +- 0.5 sigma, clipped to [0.5, 1.5]) and, with probability 0.6, a
-rotation (40 degrees sigma, clipped to +-80). Boxes come from the ground truth, or from a detection result file
+rotation (``rotation`` 40 degrees sigma, clipped to twice that; 0 for none: keypoints defined in image axes, such as a
+shape's top-most point, are not carried by a rotation). Boxes come from the ground truth, or from a detection result file
 (``person_boxes``: COCO result records, kept above ``box_score`` 0.0) for the papers' test protocol.
 
 People without labelled keypoints are left out (as mmpose does) (counted in ``problems``); unreadable images are
@@ -110,7 +111,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
 
     def __init__(self, annotation_json: str, image_dir: str, *, train: bool, image_size: tuple[int, int] = (192, 256),
                  heatmap_stride: int = 4, sigma: float = 2.0, flip_pairs: Sequence[tuple[int, int]] = COCO_FLIP_PAIRS,
-                 person_boxes: str | None = None, box_score: float = 0.0) -> None:
+                 person_boxes: str | None = None, box_score: float = 0.0, rotation: float = 40.0) -> None:
         if not os.path.isfile(annotation_json):
             raise FileNotFoundError(f"{annotation_json}: COCO keypoint annotation file not found")
         self.coco = _quiet_coco(annotation_json)
@@ -122,6 +123,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
         self.num_joints = len(self.keypoint_names)
         self.image_dir, self.train = image_dir, train
         self.image_size, self.heatmap_stride, self.sigma = tuple(image_size), heatmap_stride, sigma
+        self.rotation = rotation
         self.flip_pairs = [tuple(p) for p in flip_pairs]
         self.problems: dict[str, int] = {}
         self.samples = self._from_boxes(person_boxes, box_score) if person_boxes else self._from_ground_truth()
@@ -181,8 +183,9 @@ class CocoKeypoints(torch.utils.data.Dataset):
         if self.train:
             # numpy's global generator: the engine seeds it per sample (reproducible, resumable)
             extent = extent * float(np.clip(np.random.standard_normal() * 0.5 + 1, 0.5, 1.5))
-            if np.random.random() < 0.6:
-                rotation = float(np.clip(np.random.standard_normal() * 40, -80, 80))
+            if np.random.random() < 0.6 and self.rotation > 0:
+                rotation = float(np.clip(np.random.standard_normal() * self.rotation, -2 * self.rotation,
+                                         2 * self.rotation))
             flip = bool(np.random.random() < 0.5)
         to_image = crop_to_image(center, extent, rotation, (w_out, h_out))
         if flip:  # mirror the crop: crop x -> (w_out - 1) - x ... expressed in the affine

@@ -9,7 +9,9 @@ earlier ones. Per scene it gives:
 - ``boxes`` (N, 4) float ``x1, y1, x2, y2`` (pixel edges), ``labels`` (N,) (1 + digit), ``instance_masks`` (N, H, W)
   bool - the visible stroke pixels of each digit;
 - ``keypoints`` (N, 5, 3) ``x, y, visible``: the top-, bottom-, left- and right-most stroke pixels and the stroke
-  centroid of each digit (visible = 0 where that pixel is occluded by a later digit).
+  centroid of each digit (visible = 0 where that pixel is occluded by a later digit); where several pixels share the
+  extreme row (column), the median of them, so a mirrored digit's points are the mirrored points
+  (:func:`stroke_keypoints`).
 
 A stroke pixel is one whose upscaled digit intensity exceeds half its maximum. The split is fixed: scene ``i`` of
 split ``s`` is drawn from a generator seeded with ``(s, i)``, so every process and run sees the same scenes.
@@ -46,6 +48,16 @@ def _split_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     images, target, tr, te = _digits()
     idx = tr if split == "train" else te
     return images[idx] / 16.0, target[idx]
+
+
+def stroke_keypoints(stroke: np.ndarray) -> list[tuple[float, float]]:
+    """Top, bottom, left, right and centre (x, y) of a boolean stroke mask: the extreme rows and columns at the
+    median of their stroke pixels (ties broken the same way under a flip), and the centroid."""
+    ys, xs = np.nonzero(stroke)
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    return [(float(np.median(xs[ys == top])), float(top)), (float(np.median(xs[ys == bottom])), float(bottom)),
+            (float(left), float(np.median(ys[xs == left]))), (float(right), float(np.median(ys[xs == right]))),
+            (float(xs.mean()), float(ys.mean()))]
 
 
 def make_scene(split: str, index: int, size: int = 64, max_digits: int = 4) -> Scene:
@@ -86,9 +98,8 @@ def make_scene(split: str, index: int, size: int = 64, max_digits: int = 4) -> S
             continue  # fully covered by later digits
         ys, xs = np.nonzero(stroke)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-        pts = [(xs[ys.argmin()], ys.min()), (xs[ys.argmax()], ys.max()), (xs.min(), ys[xs.argmin()]),
-               (xs.max(), ys[xs.argmax()]), (int(round(xs.mean())), int(round(ys.mean())))]
-        kps.append([[x, y, float(visible[y, x])] for x, y in pts])
+        pts = stroke_keypoints(stroke)
+        kps.append([[x, y, float(visible[int(y), int(x)])] for x, y in pts])
         inst.append(visible)
         keep.append(label)
     n = len(keep)

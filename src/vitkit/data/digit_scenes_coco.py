@@ -1,7 +1,7 @@
 """``digit-scenes`` written as COCO files, so the detection and pose tasks read it as they read COCO.
 
-``export_coco(split, kind)`` writes once, under ``$VITKIT_HOME/data/digit-scenes-<size>/``, the split's scenes as
-PNG images and one annotation file: ``instances`` (10 digit categories, boxes and instance masks as RLE, for
+``export_coco(split, kind)`` writes once, under ``$VITKIT_HOME/data/digit-scenes-<size>-v<VERSION>/``, the split's
+scenes as PNG images and one annotation file: ``instances`` (10 digit categories, boxes and instance masks as RLE, for
 detection and instance segmentation) or ``keypoints`` (one ``digit`` category whose 5 keypoints are the stroke's
 top, bottom, left, right and centre, for top-down pose). The folder is built beside its final place and renamed
 into it, so concurrent processes and interrupted runs never see half a dataset. Returns (annotation file, image
@@ -23,6 +23,7 @@ from vitkit.weights.download import vitkit_home
 from .digit_scenes import CLASSES, KEYPOINTS, SIZES, make_scene
 
 KINDS = ("instances", "keypoints")
+VERSION = 2  # of the scenes' annotations (2: extreme-point keypoints at the median of tied pixels); a new one rewrites
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -64,7 +65,7 @@ def export_coco(split: str, kind: str = "instances", size: int = 64) -> tuple[st
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if split not in SIZES:
         raise ValueError(f"digit-scenes split must be one of {sorted(SIZES)}, got {split!r}")
-    final = vitkit_home() / "data" / f"digit-scenes-{size}" / split
+    final = vitkit_home() / "data" / f"digit-scenes-{size}-v{VERSION}" / split
     if not (final / f"{kind}.json").is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=final.parent))

@@ -25,6 +25,7 @@ from .detection import CocoTask, coco_files, predict_device, predict_images
 class PoseOptions:
     image_size: list = dataclasses.field(default_factory=lambda: [192, 256])  # crop width, height
     sigma: float = 2.0                 # Gaussian target sigma, heatmap pixels
+    rotation: float = 40.0             # training rotation sigma, degrees (mmpose rot_factor); 0: none
     flip_test: bool = True
     oks_sigma: float = 0.05            # per-joint OKS sigma for skeletons other than COCO's 17 joints
     person_boxes: str = ""             # COCO result file of person boxes for testing (default: ground truth)
@@ -61,7 +62,7 @@ class Pose(CocoTask):
         o = self.opts(recipe)
         size = tuple(o.image_size)
         train = CocoKeypoints(*coco_files(recipe, o, "train", "keypoints"), train=True, image_size=size,
-                              sigma=o.sigma)
+                              sigma=o.sigma, rotation=o.rotation)
         pairs = flip_pairs_from_names(train.keypoint_names)
         train.flip_pairs = pairs
         test = CocoKeypoints(*coco_files(recipe, o, "test", "keypoints"), train=False, image_size=size,
