@@ -79,7 +79,18 @@ def test_coco_reader_targets_and_counted_problems(tmp_path):
     assert int(target["masks"][1].sum()) == 600
     _, clipped = ds[2]
     assert clipped["boxes"][2].tolist() == [60, 60, 80, 80]
+    assert clipped["masks"].shape == (3, 80, 80) and int(clipped["masks"][2].sum()) == 400   # polygon clipped
     assert len(CocoDetection(ann, img_dir, train=False)) == 4
+
+
+def test_coco_reader_rejects_a_training_file_without_usable_annotations(tmp_path):
+    ann, img_dir = _write_coco(tmp_path)
+    data = json.loads(open(ann).read())
+    data["annotations"] = [a for a in data["annotations"] if a["id"] in (99, 100, 101)]  # crowd, zero area, unknown
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="no image with usable annotations .*1 boxes of zero area"):
+        CocoDetection(str(tmp_path / "bad.json"), img_dir, train=True)
+    assert len(CocoDetection(str(tmp_path / "bad.json"), img_dir, train=False)) == 4   # evaluation reads it
 
 
 def test_coco_reader_flip_moves_boxes_and_masks(tmp_path):
@@ -224,7 +235,7 @@ def test_detection_trains_evaluates_and_predicts_through_the_cli(tmp_path, capsy
 
     from vitkit.cli import main
 
-    ann, img_dir = _write_coco(tmp_path, bad=False)
+    ann, img_dir = _write_coco(tmp_path)        # with the bad annotations and the image without any: no crash
     run = tmp_path / "run"
     assert main(["train", "demo/digit_scenes_det", "data.dataset=coco", f"task.train_annotations={ann}",
                  f"task.train_images={img_dir}", f"task.test_annotations={ann}", f"task.test_images={img_dir}",
@@ -238,17 +249,17 @@ def test_detection_trains_evaluates_and_predicts_through_the_cli(tmp_path, capsy
 
     assert main(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 0
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
-    assert report["box_AP"] == pytest.approx(final["box_AP"]) and report["num_samples"] == 3
+    assert report["box_AP"] == pytest.approx(final["box_AP"]) and report["num_samples"] == 4
     assert (tmp_path / "ev" / "overlay_0000.png").is_file()
 
     pred = tmp_path / "pred"
     assert main(["predict", str(run), img_dir, str(tmp_path / "missing.png"), "--out", str(pred),
-                 "--score", "0"]) == 1                                      # a folder of 3 images, one bad file
+                 "--score", "0"]) == 1                                      # a folder of 4 images, one bad file
     out = capsys.readouterr().out
     assert "missing.png: cannot read" in out and "predictions.json" in out
     records = json.loads((pred / "predictions.json").read_text())
-    assert records and {r["image_id"] for r in records} <= {1, 2, 3}
-    sizes = {1: (80, 96), 2: (72, 64), 3: (80, 80)}
+    assert records and {r["image_id"] for r in records} <= {1, 2, 3, 4}
+    sizes = {1: (80, 96), 2: (72, 64), 3: (80, 80), 4: (32, 32)}
     for r in records:
         assert r["category_id"] in (3, 7) and 0.05 <= r["score"] <= 1 and len(r["bbox"]) == 4
         assert r["file_name"].endswith(f"{r['image_id']}.png")
@@ -256,7 +267,7 @@ def test_detection_trains_evaluates_and_predicts_through_the_cli(tmp_path, capsy
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(ann)
         gt.loadRes(records)                                                 # valid COCO results
-    for i in (1, 2, 3):
+    for i in (1, 2, 3, 4):
         assert Image.open(pred / f"{i}_overlay.png").size == sizes[i][::-1]
     # a weights file with its recipe gives the same records
     assert main(["predict", str(run / "model.safetensors"), str(tmp_path / "images" / "2.png"), "--recipe",

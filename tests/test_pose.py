@@ -21,19 +21,30 @@ NAMES = ["nose", "left_end", "right_end", "middle"]
 PAIRS = [(1, 2)]
 
 
-def _write_people(tmp_path) -> tuple[str, str]:
+def _write_people(tmp_path, bad: bool = False) -> tuple[str, str]:
+    """Three noise images with one person of 4 keypoints each and one without labelled keypoints; ``bad`` adds a
+    zero-area box, an unknown category, a keypoint outside the image and an image without annotations."""
     rng = np.random.default_rng(0)
     img_dir = tmp_path / "img"
     img_dir.mkdir()
     images, anns = [], []
-    for i in range(1, 4):
+    for i in range(1, 5 if bad else 4):
         w, h = 120 + 8 * i, 100
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(img_dir / f"{i}.png")
         images.append({"id": i, "file_name": f"{i}.png", "width": w, "height": h})
         x0, y0 = 20 + 5 * i, 15
         kps = [x0 + 20, y0 + 10, 2, x0 + 8, y0 + 40, 2, x0 + 36, y0 + 44, 2, x0 + 22, y0 + 60, 1]
-        anns.append({"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [x0, y0, 45, 70],
-                     "area": 45 * 70, "keypoints": kps, "num_keypoints": 4})
+        if i < 4:                                                            # image 4: no annotations
+            anns.append({"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [x0, y0, 45, 70],
+                         "area": 45 * 70, "keypoints": kps, "num_keypoints": 4})
+    if bad:
+        kps = [60, 30, 2, 500, 40, 2, 70, 50, 2, 65, 60, 2]                   # the second one outside the image
+        anns += [{"id": 20, "image_id": 2, "category_id": 1, "iscrowd": 0, "bbox": [5, 5, 0, 10], "area": 0,
+                  "keypoints": [5, 6, 2] * 4, "num_keypoints": 4},           # zero area
+                 {"id": 21, "image_id": 2, "category_id": 42, "iscrowd": 0, "bbox": [5, 5, 10, 10], "area": 100,
+                  "keypoints": [7, 7, 2] * 4, "num_keypoints": 4},           # unknown category
+                 {"id": 22, "image_id": 3, "category_id": 1, "iscrowd": 0, "bbox": [55, 25, 20, 40], "area": 800,
+                  "keypoints": kps, "num_keypoints": 4}]
     anns.append({"id": 9, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 10, 10], "area": 100,
                  "keypoints": [0] * 12, "num_keypoints": 0})
     cats = [{"id": 1, "name": "person", "keypoints": NAMES, "skeleton": []}]
@@ -70,6 +81,18 @@ def test_targets_decode_back_to_the_image_joints(tmp_path, train):
         scale = ds.samples[i]["box"][3] * 1.25 * (1.5 if train else 1) / 64  # image pixels per crop pixel
         assert err.max() <= 4 * scale * 1.0 + 1e-3, err   # within a heatmap pixel
     assert (0 < flipped < 12) if train else flipped == 0
+
+
+def test_bad_keypoint_annotations_are_counted_and_left_out(tmp_path):
+    ann, img_dir = _write_people(tmp_path, bad=True)
+    ds = CocoKeypoints(ann, img_dir, train=True, image_size=(48, 64), flip_pairs=PAIRS)
+    assert ds.problems == {"people without labelled keypoints (left out)": 1,
+                           "people with a box of zero area (left out)": 1,
+                           "annotations of categories other than 'person' (left out)": 1,
+                           "labelled keypoints outside the image (not learned)": 1}
+    assert len(ds) == 4 and ds.samples[-1]["joints"][:, 2].tolist() == [2, 0, 2, 2]
+    _, target = ds[3]
+    assert target["weights"].sum() == 3                   # the joint outside the image is not learned
 
 
 def test_training_rotation_can_be_turned_off(tmp_path):
@@ -166,7 +189,7 @@ def test_pose_trains_and_predicts_through_the_cli(tmp_path, capsys):
     as one box each, then the boxes of a results file; COCO keypoint records and overlays."""
     from vitkit.cli import main
 
-    ann, img_dir = _write_people(tmp_path)
+    ann, img_dir = _write_people(tmp_path, bad=True)                       # counted, never a crash
     run = tmp_path / "run"
     assert main(["train", "demo/digit_scenes_pose", "data.dataset=coco", f"task.train_annotations={ann}",
                  f"task.train_images={img_dir}", f"task.test_annotations={ann}", f"task.test_images={img_dir}",
@@ -177,7 +200,7 @@ def test_pose_trains_and_predicts_through_the_cli(tmp_path, capsys):
     pred = tmp_path / "pred"
     assert main(["predict", str(run), img_dir, "--out", str(pred)]) == 0
     records = json.loads((pred / "predictions.json").read_text())
-    assert [r["image_id"] for r in records] == [1, 2, 3] and all(r["category_id"] == 1 for r in records)
+    assert [r["image_id"] for r in records] == [1, 2, 3, 4] and all(r["category_id"] == 1 for r in records)
     for r in records:
         xy = np.asarray(r["keypoints"]).reshape(4, 3)
         w = 120 + 8 * r["image_id"]

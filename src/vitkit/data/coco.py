@@ -81,8 +81,11 @@ class CocoDetection(torch.utils.data.Dataset):
         skipped = len(ids) - len(self.ids)
         if skipped:
             self._count("images without usable annotations (left out of training)", skipped)
+        summary = "; ".join(f"{n} {what}" for what, n in sorted(self.problems.items()))
+        if not self.ids:
+            raise ValueError(f"{annotation_json}: no image with usable annotations (boxes of known categories and "
+                             f"non-zero area) to train on" + (f"; {summary}" if summary else ""))
         if self.problems:
-            summary = "; ".join(f"{n} {what}" for what, n in sorted(self.problems.items()))
             log.warning("%s: %s", annotation_json, summary)
         self.unreadable: dict[str, str] = {}
         steps: list[Any] = []

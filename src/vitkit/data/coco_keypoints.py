@@ -9,8 +9,10 @@ rotation (``rotation`` 40 degrees sigma, clipped to twice that; 0 for none: keyp
 shape's top-most point, are not carried by a rotation). Boxes come from the ground truth, or from a detection result file
 (``person_boxes``: COCO result records, kept above ``box_score`` 0.0) for the papers' test protocol.
 
-People without labelled keypoints are left out (as mmpose does) (counted in ``problems``); unreadable images are
-reported and replaced by another sample.
+Awkward annotations are counted in ``problems`` (reported once, never a crash): people without labelled keypoints
+(left out, as mmpose does), with a box of zero area or another keypoint count (left out), annotations of other
+categories (left out), labelled keypoints outside the image (not learned); unreadable images are reported and
+replaced by another sample.
 """
 from __future__ import annotations
 
@@ -115,10 +117,10 @@ class CocoKeypoints(torch.utils.data.Dataset):
         if not os.path.isfile(annotation_json):
             raise FileNotFoundError(f"{annotation_json}: COCO keypoint annotation file not found")
         self.coco = _quiet_coco(annotation_json)
-        cats = self.coco.loadCats(self.coco.getCatIds())
-        if not cats or "keypoints" not in cats[0]:
+        cats = [c for c in self.coco.loadCats(self.coco.getCatIds()) if "keypoints" in c]
+        if not cats:
             raise ValueError(f"{annotation_json}: no category with a 'keypoints' list (not a keypoint file)")
-        self.category_id = cats[0]["id"]
+        self.category_id, self.keypoint_category = cats[0]["id"], cats[0]["name"]
         self.keypoint_names = list(cats[0]["keypoints"])
         self.num_joints = len(self.keypoint_names)
         self.image_dir, self.train = image_dir, train
@@ -130,16 +132,30 @@ class CocoKeypoints(torch.utils.data.Dataset):
         if self.problems:
             log.warning("%s: %s", annotation_json, "; ".join(f"{n} {w}" for w, n in sorted(self.problems.items())))
 
-    def _count(self, what: str) -> None:
-        self.problems[what] = self.problems.get(what, 0) + 1
+    def _count(self, what: str, n: int = 1) -> None:
+        self.problems[what] = self.problems.get(what, 0) + n
 
     def _from_ground_truth(self) -> list[dict]:
         out = []
-        for ann in self.coco.loadAnns(self.coco.getAnnIds(catIds=[self.category_id], iscrowd=False)):
+        for ann in self.coco.loadAnns(self.coco.getAnnIds()):
+            if ann.get("iscrowd", 0):
+                continue
+            if ann.get("category_id") != self.category_id:
+                self._count(f"annotations of categories other than {self.keypoint_category!r} (left out)")
+                continue
+            info = self.coco.imgs.get(ann.get("image_id"))
+            if info is None:
+                self._count("annotations of unknown images (left out)")
+                continue
             kp = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
             if len(kp) != self.num_joints:
                 self._count("people with a keypoint count other than the category's (left out)")
                 continue
+            outside = (kp[:, 2] > 0) & ((kp[:, 0] < 0) | (kp[:, 1] < 0) | (kp[:, 0] > info["width"])
+                                        | (kp[:, 1] > info["height"]))
+            if outside.any():
+                self._count("labelled keypoints outside the image (not learned)", int(outside.sum()))
+                kp[outside, 2] = 0
             if not (kp[:, 2] > 0).any():  # as mmpose, for training and for ground-truth-box testing
                 self._count("people without labelled keypoints (left out)")
                 continue
