@@ -221,7 +221,8 @@ def test_cli_trains_and_evaluates_the_paper_recipe_at_tiny_size(digits, tmp_path
     root, train, test = digits
     run = tmp_path / "run"
     code = main(["train", "ava/mvit_base_16x4_ava", "model.name=uniformer_demo_video_8x32", "model.weights=null",
-                 "model.drop_path_rate=0.0", f"task.frame_dir={train['frames']}", f"task.label_map={train['label_map']}",
+                 "model.drop_path_rate=0.0", f"task.frame_dir={train['frames']}",
+                 f"task.label_map={train['label_map']}",
                  f"task.train_annotations={train['annotations']}", f"task.train_proposals=[{train['proposals']}]",
                  f"task.test_annotations={test['annotations']}", f"task.test_proposals=[{test['proposals']}]",
                  "task.exclusions=''", "task.num_classes=0", "task.fps=8", "task.jitter=[64,72]", "task.flip=0.0",

@@ -46,6 +46,7 @@ from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import box_iou
 
 from .badlog import BadSampleLog
 from .frames import FrameFolderReader
@@ -54,7 +55,7 @@ from .video import VideoError
 log = logging.getLogger("vitkit.data")
 
 __all__ = ["AvaBoxes", "AvaDataset", "read_ava_csv", "read_label_map", "read_frame_list", "read_exclusions",
-           "clip_indices_around", "box_iou", "collate_ava", "AVA_FPS", "AVA_START_SECOND", "AVA_VALID_SECONDS"]
+           "clip_indices_around", "collate_ava", "AVA_FPS", "AVA_START_SECOND", "AVA_VALID_SECONDS"]
 
 AVA_FPS = 30
 AVA_START_SECOND = 900            # the frames start at the 15th minute
@@ -221,24 +222,17 @@ def clip_indices_around(center: int, num_frames: int, sampling_rate: int, video_
     return [min(max(i, 0), video_frames - 1) for i in seq]
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU matrix of (N, 4) and (M, 4) ``x1, y1, x2, y2`` boxes (continuous coordinates, no +1)."""
-    from torchvision.ops import box_iou as tv_box_iou
-
-    return tv_box_iou(a.double(), b.double())
-
-
 def _label_proposals(gt: AvaBoxes, props: AvaBoxes, match_iou: float) -> dict[tuple[str, int], list[list]]:
     """Proposals without actions take those of the ground-truth boxes they overlap at IoU >= ``match_iou``."""
     out: dict[tuple[str, int], list[list]] = {}
     for key, items in props.boxes.items():
         truth = gt.boxes.get(key, [])
-        tb = torch.tensor([t[0] for t in truth]) if truth else None
+        tb = torch.tensor([t[0] for t in truth], dtype=torch.float64) if truth else None
         labelled = []
         for box, actions, score in items:
             acts = list(actions)
             if not acts and tb is not None:
-                iou = box_iou(torch.tensor([box]), tb)[0]
+                iou = box_iou(torch.tensor([box], dtype=torch.float64), tb)[0]
                 for j in torch.nonzero(iou >= match_iou).flatten().tolist():
                     acts += [a for a in truth[j][1] if a not in acts]
             labelled.append([box, acts, score])

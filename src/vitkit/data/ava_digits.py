@@ -11,8 +11,8 @@ also has the action ``close to another digit`` (so a box can have two actions, a
 - ``annotations/ava_{split}_v2.2.csv``: ``video_id,timestamp,x1,y1,x2,y2,action_id,person_id`` (boxes at the
   keyframe, normalised);
 - ``annotations/ava_{split}_predicted_boxes.csv``: ``video_id,timestamp,x1,y1,x2,y2,,score``: each true box
-  jittered by up to 0.25 pixel (IoU > 0.9 with it) (score 0.85-1.0) and, at every other keyframe, one box on the background (score
-  0.5-0.95; those above the threshold are negatives in training and false positives at test);
+  jittered by up to 0.25 pixel (IoU > 0.9 with it; score 0.85-1.0) and, at every other keyframe, one box on the
+  background (score 0.5-0.95; those above the threshold are negatives in training and false positives at test);
 - ``annotations/ava_digits_action_list.pbtxt``: the label map (6 actions).
 
 :func:`write_ava_digits` writes one split into a folder (the tests); :func:`export_ava_digits` writes both once

@@ -22,6 +22,8 @@ from torchvision.ops import roi_align
 
 from vitkit.registry import create_model
 
+from .backbone_hooks import BackboneHooks
+
 
 class RoIHead(nn.Module):
     """Temporal average pool, RoIAlign, spatial max-pool, dropout, linear (PySlowFast ``ResNetRoIHead``)."""
@@ -43,7 +45,7 @@ class RoIHead(nn.Module):
         return self.projection(self.dropout(x))
 
 
-class ActionDetector(nn.Module):
+class ActionDetector(BackboneHooks, nn.Module):
     """Backbone (last map) + :class:`RoIHead`; ``forward({"clips", "boxes"})`` gives per-box action logits."""
 
     def __init__(self, backbone: str, num_classes: int, *, weights: str | None = None, strict: bool = True,
@@ -57,25 +59,7 @@ class ActionDetector(nn.Module):
                              "(mvit_base_16x4, uniformer_small_8x8 ...)")
         self.head = RoIHead(info.channels(0), num_classes, info.reduction(0), resolution, dropout)
         self.num_classes = num_classes
-        spec = getattr(self.backbone, "input_spec", None) or self.backbone.info
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1, 1), persistent=False)
-
-    # optimiser hooks (weight decay, layer-wise lr decay): the backbone's, the head at the top rate
-    def no_weight_decay(self) -> set[str]:
-        skip = self.backbone.no_weight_decay() if hasattr(self.backbone, "no_weight_decay") else set()
-        return {f"backbone.{n}" for n in skip}
-
-    def num_layer_ids(self) -> int:
-        return self.backbone.num_layer_ids()
-
-    def layer_id(self, name: str) -> int:
-        if name.startswith("backbone."):
-            return self.backbone.layer_id(name[len("backbone."):])
-        return self.num_layer_ids() - 1
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.backbone.set_grad_checkpointing(enable)
+        self.register_normalisation(video=True)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """``batch["clips"]`` (B, 3, T, H, W) in [0, 1], ``batch["boxes"]`` B tensors (N_i, 4) -> (sum N_i, K)."""

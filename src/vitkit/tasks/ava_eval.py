@@ -19,14 +19,12 @@ import numpy as np
 Key = tuple  # (video, second)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) ``x1, y1, x2, y2`` boxes -> (N, M) IoU (normalised coordinates, no +1)."""
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+def _iou(a: list, b: list) -> np.ndarray:
+    """(N, 4) x (M, 4) ``x1, y1, x2, y2`` boxes -> (N, M) IoU (normalised coordinates, no +1), in float64."""
+    import torch
+    from torchvision.ops import box_iou
+
+    return box_iou(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)).numpy()
 
 
 def voc_average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -71,7 +69,7 @@ def frame_ap(ground_truth: Iterable[tuple[Key, Sequence[float], int]],
             dets = sorted(dets, key=lambda d: -d[0])  # stable: ties keep their order
             truth = gt[c].get(key)
             matched = np.zeros(len(truth or []), dtype=bool)
-            iou = _iou(np.array([b for _, b in dets], dtype=float), np.array(truth, dtype=float)) if truth else None
+            iou = _iou([b for _, b in dets], truth) if truth else None
             for k, (s, _) in enumerate(dets):
                 tp = False
                 if iou is not None:
