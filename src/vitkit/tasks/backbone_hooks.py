@@ -26,8 +26,11 @@ class BackboneHooks:
             return self.backbone.layer_id(name[len("backbone."):])
         return self.num_layer_ids() - 1
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.backbone.set_grad_checkpointing(enable)
+    def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
+        if stages is None:
+            self.backbone.set_grad_checkpointing(enable)
+        else:
+            self.backbone.set_grad_checkpointing(enable, stages)
 
     def register_normalisation(self, video: bool = False) -> None:
         """Buffers ``mean`` / ``std`` from the backbone's input spec, for image (or ``video``) batches."""
