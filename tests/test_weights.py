@@ -574,3 +574,24 @@ def test_mmpretrain_swin_merging_order_matters(tmp_path, monkeypatch):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(plain(x), source(x), atol=1e-3)
+
+
+def test_22k_head_rows_start_a_1k_head(env, server, records):
+    """Swin 22k -> 1k: a 1000-class model takes the 22k classifier's rows of the 1k classes (map22kto1k)."""
+    from vitkit.weights.label_maps import head_rows
+
+    rows = head_rows("imagenet-22k", "imagenet-1k")
+    assert len(rows) == len(set(rows)) == 1000 and rows[:3] == (359, 368, 460) and rows[-1] == 21817
+    assert max(rows) < 21841 and head_rows("imagenet-21k", "imagenet-1k") is None  # ViT's 21k list has no map
+    tiny = dict(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), img_size=32, window_size=2)
+    source = vitkit.create_model("swin_tiny_patch4_window7_224", num_classes=21841, **tiny)
+    sd = _randomise(source)
+    w = records(Weights("swin_tiny_patch4_window7_224", "test_in22k", "https://weights.example.org/s22k.pth",
+                        "official", "MIT", "imagenet-22k", "test", config=tiny))
+    server.put(w.url, _torch_bytes({"model": sd}))
+    model = vitkit.create_model("swin_tiny_patch4_window7_224", pretrained=w.tag, num_classes=1000)
+    idx = torch.tensor(rows)
+    assert torch.equal(model.head.weight, sd["head.weight"][idx]) and torch.equal(model.head.bias, sd["head.bias"][idx])
+    assert "rows of the imagenet-1k classes" in model.pretrained_report.head and not model.pretrained_report.missing
+    other = vitkit.create_model("swin_tiny_patch4_window7_224", pretrained=w.tag, num_classes=10)  # not ImageNet-1k
+    assert other.head.weight.abs().sum() == 0 and other.pretrained_report.missing == ["head.bias", "head.weight"]

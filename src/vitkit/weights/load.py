@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 from vitkit.checkpoints.base import LoadReport, atomic_write, convert_state_dict, read_state_dict
@@ -12,7 +13,8 @@ from vitkit.checkpoints.inflate import inflate_state_dict
 from vitkit.models.variants import VARIANTS
 
 from .download import fetch
-from .spec import Weights, get_weights
+from .label_maps import head_rows
+from .spec import LABELS, Weights, get_weights
 
 #: bump when a converter changes what it writes, so stale converted caches are not reused
 CONVERTED_VERSION = "1"
@@ -54,7 +56,9 @@ def load_pretrained(model: nn.Module, weights: Weights | str, tag: str | bool | 
     Through :func:`vitkit.checkpoints.load_weights` with ``head="match"``: everything but the classifier loads
     strictly; when the model's class count differs from the file's (fine-tuning on new classes) the file's
     classifier is left out and the model's is zero-initialised, as timm / torchvision users expect from
-    ``num_classes=N`` with pretrained weights; the report lists it as missing and ``report.head`` says so.
+    ``num_classes=N`` with pretrained weights; the report lists it as missing and ``report.head`` says so. A
+    1000-class model from an ImageNet-22k file (the Swin releases) takes the 22k head's rows of the 1k classes
+    instead, as the official Swin fine-tuning does (:mod:`vitkit.weights.label_maps`).
     Weights of another variant of the family load too: position tables are resampled to the model's size, and
     image weights in a video model are inflated (:mod:`vitkit.checkpoints.inflate`, average method; the report's
     ``inflation`` says what was done).
@@ -69,7 +73,23 @@ def load_pretrained(model: nn.Module, weights: Weights | str, tag: str | bool | 
     inflation = None
     if not source.is_video and getattr(model, "spatial_rank", 2) == 3:
         sd, inflation = inflate_state_dict(sd, model)
-    label = f"{w.name} ({layout} layout{', inflated 2-D -> 3-D' if inflation else ''})"
+    sd, mapped = _head_from_label_map(sd, w, model)
+    label = f"{w.name} ({layout} layout{', inflated 2-D -> 3-D' if inflation else ''}{mapped})"
     report = load_except_classifier(model, sd, label, f"{w.name} does not match {want}")
     report.inflation = inflation
+    if mapped:
+        report.head = f"loaded{mapped}"
     return report
+
+
+def _head_from_label_map(sd: dict, w: Weights, model: nn.Module) -> tuple[dict, str]:
+    """A 1000-class model from a file whose classifier covers ImageNet-22k: the head starts from the 22k rows of
+    the 1k classes (:mod:`vitkit.weights.label_maps`), as the official Swin 22k -> 1k fine-tuning does; returns
+    the state dict and a note for the report ("" when nothing was mapped)."""
+    rows = head_rows(w.labels, "imagenet-1k") if getattr(model, "num_classes", None) == 1000 else None
+    head = sd.get("head.weight")
+    if rows is None or head is None or head.shape[0] != LABELS[w.labels] or "head.bias" not in sd:
+        return sd, ""
+    idx = torch.tensor(rows)
+    note = f", head from the {w.labels} classifier's rows of the imagenet-1k classes"
+    return {**sd, "head.weight": head[idx].contiguous(), "head.bias": sd["head.bias"][idx].contiguous()}, note
