@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from vitkit.data.ava import AvaDataset, clip_indices_around, collate_ava, read_ava_csv, read_label_map
+from vitkit.data.ava import (AvaDataset, clip_indices_around, collate_ava, read_ava_csv, read_exclusions,
+                             read_frame_list, read_label_map)
 from vitkit.data.ava_digits import ACTIONS, write_ava_digits
 from vitkit.tasks.action_detection_model import ActionDetector, RoIHead
 from vitkit.tasks.ava_eval import frame_ap
@@ -84,6 +85,30 @@ def test_proposals_below_the_score_threshold_are_dropped_and_others_labelled_by_
     n_gt = len(gt.boxes[ds.keys()[0]])
     assert len(target["labels"]) > n_gt                           # proposals were added after the truth
     assert torch.equal(target["labels"][n_gt:2 * n_gt], target["labels"][:n_gt])  # and took its actions
+
+
+def test_pyslowfast_frame_list_and_excluded_timestamps(digits, tmp_path):
+    root, train, _ = digits
+    frames = root / "frames"
+    lines = ["original_vido_id video_id frame_id path labels"]
+    for v, video in enumerate(("train000", "train001")):
+        for i, f in enumerate(sorted((frames / video).iterdir())):
+            lines.append(f'{video} {v} {i} {video}/{f.name} ""')
+    lst = tmp_path / "train.csv"
+    lst.write_text("\n".join(lines) + "\n")
+    layout = read_frame_list(str(lst), str(frames))
+    assert layout == {v: (str(frames / v), 48) for v in ("train000", "train001")}   # (2 + 3 + 1) s x 8 fps
+    ds = _dataset(train, False, frame_list=str(lst))
+    assert len(ds) == 6 and ds[5][0].shape == (3, 8, 64, 64)
+    lst.write_text(lines[0] + "\ntrain000 0 0\n")
+    with pytest.raises(ValueError, match="original_vido_id video_id frame_id path labels"):
+        read_frame_list(str(lst), str(frames))
+    ex = tmp_path / "excluded.csv"
+    ex.write_text("train000,0903\n")
+    assert read_exclusions(str(ex)) == {("train000", 903)} and read_exclusions(None) == set()
+    ex.write_text("train000,0903,1\n")
+    with pytest.raises(ValueError, match="video_id,timestamp"):
+        read_exclusions(str(ex))
 
 
 def test_clip_is_centred_on_the_keyframe_as_pyslowfast():
