@@ -159,8 +159,9 @@ def test_detector_on_vitkit_backbone_trains_and_predicts(tmp_path, masks):
     ds = CocoDetection(ann, img_dir, train=True, masks=masks, flip=0)
     images, targets = collate_detection([ds[0], ds[1]])
     model = build_detector("swin_tiny_patch4_window7_224", ds.num_classes, masks=masks, min_size=(64, 96),
-                           max_size=128, box_head_dim=64, **TINY_SWIN)
-    assert model.backbone.out_channels == 256
+                           max_size=128, box_head_dim=64, fpn_channels=32, mask_head_dim=16, rois_per_image=64,
+                           **TINY_SWIN)
+    assert model.backbone.out_channels == 32
     model.train()
     losses = model(images, targets)
     assert ("loss_mask" in losses) == masks and all(torch.isfinite(v) for v in losses.values())
@@ -377,3 +378,4 @@ def test_two_process_detection_evaluation_equals_one(tmp_path):
     gt = res["one"]["noisy_gt"][0]
     assert 10 < gt["box_AP"] < 90 and 10 < gt["mask_AP"] < 100     # far from both ends: a lost image would show
     assert len(res["one"]["detector"][1]) > 0                        # the real detector's records compared too
+
