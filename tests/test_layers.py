@@ -112,3 +112,30 @@ def test_fused_cpu_linear_path_matches_plain_ops():
     torch.testing.assert_close(out_attn, ref_attn, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ref_mlp, x + mlp.fc2(F.gelu(mlp.fc1(x))), atol=1e-6, rtol=1e-6)
     assert counter.total == 2 * 7 * (32 * 64 + 64 * 32)  # the fused ops are counted like Linear
+
+
+@pytest.mark.parametrize("grid,stride", [((4, 9, 7), (1, 1, 1)), ((4, 9, 7), (1, 4, 4)), ((5, 6, 6), (2, 2, 2))])
+def test_depthwise_conv_backward_equals_torch(grid, stride):
+    """The channels-last 3-D depthwise backward (mirrored forward for stride 1, contiguous kernel otherwise)
+    gives PyTorch's gradients, at odd sizes and strides; and it is the path taken (the node is ours)."""
+    from vitkit.layers.depthwise import depthwise_conv
+
+    torch.manual_seed(0)
+    C = 6
+    base = torch.randn(2, *grid, C)
+    w = torch.randn(C, 1, 3, 3, 3)
+    out_grad = None
+    grads = {}
+    for name in ("torch", "vitkit"):
+        x = base.clone().requires_grad_()
+        wt = w.clone().requires_grad_()
+        maps = x.movedim(-1, 1)  # channels-last view, as MViT's pooling builds it
+        y = (F.conv3d(maps, wt, None, stride, 1, 1, C) if name == "torch"
+             else depthwise_conv(maps, wt, stride, (1, 1, 1)))
+        if name == "vitkit":
+            assert "DepthwiseCL3d" in type(y.grad_fn).__name__
+        out_grad = torch.randn_like(y) if out_grad is None else out_grad
+        y.backward(out_grad)
+        grads[name] = (y.detach(), x.grad, wt.grad)
+    for a, b in zip(grads["torch"], grads["vitkit"]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)

@@ -10,7 +10,29 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .depthwise import float32_on_this_device, reduced_precision_dtype
 from .nd import batchnorm_nd, conv_nd, to_tuple
+
+
+class _Float32OnCpu:
+    """Forward of a depthwise convolution that runs in float32 where reduced precision is slow (see
+    :func:`~vitkit.layers.depthwise.float32_on_this_device`) and returns the dtype autocast would have."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not float32_on_this_device(x):
+            return super().forward(x)  # type: ignore[misc]
+        out_dtype = reduced_precision_dtype(x)
+        with torch.autocast("cpu", enabled=False):
+            bias = None if self.bias is None else self.bias.float()  # type: ignore[attr-defined]
+            return self._conv_forward(x.float(), self.weight.float(), bias).to(out_dtype)  # type: ignore[attr-defined]
+
+
+class DepthwiseConv2d(_Float32OnCpu, nn.Conv2d):
+    """``nn.Conv2d`` with ``groups = channels``, float32 on the CPU in reduced precision (same parameters)."""
+
+
+class DepthwiseConv3d(_Float32OnCpu, nn.Conv3d):
+    """``nn.Conv3d`` with ``groups = channels``, float32 on the CPU in reduced precision (same parameters)."""
 
 
 def depthwise_conv(rank: int, dim: int, kernel_size: int | Sequence[int], bias: bool = True) -> nn.Module:
@@ -18,7 +40,10 @@ def depthwise_conv(rank: int, dim: int, kernel_size: int | Sequence[int], bias: 
     k = to_tuple(kernel_size, rank)
     if any(s % 2 == 0 for s in k):
         raise ValueError(f"depthwise_conv needs odd kernel sizes for 'same' padding, got {k}")
-    return conv_nd(rank, dim, dim, k, padding=tuple(s // 2 for s in k), groups=dim, bias=bias)
+    if rank not in (2, 3):
+        return conv_nd(rank, dim, dim, k, padding=tuple(s // 2 for s in k), groups=dim, bias=bias)
+    cls = DepthwiseConv2d if rank == 2 else DepthwiseConv3d
+    return cls(dim, dim, k, padding=tuple(s // 2 for s in k), groups=dim, bias=bias)
 
 
 class ConvStem(nn.Module):

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .depthwise import depthwise_conv, float32_on_this_device
 from .nd import avgpool_nd, conv_nd, maxpool_nd
 
 POOL_MODES = ("conv", "max", "avg")
@@ -103,16 +104,15 @@ def pool_tokens(
     # (..., N, C) -> dense (M, *grid, C) -> channels-first view (M, C, *grid) that is channels-last in memory:
     # oneDNN's depthwise / pooling kernels run 10-50x faster on it than on a strided or NC(T)HW input
     maps = tokens.reshape(-1, *grid, C).contiguous().movedim(-1, 1)
+    if weight is None and isinstance(pool, (nn.Conv2d, nn.Conv3d)) and pool.bias is None \
+            and pool.groups == pool.in_channels == pool.out_channels:
+        weight = pool.weight
     if weight is not None:
-        conv = F.conv3d if len(grid) == 3 else F.conv2d
-        if maps.device.type == "cpu" and maps.dtype in (torch.bfloat16, torch.float16):
-            # reduced-precision depthwise convolutions are several times slower than float32 ones on CPUs
-            # without native bf16 units; the convolution is tiny, so run it in float32 and cast back
+        if maps.dtype in (torch.bfloat16, torch.float16) and float32_on_this_device(maps):
             with torch.autocast("cpu", enabled=False):
-                maps = conv(maps.float(), weight.float(), None, pool.stride, pool.padding, 1,
-                            weight.shape[0]).to(x.dtype)
+                maps = depthwise_conv(maps.float(), weight.float(), pool.stride, pool.padding).to(x.dtype)
         else:
-            maps = conv(maps, weight, None, pool.stride, pool.padding, 1, weight.shape[0])
+            maps = depthwise_conv(maps, weight, pool.stride, pool.padding)
     else:
         maps = pool(maps)
     new_grid = tuple(maps.shape[2:])

@@ -1,0 +1,86 @@
+"""Depthwise 3-D convolution (one filter per channel, no bias) with a fast CPU backward on channels-last clips.
+
+MViT pools its queries, keys and values with depthwise 3x3x3 convolutions on channels-last maps, where
+oneDNN's forward is fast but PyTorch's CPU backward is slow: at MViT-B's first stage (96 channels, 8x56x56,
+stride 1x8x8) the forward takes 2 ms and the backward over 1 s at batch 2, 13 % of a whole training step.
+Measured per part (``benchmarks/bench_train.py --profile`` shows the effect on a whole step), the backward
+is fastest as:
+
+* the weight gradient by PyTorch's own kernel on contiguous (N, C, T, H, W) copies of the input and the
+  output gradient (4-20x faster than on channels-last tensors);
+* the input gradient, for stride 1, by the fast channels-last *forward* kernel with the filter mirrored (the
+  adjoint of a stride-1 correlation with the symmetric ``kernel // 2`` padding used here); for larger strides
+  by PyTorch's kernel on the contiguous copies, computed in the same call as the weight gradient.
+
+Results equal PyTorch's backward to float32 rounding. 2-D maps (MViTv2 image models) are fast either way and,
+like the GPU, no gradient, tracing and other layouts, take plain ``F.conv2d`` / ``F.conv3d``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .fused import is_tracing
+
+
+class _DepthwiseCL3d(torch.autograd.Function):
+    """Forward: the library kernel; backward: the fastest form per part (see the module doc)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding):  # noqa: D401 - autograd signature
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return F.conv3d(x, weight, None, stride, padding, 1, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding = ctx.stride, ctx.padding
+        kernel = tuple(weight.shape[2:])
+        groups = weight.shape[0]
+        want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        mirror = all(s == 1 for s in stride) and all(2 * p == k - 1 for p, k in zip(padding, kernel))
+        grad_x = grad_w = None
+        if want_x and mirror:
+            grad_cl = grad.contiguous(memory_format=torch.channels_last_3d)
+            grad_x = F.conv3d(grad_cl, weight.flip([2, 3, 4]), None, 1, padding, 1, groups)
+            want_x = False
+        if want_x or want_w:
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                grad.contiguous(), x.contiguous(), weight, None, stride, padding, (1, 1, 1), False, (0, 0, 0),
+                groups, [want_x, want_w, False])
+            grad_x = gx.contiguous(memory_format=torch.channels_last_3d) if want_x else grad_x
+            grad_w = gw if want_w else None
+        return grad_x, grad_w, None, None
+
+
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int], padding: Sequence[int]) -> torch.Tensor:
+    """Depthwise convolution of ``x`` (N, C, *grid) with ``weight`` (C, 1, *kernel), no bias, ``groups=C``.
+
+    On the CPU, with gradients, for a channels-last 3-D ``x`` (the layout MViT's pooling builds), the backward
+    is the one of the module doc; otherwise the plain convolution.
+    """
+    stride, padding = tuple(int(s) for s in stride), tuple(int(p) for p in padding)
+    rank = x.dim() - 2
+    if (rank == 3 and x.device.type == "cpu" and torch.is_grad_enabled()
+            and (x.requires_grad or weight.requires_grad) and x.movedim(1, -1).is_contiguous()
+            and x.dtype == weight.dtype and not is_tracing()):
+        return _DepthwiseCL3d.apply(x, weight, stride, padding)
+    return (F.conv3d if rank == 3 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
+
+
+def float32_on_this_device(x: torch.Tensor) -> bool:
+    """Whether a depthwise convolution of ``x`` should run in float32: on the CPU in bf16 / fp16 (the input's
+    dtype or autocast's). Depthwise kernels there are 3-10x slower in reduced precision than in float32 on
+    CPUs without native bf16 units (UniFormer-S's 5x5 at 64x56x56, batch 8: 69 vs 16 ms on AVX2), and they are a
+    small share of the arithmetic, so float32 costs nothing where bf16 hardware exists."""
+    return x.device.type == "cpu" and not is_tracing() and (
+        x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu"))
+
+
+def reduced_precision_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` returns: autocast's where it is on, else ``x``'s."""
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+
