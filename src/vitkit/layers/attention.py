@@ -67,7 +67,11 @@ def attention(
 ) -> torch.Tensor:
     """softmax(q k^T * scale + bias) v for (B, heads, N, D) tensors; ``bias`` broadcasts to (B, heads, Nq, Nk)."""
     recorder = _recorder()
-    if recorder is None and not _explicit():
+    # on the CPU, SDPA cannot take a bias that needs a gradient (Swin's relative position bias in training)
+    # into its fused kernel; its fallback is this same arithmetic plus NaN guards for fully masked rows
+    # (all / where / isneginf: 5 % of a Video Swin-T training step), which the explicit form below skips
+    trainable_bias = bias is not None and bias.requires_grad and q.device.type == "cpu"
+    if recorder is None and not _explicit() and not trainable_bias:
         if bias is not None and bias.dtype != q.dtype:
             bias = bias.to(q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)

@@ -94,8 +94,10 @@ def _window_order(
     order = (p * torch.tensor(strides)).sum(-1).reshape(-1)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel())
-    real = (_grid_positions(padded) < torch.tensor(grid)).all(-1)
-    return order, inverse[real]
+    # the unpadded grid's entries, row-major: a slice of the padded grid (no boolean mask: its data-dependent
+    # size would break a torch.compile graph)
+    real = inverse.reshape(padded)[tuple(slice(0, g) for g in grid)].reshape(-1)
+    return order, real
 
 
 def _cached(kind: str, build: Callable, args: tuple, device: torch.device):

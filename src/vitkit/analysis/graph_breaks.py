@@ -1,0 +1,53 @@
+"""Graph breaks and recompiles of a model under ``torch.compile``, without paying for code generation.
+
+TorchDynamo decides where a graph breaks and when a new input shape forces a recompile before any backend
+runs, so both are audited with the ``eager`` backend (tracing only; the compiled model runs the captured graph
+with ordinary ops). :func:`audit` traces a training step (forward and backward; the backward graph comes from
+the forward graph through AOTAutograd, so it has no breaks of its own) at each of several input sizes with
+``dynamic=True`` (as :func:`vitkit.models.compile.maybe_compile` compiles) and reports the breaks with
+their reasons and the number of graphs compiled. One graph per model over every size is the goal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class CompileAudit:
+    """``graph_breaks``: count over one traced forward; ``reasons``: one line each; ``graphs``: frames compiled
+    over all sizes (recompiles included); ``sizes``: the input shapes tried."""
+
+    graph_breaks: int
+    reasons: list[str] = field(default_factory=list)
+    graphs: int = 0
+    sizes: list[tuple[int, ...]] = field(default_factory=list)
+
+
+def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = True) -> CompileAudit:
+    """Trace ``model`` on random inputs of each shape in ``shapes`` (first for :func:`torch._dynamo.explain`,
+    then, with ``recompiles``, every shape through ``torch.compile(backend='eager', dynamic=True)`` with a
+    backward pass; without, ``graphs`` is the count of the first trace)."""
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    model.train()
+    first = torch.randn(*shapes[0])
+    dynamo.reset()
+    explained = dynamo.explain(model)(first)
+    reasons = [f"{getattr(b, 'reason', b)}".splitlines()[0] for b in explained.break_reasons]
+    dynamo.reset()
+    if not recompiles:
+        return CompileAudit(int(explained.graph_break_count), reasons, int(explained.graph_count),
+                            [tuple(shapes[0])])
+    counters.clear()
+    compiled = torch.compile(model, backend="eager", dynamic=True)
+    for shape in shapes:
+        out = compiled(torch.randn(*shape))
+        (out if isinstance(out, torch.Tensor) else torch.cat([o.flatten() for o in out])).float().mean().backward()
+    graphs = int(counters["stats"].get("unique_graphs", 0))
+    dynamo.reset()
+    return CompileAudit(int(explained.graph_break_count), reasons, graphs, [tuple(s) for s in shapes])
