@@ -91,6 +91,27 @@ def test_optimizer_lrs_follow_scales():
         assert g["lr"] == pytest.approx(1e-3 * g["lr_scale"])
 
 
+def test_adamw_is_fused_where_torch_has_it_and_updates_as_the_plain_path():
+    """The engine's AdamW takes torch's fused kernel on the CPU by default (optim.fused: null); the update
+    matches the per-tensor path to float rounding, and fused=false keeps the plain path."""
+    torch.manual_seed(0)
+    models = [vitkit.create_model("vit_demo_patch4_32", depth=2, embed_dim=32, num_heads=2) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [build_optimizer(models[0], 1e-3, 0.05, layer_decay=0.8), build_optimizer(models[1], 1e-3, 0.05,
+                                                                                     layer_decay=0.8, fused=False)]
+    assert opts[0].defaults.get("fused") is True and not opts[1].defaults.get("fused")
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(3):
+        for m, o in zip(models, opts):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    models[0].double()  # float64 is fused too
+    assert build_optimizer(models[0], 1e-3, 0.05).defaults.get("fused") is True
+
+
 # -- schedule -------------------------------------------------------------------------------------------------
 def test_warmup_cosine_shape():
     s = WarmupCosine(lr=1.0, total_steps=110, warmup_steps=10, warmup_lr=0.1, min_lr=0.01)

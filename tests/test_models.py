@@ -95,3 +95,47 @@ def test_every_variant_has_metadata():
         assert info.paper, f"{name} cites no paper"
         assert info.paper_params and info.paper_macs, f"{name} has no paper figures"
         assert len(info.mean) == len(info.std) == info.input_size[0]
+
+
+# -- activation checkpointing by stage ---------------------------------------------------------------------------
+_CKPT_MODELS = {  # a small model per family, with more than one stage where the family has stages
+    "swin": ("swin_tiny_patch4_window7_224", dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
+                                                   window_size=4, img_size=64), (2, 3, 64, 64)),
+    "uniformer": ("uniformer_demo_32", {}, (2, 3, 32, 32)),
+    "mvit": ("mvit_demo_8x32", {}, (1, 3, 8, 32, 32)),
+    "vit": ("vit_demo_patch8_32", {}, (2, 3, 32, 32)),
+}
+
+
+@pytest.mark.parametrize("family", sorted(_CKPT_MODELS))
+def test_grad_checkpointing_by_stage_recomputes_only_those_stages(family):
+    """Blocks of the chosen stage start twice (forward, then the recompute in backward), all others once, and the
+    gradients are those of the plain model."""
+    name, kw, shape = _CKPT_MODELS[family]
+    torch.manual_seed(0)
+    model = vitkit.create_model(name, drop_path_rate=0.0, **kw).train()
+    x = torch.randn(*shape)
+    model(x).square().mean().backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    groups = model.stage_blocks()
+    stage = len(groups) - 1 if family == "vit" else 1
+    calls: dict[int, int] = {}
+    for i, blocks in enumerate(groups):
+        for b in blocks:
+            b.register_forward_pre_hook(lambda m, a, i=i: calls.__setitem__(i, calls.get(i, 0) + 1))
+    model.zero_grad()
+    model.set_grad_checkpointing(True, stages=[stage])
+    model(x).square().mean().backward()
+    for i, blocks in enumerate(groups):
+        assert calls[i] == len(blocks) * (2 if i == stage else 1), (i, calls)
+    for n, p in model.named_parameters():
+        if n in ref:
+            torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6)
+    model.set_grad_checkpointing(True)  # all stages again: the earlier choice is forgotten
+    assert all(getattr(b, "grad_checkpointing", True) for blocks in groups for b in blocks)
+
+
+def test_grad_checkpointing_rejects_unknown_stages():
+    model = vitkit.create_model("uniformer_demo_32")
+    with pytest.raises(ValueError, match=r"stages of UniFormer are 0\.\.3, got \[4\]"):
+        model.set_grad_checkpointing(True, stages=[4])

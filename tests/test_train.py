@@ -124,7 +124,7 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli(["train", *TINY, "train.max_steps=3", "--print-config", "schedule.epochs=1", "train.workers=0",
                 "train.ema_decay=0.9",
-                "train.amp=bf16", "train.grad_checkpointing=true", "optim.layer_decay=0.8", f"run.dir={run}",
+                "train.amp=bf16", "train.grad_checkpointing=[0]", "optim.layer_decay=0.8", f"run.dir={run}",
                 "--quiet"]) == 0  # options and overrides in any order
     out = capsys.readouterr().out
     assert "# resolved recipe" in out and "vit_demo_patch8_32" in out and "layer_decay: 0.8" in out
@@ -137,6 +137,7 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     saved = load_recipe(run / "recipe.yaml")
     assert saved.train.max_steps == 3 and saved.model.config["depth"] == 2
+    assert saved.train.grad_checkpointing == [0]  # by stage (ViT has one)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in rows} >= {"train", "eval"}
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -151,6 +151,7 @@ class OptimSection:
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     layer_decay: float = 1.0
+    fused: bool | None = None  # AdamW's fused kernel; null: wherever torch has it (CPU and CUDA float weights)
 
 
 @dataclass
@@ -172,7 +173,7 @@ class TrainSection:
     clip_grad: float | None = None
     amp: str = "none"
     ema_decay: float | None = None
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool | list = False  # true: every block; [0, 1]: the blocks of stages 0 and 1 only
     compile: bool = False
     seed: int = 0
     deterministic: bool = False

@@ -143,8 +143,13 @@ class Trainer:
             )
         self.micro_batch = r.train.batch_size // (world * accum)
         self._was_deterministic = torch.are_deterministic_algorithms_enabled()
+        self._was_cudnn_benchmark = torch.backends.cudnn.benchmark
         if r.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        elif dev.type == "cuda":
+            # cuDNN picks the fastest convolution algorithm per input shape (patch embeddings, UniFormer's local
+            # blocks, MViT's pooling); not under train.deterministic, where the choice could vary between runs
+            torch.backends.cudnn.benchmark = True
         seed_all(r.train.seed)
 
         self.log = lambda msg: _log(self.dist, msg)
@@ -169,8 +174,9 @@ class Trainer:
 
         self.run_dir = Path(D.broadcast_object(str(_run_dir(r, resume, run_dir)) if self.dist.is_main else None))
         model = self.task.build_model(r, self.num_classes, log=self.log)
-        if r.train.grad_checkpointing:
-            model.set_grad_checkpointing(True)
+        if r.train.grad_checkpointing is not False:  # true: every block; a list: the blocks of those stages
+            stages = None if r.train.grad_checkpointing is True else r.train.grad_checkpointing
+            model.set_grad_checkpointing(True, stages=stages)
         self.model = model.to(dev)
         self.ema = ModelEma(self.model, r.train.ema_decay) if r.train.ema_decay else None
         self.ddp = (nn.parallel.DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda"
@@ -178,7 +184,7 @@ class Trainer:
         self.ddp = maybe_compile(self.ddp, r.train.compile)  # forward only; self.model is what is saved
         lr = r.optim.lr * (r.train.batch_size / r.optim.base_batch_size if r.optim.base_batch_size else 1.0)
         self.optimizer = build_optimizer(self.model, lr, r.optim.weight_decay, r.optim.betas, r.optim.eps,
-                                         r.optim.layer_decay, r.optim.name, r.optim.momentum)
+                                         r.optim.layer_decay, r.optim.name, r.optim.momentum, r.optim.fused)
         self.scaler = grad_scaler(r.train.amp, dev)
 
         self.sampler = train_sampler(self.train_set, r, self.dist.rank, world)
@@ -458,6 +464,7 @@ class Trainer:
             plot_metrics(self.run_dir)
         D.barrier()
         torch.use_deterministic_algorithms(self._was_deterministic)
+        torch.backends.cudnn.benchmark = self._was_cudnn_benchmark
         self.log(f"done: {self.step} steps in {seconds:.0f}s; test {self.task.describe(final)}"
                  + (f"; EMA {self.task.describe(_unprefixed(final, 'ema_'))}" if f"ema_{self.task.headline}" in final
                     else "")

@@ -117,15 +117,39 @@ class VitkitModel(nn.Module):
         raise NotImplementedError
 
     def run_block(self, block: nn.Module, *args):
-        """Call ``block``; with gradient checkpointing on (and grads enabled), recompute it in backward."""
-        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+        """Call ``block``; with gradient checkpointing on for its stage (and grads enabled), recompute it in
+        backward."""
+        if (self.grad_checkpointing and self.training and torch.is_grad_enabled()
+                and getattr(block, "grad_checkpointing", True)):
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
-    def set_grad_checkpointing(self, enable: bool = True) -> "VitkitModel":
+    def stage_blocks(self) -> list[list[nn.Module]]:
+        """The blocks :meth:`run_block` runs, grouped by stage (ViT: one stage); per-stage checkpointing picks
+        from these."""
+        raise NotImplementedError(f"{type(self).__name__} does not group its blocks by stage")
+
+    def set_grad_checkpointing(self, enable: bool = True, stages: Sequence[int] | None = None) -> "VitkitModel":
         """Activation checkpointing (timm's name): recompute each block's activations in backward to save memory.
+
+        ``stages`` (0-based, see :meth:`stage_blocks`) limits it to those stages: the early, high-resolution
+        stages hold most of the activations of Swin, MViT and UniFormer, so checkpointing only them buys most of
+        the saving for part of the recompute (``benchmarks/bench_train.py --checkpointing`` measures both).
         Not weights (:mod:`vitkit.checkpoints`) nor training state (:mod:`vitkit.engine.checkpoint`)."""
-        self.grad_checkpointing = enable
+        self.grad_checkpointing = bool(enable)
+        for m in self.modules():  # forget an earlier stage choice
+            if m is not self:
+                m.__dict__.pop("grad_checkpointing", None)
+        if stages is None:
+            return self
+        groups = self.stage_blocks()
+        chosen = set(stages)
+        if any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < len(groups) for s in chosen):
+            raise ValueError(f"checkpointing stages of {type(self).__name__} are 0..{len(groups) - 1}, "
+                             f"got {list(stages)}")
+        for i, blocks in enumerate(groups):
+            for b in blocks:
+                b.grad_checkpointing = i in chosen
         return self
 
     # -- head ------------------------------------------------------------------------------------------------

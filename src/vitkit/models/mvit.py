@@ -402,6 +402,10 @@ class MViT(TokenEmbedding, VitkitModel):
         self.check_input(x)
         return self.tokens(self.patch_embed(x))
 
+    def stage_blocks(self) -> list[list[nn.Module]]:
+        starts = [0] + [e + 1 for e in self.stage_ends[:-1]]
+        return [list(self.blocks)[a : b + 1] for a, b in zip(starts, self.stage_ends)]
+
     # -- forward -------------------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x, grid = self.embed(x)

@@ -353,6 +353,9 @@ class SwinTransformer(VitkitModel):
             x = x + pe.reshape(1, *grid, -1)
         return self.pos_drop(x)
 
+    def stage_blocks(self) -> list[list[nn.Module]]:
+        return [list(layer.blocks) for layer in self.layers]
+
     def run_stage(self, layer: SwinStage, x: torch.Tensor) -> torch.Tensor:
         for blk in layer.blocks:
             x = self.run_block(blk, x)

@@ -246,6 +246,9 @@ class UniFormer(VitkitModel):
             raise ValueError(f"{type(self).__name__} needs H and W of at least 32, got input shape {tuple(x.shape)}")
 
     # -- forward -----------------------------------------------------------------------------------------------
+    def stage_blocks(self) -> list[list[nn.Module]]:
+        return [list(getattr(self, f"blocks{i + 1}")) for i in range(4) if hasattr(self, f"blocks{i + 1}")]
+
     def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Downsampling embedding and blocks of stage ``i`` (0-based), on maps (B, C, [T,] H, W)."""
         x = getattr(self, f"patch_embed{i + 1}")(x)

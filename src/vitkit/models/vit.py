@@ -170,6 +170,9 @@ class VisionTransformer(TokenEmbedding, VitkitModel):
         x, grid = self.tokens(self.patch_embed(x))
         return self.pos_drop(x), grid
 
+    def stage_blocks(self) -> list[list[nn.Module]]:
+        return [list(self.blocks)]  # one stage: every block works at one resolution
+
     # -- forward -------------------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x, _ = self.embed(x)

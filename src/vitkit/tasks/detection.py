@@ -76,8 +76,8 @@ class DetectionModel(nn.Module):
             return self.detector.backbone.body.layer_id(name[len(prefix):])
         return self.num_layer_ids() - 1  # FPN and heads train at the full rate, as the official LLRD recipes
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.detector.backbone.body.set_grad_checkpointing(enable)
+    def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
+        self.detector.backbone.body.set_grad_checkpointing(enable, stages)
 
 
 def collate(batch):

@@ -80,8 +80,8 @@ class TopDownPose(nn.Module):
             return self.backbone.layer_id(name[len("backbone."):])
         return self.num_layer_ids() - 1
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.backbone.set_grad_checkpointing(enable)
+    def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
+        self.backbone.set_grad_checkpointing(enable, stages)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """``crops``: (B, 3, H, W) in [0, 1]; returns heatmaps at 1/``heatmap_stride`` of the crop."""

@@ -130,8 +130,8 @@ class Segmentor(nn.Module):
     def num_layer_ids(self) -> int:
         return self.backbone.num_layer_ids()
 
-    def set_grad_checkpointing(self, enable: bool = True) -> "Segmentor":
-        self.backbone.set_grad_checkpointing(enable)
+    def set_grad_checkpointing(self, enable: bool = True, stages=None) -> "Segmentor":
+        self.backbone.set_grad_checkpointing(enable, stages)
         return self
 
 
