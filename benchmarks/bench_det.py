@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import torch
 
-from vitkit.analysis.benchmark import _LiveBytes, describe_load, environment, free_path, machine_load
+from vitkit.analysis.benchmark import (describe_load, environment, format_kind_rows, free_path, kind_rows, machine_load,
+                                      time_kinds_interleaved)
 from vitkit.tasks.detection_model import build_detector
 
 
@@ -53,6 +52,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs=2, default=[800, 1333], metavar=("H", "W"))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "det.json"))
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time (steadier on a shared machine; use with --threads 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from torchvision.models.detection import maskrcnn_resnet50_fpn
@@ -68,44 +69,18 @@ def main() -> None:
     images, targets = [torch.rand(3, h, w)], _targets(h, w)
     load_before = machine_load()
     print(describe_load(load_before))
-    times: dict[tuple[str, str], list[float]] = {}
-    for r in range(args.rounds + 1):  # round 0 warms up
-        for name, m in models.items():
-            for kind, fn in (("inference", lambda: _infer(m, images)),
-                             ("train step", lambda: _train_step(m, opts[name], images, targets))):
-                t = time.perf_counter()
-                fn()
-                if r:
-                    times.setdefault((name, kind), []).append(time.perf_counter() - t)
-    memory = {}
-    for name, m in models.items():
-        for kind, fn in (("inference", lambda: _infer(m, images)),
-                         ("train step", lambda: _train_step(m, opts[name], images, targets))):
-            counter = _LiveBytes()
-            with counter:
-                fn()
-            memory[(name, kind)] = counter.peak
+    times, peaks = time_kinds_interleaved(
+        models, {"inference": lambda n, m: _infer(m, images),
+                 "train step": lambda n, m: _train_step(m, opts[n], images, targets)}, args.rounds, args.clock)
     load_after = machine_load()
-    rows = []
-    for (name, kind), ts in times.items():
-        med = statistics.median(ts)
-        rows.append({"model": name, "kind": kind, "images_per_s": 1 / med, "median_s": med, "min_s": min(ts),
-                     "max_s": max(ts), "peak_tensor_bytes": memory[(name, kind)]})
     names = list(models)
-    for kind in ("inference", "train step"):
-        ours = next(r for r in rows if r["model"] == names[0] and r["kind"] == kind)
-        peer = next(r for r in rows if r["model"] == names[1] and r["kind"] == kind)
-        ours["ratio_to_torchvision_r50"] = ours["images_per_s"] / peer["images_per_s"]
-    print(f"{'model':36s} {'kind':11s} {'img/s':>7s} {'median s':>9s} {'min-max s':>13s} {'peak MiB':>9s} ratio")
-    for r in rows:
-        print(f"{r['model']:36s} {r['kind']:11s} {r['images_per_s']:7.3f} {r['median_s']:9.2f} "
-              f"{r['min_s']:6.2f}-{r['max_s']:<6.2f} {r['peak_tensor_bytes'] / 2**20:9.0f} "
-              f"{r.get('ratio_to_torchvision_r50', float('nan')):.2f}")
+    rows = kind_rows(times, peaks, 1, ours=names[0], peer=names[1])
+    print(format_kind_rows(rows))
     print(describe_load(load_after))
     path = free_path(args.out, args.overwrite)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        json.dump({"benchmark": f"Mask R-CNN at {h}x{w}, batch 1, {args.threads} threads",
+        json.dump({"benchmark": f"Mask R-CNN at {h}x{w}, batch 1, {args.threads} threads, {args.clock} clock",
                    "environment": environment(), "load_before": load_before, "load_after": load_after,
                    "rows": rows}, f, indent=2)
     print("wrote", path)

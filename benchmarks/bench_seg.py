@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 
 import vitkit
-from vitkit.analysis.benchmark import _LiveBytes, describe_load, environment, free_path, machine_load
+from vitkit.analysis.benchmark import (describe_load, environment, format_kind_rows, free_path, kind_rows, machine_load,
+                                      time_kinds_interleaved)
 from vitkit.tasks.segmentation.segmentor import build_segmentor, segmentation_loss
 
 
@@ -63,6 +62,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "seg.json"))
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time (steadier on a shared machine; use with --threads 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -78,54 +79,19 @@ def main() -> None:
     y = torch.randint(0, 150, (args.batch, h, w), device=dev)
     load_before = machine_load()
     print(describe_load(load_before))
-    times: dict[tuple[str, str], list[float]] = {}
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    for r in range(args.rounds + 1):  # round 0 warms up
-        for name, m in models.items():
-            for kind, fn in (("inference", lambda: _infer(m, x)), ("train step", lambda: _train_step(m, opts[name], x, y))):
-                sync()
-                t = time.perf_counter()
-                fn()
-                sync()
-                if r:
-                    times.setdefault((name, kind), []).append(time.perf_counter() - t)
-    memory = {}
-    for name, m in models.items():
-        for kind, fn in (("inference", lambda: _infer(m, x)), ("train step", lambda: _train_step(m, opts[name], x, y))):
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-                fn()
-                memory[(name, kind)] = torch.cuda.max_memory_allocated()
-            else:
-                counter = _LiveBytes()
-                with counter:
-                    fn()
-                memory[(name, kind)] = counter.peak
+    times, peaks = time_kinds_interleaved(
+        models, {"inference": lambda n, m: _infer(m, x), "train step": lambda n, m: _train_step(m, opts[n], x, y)},
+        args.rounds, args.clock, dev)
     load_after = machine_load()
-    rows = []
-    for (name, kind), ts in times.items():
-        med = statistics.median(ts)
-        rows.append({"model": name, "kind": kind, "images_per_s": args.batch / med, "median_s": med, "min_s": min(ts),
-                     "max_s": max(ts), "peak_bytes": memory[(name, kind)]})
     names = list(models)
-    for kind in ("inference", "train step"):
-        a = next(r for r in rows if r["model"] == names[0] and r["kind"] == kind)
-        b = next(r for r in rows if r["model"] == names[1] and r["kind"] == kind)
-        a["ratio_to_timm"] = a["images_per_s"] / b["images_per_s"]
-    print(f"{'model':28s} {'kind':11s} {'img/s':>7s} {'median s':>9s} {'min-max s':>13s} {'peak MiB':>9s} ratio")
-    for r in rows:
-        print(f"{r['model']:28s} {r['kind']:11s} {r['images_per_s']:7.3f} {r['median_s']:9.3f} "
-              f"{r['min_s']:6.3f}-{r['max_s']:<6.3f} {r['peak_bytes'] / 2**20:9.0f} "
-              f"{r.get('ratio_to_timm', float('nan')):.2f}")
+    rows = kind_rows(times, peaks, args.batch, ours=names[0], peer=names[1])
+    print(format_kind_rows(rows))
     print(describe_load(load_after))
     path = free_path(args.out, args.overwrite)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        json.dump({"benchmark": f"UperNet Swin-T at {h}x{w}, batch {args.batch}, {args.threads} threads, {dev.type}",
+        json.dump({"benchmark": f"UperNet Swin-T at {h}x{w}, batch {args.batch}, {args.threads} threads, {dev.type}, "
+                                f"{args.clock} clock",
                    "environment": environment(), "load_before": load_before, "load_after": load_after,
                    "rows": rows}, f, indent=2)
     print("wrote", path)

@@ -8,17 +8,24 @@ training memory (op-level live storages on the CPU, ``max_memory_allocated`` on 
 before and after. Writes benchmarks/results/train.json (a time-stamped name when it exists, unless --overwrite).
 
 Usage: python benchmarks/bench_train.py [--models vit_small_patch16_224,swin3d_tiny] [--rounds 5] [--batch 8]
-       [--dtypes fp32,bf16] [--compile] [--threads 2]
+       [--dtypes fp32,bf16] [--compile] [--threads 2] [--profile]
+
+--profile adds, per model and dtype, the per-op profile of one step of each implementation (interleaved, fastest
+of 3 runs per op) and the share of the dense kernels (matrix products, attention, convolutions): with those
+running equally fast in both, total / dense bounds the ratio any implementation can reach (Amdahl's law).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 
 import torch
 
 import vitkit
 from vitkit.analysis import benchmark as B
+from vitkit.engine.optim import build_optimizer
+from vitkit.analysis.step_profile import dense_split, format_op_tables, profile_train_steps
 
 #: vitkit name -> (peer library, peer's name, input shape of one item)
 SUITE = {
@@ -28,10 +35,27 @@ SUITE = {
     "mvitv2_tiny": ("timm", "mvitv2_tiny", (3, 224, 224)),
     "swin3d_tiny": ("torchvision", "video.swin3d_t", (3, 16, 224, 224)),
     "mvit_base_16x4": ("torchvision", "video.mvit_v1_b", (3, 16, 224, 224)),
+    # different models: the issue's goal is UniFormer-S's throughput over these peers' (no weight conversion)
+    "uniformer_small": ("timm", "swin_tiny_patch4_window7_224", (3, 224, 224)),
+    "uniformer_small_16x4": ("torchvision", "video.mvit_v1_b", (3, 16, 224, 224)),
 }
 
 
-def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool, peaks: dict) -> list[B.BenchRow]:
+def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float = 0.05) -> torch.optim.Optimizer:
+    """Each library's training optimiser as its users get it: vitkit's engine (fused AdamW, no decay on norms
+    and biases), timm's ``create_optimizer_v2`` (its train.py), torchvision's reference scripts (plain AdamW)."""
+    if impl.startswith("vitkit"):
+        return build_optimizer(model, lr, wd)
+    if impl.startswith("timm"):
+        from timm.optim import create_optimizer_v2
+
+        return create_optimizer_v2(model, "adamw", lr=lr, weight_decay=wd)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+
+
+def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool, peaks: dict,
+              profiles: dict | None = None, clock: str = "wall", optimizer: str = "own",
+              checkpointing: bool = False) -> list[B.BenchRow]:
     from vitkit.models.compile import maybe_compile
 
     lib, peer_name, shape = SUITE[name]
@@ -41,17 +65,32 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
         vitkit.load_checkpoint(models["vitkit"], models[lib].state_dict())
     except Exception as e:  # noqa: BLE001 - a peer layout without converter still runs on its own weights
         print(f"  {name}: {lib} weights not convertible ({type(e).__name__}); each on its own random weights")
+    if checkpointing:  # activation checkpointing: every block, and the first stage's blocks only
+        models["vitkit ckpt all"] = copy.deepcopy(models["vitkit"]).set_grad_checkpointing(True)
+        if len(models["vitkit"].stage_blocks()) > 1:
+            models["vitkit ckpt [0]"] = copy.deepcopy(models["vitkit"]).set_grad_checkpointing(True, stages=[0])
+    make_opt = own_optimizer if optimizer == "own" else None
     x = torch.randn(1 if len(shape) == 4 else batch, *shape)
     macs = vitkit.profile(name, shape).macs
     rows = []
     for comp in ([False, True] if compile else [False]):
         timed = {k: maybe_compile(m, comp) for k, m in models.items()}
         got = B.measure_train_interleaved(timed, name, x, macs, peaks, dtypes, rounds=rounds, compiled=comp,
-                                          eager=models)
+                                          eager=models, clock=clock, make_optimizer=make_opt)
         for r in got:
             r.impl = r.impl + (" compiled" if comp else "")
         B.add_ratios([r for r in got], ours="vitkit" + (" compiled" if comp else ""))
         rows += got
+    if profiles is not None:
+        kinds = {"fp32": None, "bf16": torch.bfloat16}
+        for d in dtypes:
+            tables = profile_train_steps(models, x, kinds[d])
+            print(f"\n{name} {d}: one training step per op (fastest of 3 interleaved runs)")
+            print(format_op_tables(tables))
+            profiles.setdefault(name, {})[d] = {
+                impl: {"total_ms": dense_split(t)[1], "dense_ms": dense_split(t)[0],
+                       "ops": {op: v for op, v in sorted(t.ops.items(), key=lambda kv: -kv[1][0])[:25]}}
+                for impl, t in tables.items()}
     return rows
 
 
@@ -63,6 +102,14 @@ def main() -> None:
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--compile", action="store_true", help="also time every implementation compiled")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--profile", action="store_true", help="also print per-op profiles and the Amdahl bound")
+    ap.add_argument("--clock", choices=sorted(B.CLOCKS), default="wall",
+                    help="wall-clock, or process CPU time (steadier on a shared machine; use with --threads 1)")
+    ap.add_argument("--optimizer", choices=("own", "same"), default="own",
+                    help="own: each library's training optimiser (vitkit's fused AdamW, timm's create_optimizer_v2, "
+                         "plain AdamW for torchvision); same: torch's default AdamW for all (the models alone)")
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="also time vitkit with activation checkpointing (all blocks; first stage only)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train.json"))
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
@@ -77,11 +124,13 @@ def main() -> None:
     before = B.machine_load()
     print(B.describe_load(before))
     kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    peaks = {d: B.matmul_peak(kinds[d]) for d in dtypes}
+    peaks = {d: B.matmul_peak(kinds[d], clock=args.clock) for d in dtypes}
     print("matmul peak here:", ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
     rows = []
+    profiles: dict | None = {} if args.profile else None
     for n in names:
-        rows += run_model(n, args.batch, dtypes, args.rounds, args.compile, peaks)
+        rows += run_model(n, args.batch, dtypes, args.rounds, args.compile, peaks, profiles, args.clock,
+                          args.optimizer, args.checkpointing)
     after = B.machine_load()
     print(B.format_table(rows, unit="items/s"))
     for r in rows:
@@ -90,7 +139,9 @@ def main() -> None:
     print(B.describe_load(after))
     path = B.free_path(args.out, args.overwrite)
     B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)",
-                 load_before=before, load_after=after)
+                 load_before=before, load_after=after, threads=args.threads, batch=args.batch, clock=args.clock,
+                 optimizer=args.optimizer,
+                 **({"profiles": profiles} if profiles else {}))
     print("wrote", path)
 
 

@@ -16,7 +16,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -40,10 +40,18 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+#: what a benchmark times by: wall-clock, or the process's CPU time (on a shared machine, with one thread, the
+#: CPU time barely moves with the other load: seconds the process waits for a core are not counted)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def matmul_peak(
-    dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5, device: str | torch.device = "cpu"
+    dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5, device: str | torch.device = "cpu",
+    clock: str = "wall",
 ) -> float:
-    """Measured FLOP/s of a square ``size`` matmul in ``dtype`` with the current thread count (best of ``repeats``)."""
+    """Measured FLOP/s of a square ``size`` matmul in ``dtype`` with the current thread count (best of ``repeats``),
+    timed by ``clock`` (:data:`CLOCKS`; time the peak as the benchmark it normalises)."""
+    now = CLOCKS[clock]
     device = torch.device(device)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
@@ -52,10 +60,10 @@ def matmul_peak(
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
-        t = time.perf_counter()
+        t = now()
         a @ b
         _sync(device)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, now() - t)
     return 2 * size**3 / best
 
 
@@ -208,15 +216,15 @@ def add_ratios(rows: list[BenchRow], ours: str = "vitkit") -> None:
 def format_table(rows: Iterable[BenchRow], unit: str = "img/s") -> str:
     """Throughput, median latency with its min-max over the rounds, % of peak, ratios to peers."""
     rows = list(rows)
-    head = (f"{'impl':<14}{'model':<32}{'dtype':<6}{'batch':>6}{unit:>10}{'ms':>9}{'min-max ms':>17}{'%peak':>7}"
+    head = (f"{'impl':<17}{'model':<32}{'dtype':<6}{'batch':>6}{unit:>10}{'ms':>9}{'min-max ms':>18}{'%peak':>7}"
             "  ratios")
     lines = [head, "-" * len(head)]
     for r in rows:
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in r.ratios.items())
         spread = f"{r.latency_min_ms:.1f}-{r.latency_max_ms:.1f} ({r.rounds})" if r.rounds else "-"
         lines.append(
-            f"{r.impl:<14}{r.model:<32}{r.dtype:<6}{r.batch:>6}{r.items_per_s:>10.2f}{r.latency_ms:>9.1f}"
-            f"{spread:>17}{100 * r.frac_peak:>6.1f}%  {ratios}"
+            f"{r.impl:<17}{r.model:<32}{r.dtype:<6}{r.batch:>6}{r.items_per_s:>10.2f}{r.latency_ms:>9.1f}"
+            f"{spread:>18}{100 * r.frac_peak:>6.1f}%  {ratios}"
         )
     return "\n".join(lines)
 
@@ -478,34 +486,39 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, opt: tor
 
 def time_train_interleaved(
     models: dict[str, nn.Module], x: torch.Tensor, amp_dtype: torch.dtype | None = None, warmup: int = 1,
-    rounds: int = 5, lr: float = 1e-4,
+    rounds: int = 5, lr: float = 1e-4, clock: str = "wall",
+    make_optimizer: Callable[[str, nn.Module], torch.optim.Optimizer] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Training steps (forward, backward, AdamW) of several models on the same batch, round-robin.
 
-    Each model gets its own AdamW (torch's default foreach path). ``first_s`` is the first warm-up step (for a
-    compiled model: the compile time); ``seconds`` the median of the timed rounds, ``all`` every round.
+    Each model gets its own AdamW (torch's default path), or what ``make_optimizer(name, model)`` builds (each
+    library's own training optimiser). ``first_s`` is the first warm-up step (for a
+    compiled model: the compile time); ``seconds`` the median of the timed rounds, ``all`` every round, all by
+    ``clock`` (see :data:`CLOCKS`).
     """
+    now = CLOCKS[clock]
     device = x.device
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=lr) for k, m in models.items()}
+    opts = {k: make_optimizer(k, m) if make_optimizer else torch.optim.AdamW(m.parameters(), lr=lr)
+            for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     first: dict[str, float] = {}
     for name, m in models.items():
         m.train()
         for i in range(warmup):
             _sync(device)
-            t = time.perf_counter()
+            t = now()
             train_step(m, x, target, opts[name], amp_dtype)
             _sync(device)
             if i == 0:
-                first[name] = time.perf_counter() - t
+                first[name] = now() - t
     for _ in range(rounds):
         for name, m in models.items():
             _sync(device)
-            t = time.perf_counter()
+            t = now()
             train_step(m, x, target, opts[name], amp_dtype)
             _sync(device)
-            times[name].append(time.perf_counter() - t)
+            times[name].append(now() - t)
     out = {}
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -536,21 +549,23 @@ def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | Non
 def measure_train_interleaved(
     models: dict[str, nn.Module], name: str, x: torch.Tensor, macs_per_item: int, peaks: dict[str, float],
     dtypes: Sequence[str] = ("fp32", "bf16"), rounds: int = 5, warmup: int = 1, compiled: bool = False,
-    eager: dict[str, nn.Module] | None = None,
+    eager: dict[str, nn.Module] | None = None, clock: str = "wall",
+    make_optimizer: Callable[[str, nn.Module], torch.optim.Optimizer] | None = None,
 ) -> list[BenchRow]:
     """Rows of training-step throughput (items/s), % of peak counting 3x the forward FLOPs (forward + backward),
     ``extra``: first-step seconds, peak training memory (measured on ``eager`` modules when given), compiled."""
     kinds = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     rows = []
     for d in dtypes:
-        res = time_train_interleaved(models, x, kinds[d], warmup=warmup, rounds=rounds)
+        res = time_train_interleaved(models, x, kinds[d], warmup=warmup, rounds=rounds, clock=clock,
+                                     make_optimizer=make_optimizer)
         for impl, r in res.items():
             ips = r["items_per_s"]
             mem = train_memory((eager or models)[impl], x, kinds[d])
             rows.append(BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
                                  6 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
                                  extra={"first_step_s": r["first_s"], "peak_train_mem_mb": mem / 2**20,
-                                        "compiled": compiled}, **_spread(r["all"])))
+                                        "compiled": compiled, "clock": clock}, **_spread(r["all"])))
     return rows
 
 
@@ -570,3 +585,64 @@ def build_peer(lib: str, name: str, **kwargs) -> nn.Module:
     for p in path:
         mod = getattr(mod, p)
     return getattr(mod, last)(weights=None, **kwargs)
+
+
+# -- task-level benchmarks (a segmentor, a detector): inference and train step side by side -------------------
+def time_kinds_interleaved(
+    models: dict[str, nn.Module], steps: dict[str, Callable[[str, nn.Module], None]], rounds: int = 3,
+    clock: str = "wall", device: torch.device | str = "cpu",
+) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], int]]:
+    """Time every ``steps[kind](name, model)`` (e.g. inference, train step) of every model, round-robin, after one
+    warm-up round; then each once more for its peak memory (``max_memory_allocated`` on CUDA, live tensor
+    storages on the CPU). Returns ``times[(name, kind)]`` (seconds by ``clock``) and ``peaks[(name, kind)]``."""
+    now, device = CLOCKS[clock], torch.device(device)
+    times: dict[tuple[str, str], list[float]] = {}
+    for r in range(rounds + 1):
+        for name, m in models.items():
+            for kind, step in steps.items():
+                _sync(device)
+                t = now()
+                step(name, m)
+                _sync(device)
+                if r:
+                    times.setdefault((name, kind), []).append(now() - t)
+    peaks = {}
+    for name, m in models.items():
+        for kind, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+                step(name, m)
+                peaks[(name, kind)] = torch.cuda.max_memory_allocated(device)
+            else:
+                counter = _LiveBytes()
+                with counter:
+                    step(name, m)
+                peaks[(name, kind)] = counter.peak
+    return times, peaks
+
+
+def kind_rows(times: dict[tuple[str, str], list[float]], peaks: dict[tuple[str, str], int], items: int,
+              ours: str, peer: str) -> list[dict]:
+    """Rows (model, kind, images/s, median / min / max seconds, peak bytes) with ``ratio_to_peer`` on ours."""
+    rows = []
+    for (name, kind), ts in times.items():
+        med = statistics.median(ts)
+        rows.append({"model": name, "kind": kind, "images_per_s": items / med, "median_s": med, "min_s": min(ts),
+                     "max_s": max(ts), "peak_bytes": peaks[(name, kind)]})
+    for r in rows:
+        if r["model"] == ours:
+            p = next(q for q in rows if q["model"] == peer and q["kind"] == r["kind"])
+            r["ratio_to_peer"] = r["images_per_s"] / p["images_per_s"]
+    return rows
+
+
+def format_kind_rows(rows: list[dict]) -> str:
+    """The table of :func:`kind_rows`."""
+    width = max(len(r["model"]) for r in rows) + 2
+    lines = [f"{'model':{width}s}{'kind':11s} {'img/s':>7s} {'median s':>9s} {'min-max s':>15s} {'peak MiB':>9s} ratio"]
+    for r in rows:
+        lines.append(f"{r['model']:{width}s}{r['kind']:11s} {r['images_per_s']:7.3f} {r['median_s']:9.2f} "
+                     f"{r['min_s']:7.2f}-{r['max_s']:<7.2f} {r['peak_bytes'] / 2**20:9.0f} "
+                     f"{r.get('ratio_to_peer', float('nan')):.2f}")
+    return "\n".join(lines)
+
