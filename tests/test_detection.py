@@ -379,3 +379,42 @@ def test_two_process_detection_evaluation_equals_one(tmp_path):
     assert 10 < gt["box_AP"] < 90 and 10 < gt["mask_AP"] < 100     # far from both ends: a lost image would show
     assert len(res["one"]["detector"][1]) > 0                        # the real detector's records compared too
 
+
+# -- COCO recipes -------------------------------------------------------------------------------------------------
+def test_coco_recipes_resolve_with_the_papers_schedules():
+    from vitkit.engine.recipe import load_recipe
+    from vitkit.engine.recipe_files import find_recipe
+
+    names = ["mask_rcnn_swin_tiny_1x", "mask_rcnn_swin_tiny_3x", "mask_rcnn_swin_small_3x",
+             "mask_rcnn_uniformer_small_1x", "mask_rcnn_uniformer_small_3x", "mask_rcnn_uniformer_base_1x",
+             "mask_rcnn_uniformer_base_3x", "mask_rcnn_mvitv2_tiny_3x", "top_down_uniformer_small_256x192"]
+    recipes = {n: load_recipe(find_recipe(f"coco/{n}")) for n in names}
+    for n, r in recipes.items():
+        assert r.task.name == ("pose" if n.startswith("top_down") else "detection") and r.schedule.name == "step", n
+    one, three = recipes["mask_rcnn_swin_tiny_1x"], recipes["mask_rcnn_swin_tiny_3x"]
+    assert (one.schedule.epochs, one.schedule.milestones) == (12, [8, 11])
+    assert (three.schedule.epochs, three.schedule.milestones) == (36, [27, 33])
+    assert one.model.config["drop_path_rate"] == 0.1 and three.model.config["drop_path_rate"] == 0.2
+    assert one.task.options["min_size"][0] == 480 and one.task.options["min_size"][-1] == 800
+    assert recipes["mask_rcnn_uniformer_small_1x"].task.options["min_size"] == [800]     # 1x: single scale
+    assert recipes["mask_rcnn_uniformer_small_3x"].model.config == {"hybrid": True, "window_size": 14,
+                                                                    "drop_path_rate": 0.1}
+    mv = recipes["mask_rcnn_mvitv2_tiny_3x"]
+    assert (mv.schedule.iters, mv.schedule.milestones, mv.train.batch_size) == (67500, [52500, 62500], 64)
+
+
+@pytest.mark.slow
+def test_a_coco_recipe_trains_one_step_at_a_tiny_size(tmp_path):
+    """configs/coco/mask_rcnn_swin_tiny_1x (the full Swin-T, narrow heads) one step on the test's COCO files at
+    64 px, then box and mask AP."""
+    from vitkit.engine.recipe import find_recipe, load_recipe
+    from vitkit.engine.trainer import Trainer
+
+    ann, img_dir = _write_coco(tmp_path, bad=False)
+    r = load_recipe(find_recipe("coco/mask_rcnn_swin_tiny_1x"), [
+        f"task.train_annotations={ann}", f"task.train_images={img_dir}", f"task.test_annotations={ann}",
+        f"task.test_images={img_dir}", "task.min_size=[64]", "task.test_size=64", "task.max_size=128",
+        "task.fpn_channels=32", "task.box_head_dim=32", "task.mask_head_dim=16", "task.rois_per_image=32",
+        "train.batch_size=2", "train.max_steps=1", "train.amp=none", "train.workers=0", f"run.dir={tmp_path / 'run'}"])
+    final = Trainer(r, quiet=True).fit().final
+    assert 0 <= final["box_AP"] <= 100 and 0 <= final["mask_AP"] <= 100 and final["num_samples"] == 3

@@ -36,9 +36,11 @@ A recipe has these sections (every key optional; the defaults below apply)::
       betas: [0.9, 0.999]        # adamw only
       eps: 1.0e-8
       layer_decay: 1.0           # < 1: layer-wise lr decay (lr * layer_decay ** (L - layer_id))
-    schedule:                    # linear warm-up, then half-cosine (or poly), evaluated every optimiser step
-      name: cosine               # cosine, or poly (lr (1 - t)^power; mmseg's "poly" with linear warm-up)
+    schedule:                    # linear warm-up, then half-cosine (or poly, step), evaluated every optimiser step
+      name: cosine               # cosine, poly (lr (1 - t)^power; mmseg's "poly" with linear warm-up), or step
       power: 1.0                 # poly only
+      milestones: null           # step only: lr x gamma at each (epochs; iterations when iters is set)
+      gamma: 0.1                 # step only
       epochs: 10
       iters: null                # total optimiser steps; set: replaces epochs (the dense recipes' 160k iterations)
       warmup_epochs: 0
@@ -164,6 +166,8 @@ class ScheduleSection:
     warmup_iters: int | None = None
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
+    milestones: list | None = None
+    gamma: float = 0.1
 
 
 @dataclass
@@ -241,7 +245,7 @@ _SECTION_CLASSES = {
     "model": ModelSection, "data": DataSection, "optim": OptimSection, "schedule": ScheduleSection,
     "train": TrainSection, "eval": EvalSection, "run": RunSection, "task": TaskSection,
 }
-SCHEDULES = ("cosine", "poly")
+SCHEDULES = ("cosine", "poly", "step")
 AMP_MODES = ("bf16", "fp16", "none")
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -593,6 +597,11 @@ def validate(r: Recipe) -> None:
         v = getattr(r.schedule, k)
         if v is not None and v < (1 if k == "iters" else 0):
             raise RecipeError(f"schedule.{k} must be {'>= 1' if k == 'iters' else '>= 0'} or null, got {v}")
+    if r.schedule.name == "step":
+        span = r.schedule.iters if r.schedule.iters is not None else r.schedule.epochs
+        if not r.schedule.milestones or any(not 0 < m <= span for m in r.schedule.milestones):
+            raise RecipeError(f"schedule.milestones must list points in (0, {span}] for the step schedule "
+                              f"(epochs, or iterations with schedule.iters), got {r.schedule.milestones}")
     if r.schedule.iters is not None and (r.schedule.warmup_iters or 0) > r.schedule.iters:
         raise RecipeError(f"schedule.warmup_iters ({r.schedule.warmup_iters}) exceeds schedule.iters "
                           f"({r.schedule.iters})")
