@@ -27,10 +27,8 @@ class BackboneHooks:
         return self.num_layer_ids() - 1
 
     def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
-        if stages is None:
-            self.backbone.set_grad_checkpointing(enable)
-        else:
-            self.backbone.set_grad_checkpointing(enable, stages)
+        """Activation checkpointing of the backbone's blocks (``stages``: only those stages' blocks)."""
+        self.backbone.set_grad_checkpointing(enable, stages)
 
     def register_normalisation(self, video: bool = False) -> None:
         """Buffers ``mean`` / ``std`` from the backbone's input spec, for image (or ``video``) batches."""

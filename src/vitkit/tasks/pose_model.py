@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitkit.registry import create_model
+from .backbone_hooks import BackboneHooks
 
 
 class DeconvHead(nn.Module):
@@ -48,7 +49,7 @@ class DeconvHead(nn.Module):
         return self.final_layer(self.deconv_layers(x))
 
 
-class TopDownPose(nn.Module):
+class TopDownPose(BackboneHooks, nn.Module):
     """Backbone (last map) + deconvolution head; ``forward(crops)`` gives heatmaps (B, K, H/4, W/4)."""
 
     def __init__(self, backbone: str, num_joints: int, *, flip_pairs: Sequence[tuple[int, int]] = (),
@@ -63,25 +64,7 @@ class TopDownPose(nn.Module):
         self.heatmap_stride = info.reduction(0) // self.keypoint_head.upsampling
         self.num_joints = num_joints
         self.flip_pairs = [tuple(p) for p in flip_pairs]
-        spec = getattr(self.backbone, "input_spec", None) or self.backbone.info
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
-
-    # optimiser hooks (weight decay, layer-wise lr decay): the backbone's, the head at the top rate
-    def no_weight_decay(self) -> set[str]:
-        skip = self.backbone.no_weight_decay() if hasattr(self.backbone, "no_weight_decay") else set()
-        return {f"backbone.{n}" for n in skip}
-
-    def num_layer_ids(self) -> int:
-        return self.backbone.num_layer_ids()
-
-    def layer_id(self, name: str) -> int:
-        if name.startswith("backbone."):
-            return self.backbone.layer_id(name[len("backbone."):])
-        return self.num_layer_ids() - 1
-
-    def set_grad_checkpointing(self, enable: bool = True, stages=None) -> None:
-        self.backbone.set_grad_checkpointing(enable, stages)
+        self.register_normalisation()
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """``crops``: (B, 3, H, W) in [0, 1]; returns heatmaps at 1/``heatmap_stride`` of the crop."""
