@@ -216,15 +216,15 @@ def add_ratios(rows: list[BenchRow], ours: str = "vitkit") -> None:
 def format_table(rows: Iterable[BenchRow], unit: str = "img/s") -> str:
     """Throughput, median latency with its min-max over the rounds, % of peak, ratios to peers."""
     rows = list(rows)
-    head = (f"{'impl':<17}{'model':<32}{'dtype':<6}{'batch':>6}{unit:>10}{'ms':>9}{'min-max ms':>18}{'%peak':>7}"
+    head = (f"{'impl':<17}{'model':<32}{'dtype':<6}{'batch':>6}{unit:>10}{'ms':>10}{'min-max ms':>22}{'%peak':>7}"
             "  ratios")
     lines = [head, "-" * len(head)]
     for r in rows:
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in r.ratios.items())
         spread = f"{r.latency_min_ms:.1f}-{r.latency_max_ms:.1f} ({r.rounds})" if r.rounds else "-"
         lines.append(
-            f"{r.impl:<17}{r.model:<32}{r.dtype:<6}{r.batch:>6}{r.items_per_s:>10.2f}{r.latency_ms:>9.1f}"
-            f"{spread:>18}{100 * r.frac_peak:>6.1f}%  {ratios}"
+            f"{r.impl:<17}{r.model:<32}{r.dtype:<6}{r.batch:>6}{r.items_per_s:>10.2f}{r.latency_ms:>10.1f}"
+            f"{spread:>22}{100 * r.frac_peak:>6.1f}%  {ratios}"
         )
     return "\n".join(lines)
 
