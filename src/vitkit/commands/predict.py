@@ -60,6 +60,7 @@ def _class_names(spec: str | None, fallback: list[str] | None, n: int) -> list[s
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from vitkit.data.datasets import readable_files
     from vitkit.data.sources import VIDEO_EXTENSIONS
     from vitkit.data.transforms import build_transforms
     from vitkit.engine.inference import load_trained
@@ -83,21 +84,18 @@ def run(args: argparse.Namespace) -> int:
     rate = args.sampling_rate or spec.sampling_rate or 1
     if args.timeline:
         return _timelines(args, model, spec, transform, rate, names, k, device)
-    status = 0
-    for f in args.files:
-        try:
-            x = _load(f, spec, transform, rate, args.num_clips, VIDEO_EXTENSIONS)
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
-            print(f"{f}: cannot read ({type(e).__name__}: {e})")
-            status = 1
-            continue
+    def load(f: str) -> torch.Tensor:
+        return _load(f, spec, transform, rate, args.num_clips, VIDEO_EXTENSIONS)
+
+    failed: list[str] = []
+    for _, f, x in readable_files(args.files, load, failed):
         with torch.no_grad():
             probs = model(x.to(device)).float().softmax(-1).mean(0)
         top = probs.topk(k)
         print(f"{f}:")
         for rank, (p, c) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
             print(f"  {rank}. {names[c]:<30} {100 * p:6.2f}%  (class {c})")
-    return status
+    return 1 if failed else 0
 
 
 def _image_files(paths: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +39,22 @@ log = logging.getLogger("vitkit.data")
 __all__ = ["FileDataset", "load_image", "multi_hot", "MAX_REPLACEMENT_TRIES"]
 
 MAX_REPLACEMENT_TRIES = 50
+
+
+def readable_files(
+    files: Iterable[str], load: Callable[[str], Any], failed: list[str]
+) -> Iterator[tuple[int, str, Any]]:
+    """``(position, file, load(file))`` for each file that loads (position counts every file from 0); a file that
+    does not is reported in one line (``FILE: cannot read (Error: ...)``), appended to ``failed`` and skipped, so
+    one bad file never stops the others (what ``vitkit predict`` does for every task)."""
+    for i, f in enumerate(files):
+        try:
+            item = load(f)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            print(f"{f}: cannot read ({type(e).__name__}: {e})")
+            failed.append(f)
+            continue
+        yield i, f, item
 
 
 def load_image(path: str, channels: int = 3, min_side: int | None = None) -> torch.Tensor:

@@ -155,25 +155,19 @@ def predict_images(args: Any, predict_one: Callable[[int, torch.Tensor, Any], tu
     import json
     from pathlib import Path
 
-    from vitkit.data.datasets import load_image
+    from vitkit.data.datasets import load_image, readable_files
 
     out = Path(args.out or ".")
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
-    status = 0
-    for image_id, f in enumerate(args.files, start=1):
-        try:
-            image = load_image(f)
-        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
-            print(f"{f}: cannot read ({type(e).__name__}: {e})")
-            status = 1
-            continue
-        recs, line = predict_one(image_id, image, out / f"{Path(f).stem}_overlay.png")
+    failed: list[str] = []
+    for i, f, image in readable_files(args.files, load_image, failed):
+        recs, line = predict_one(i + 1, image, out / f"{Path(f).stem}_overlay.png")
         records += [dict(r, file_name=str(f)) for r in recs]
         print(f"{f}: {line}")
     (out / "predictions.json").write_text(json.dumps(records) + "\n")
     print(f"wrote {out / 'predictions.json'} ({len(records)} COCO result records) and overlay PNGs in {out}")
-    return status
+    return 1 if failed else 0
 
 
 def predict_device(args: Any) -> torch.device:

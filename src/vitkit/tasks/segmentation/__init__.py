@@ -292,7 +292,7 @@ class Segmentation(Task):
         print(f"wrote {out / 'eval.json'} and {min(n, o.overlays)} overlay PNG(s) in {out}")
 
     def run_predict(self, args: Any, trained: Any) -> int:
-        from vitkit.data.datasets import load_image
+        from vitkit.data.datasets import load_image, readable_files
         from vitkit.engine.data import resolve_input
 
         from .data import SegTestTransform
@@ -306,14 +306,8 @@ class Segmentation(Task):
         tf = SegTestTransform(spec.mean, spec.std, o.test_scale)
         out = Path(args.out) if getattr(args, "out", None) else Path(".")
         out.mkdir(parents=True, exist_ok=True)
-        status = 0
-        for f in args.files:
-            try:
-                img = load_image(f)
-            except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
-                print(f"{f}: cannot read ({type(e).__name__}: {e})")
-                status = 1
-                continue
+        failed: list[str] = []
+        for _, f, img in readable_files(args.files, load_image, failed):
             x, _ = tf(img, torch.zeros(img.shape[-2:], dtype=torch.long))
             scores = model.inference(x[None].to(device), self.protocol(o), out_size=img.shape[-2:])[0].cpu()
             pred = scores.argmax(0)
@@ -326,7 +320,7 @@ class Segmentation(Task):
             share = ", ".join(f"{names[c]} {100 * v:.1f}%" for v, c in zip(top.values.tolist(), top.indices.tolist())
                               if v > 0)
             print(f"{f}: {out / (stem + '_mask.png')}, {out / (stem + '_overlay.png')} ({share})")
-        return status
+        return 1 if failed else 0
 
 
 register_task(Segmentation())
