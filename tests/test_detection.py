@@ -335,26 +335,14 @@ def _ddp_models(ds, weights: str) -> dict[str, torch.nn.Module]:
 
 
 def _ddp_eval_worker(rank: int, world: int, init: str, ann: str, img_dir: str, weights: str, out: str) -> None:
-    import torch.distributed as dist
+    from ddp_eval import evaluate_two_then_one
 
-    from vitkit.engine.distributed import DistInfo
     from vitkit.tasks.detection import Detection, DetectionSet
 
     torch.set_num_threads(1)
     ds = DetectionSet(CocoDetection(ann, img_dir, train=False))
-    models = _ddp_models(ds, weights)
-
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    two = {}
-    for name, m in models.items():
-        recs: list = []
-        two[name] = (Detection().evaluate(m, ds, batch_size=1, dist=DistInfo(rank, world), records=recs), recs)
-    dist.destroy_process_group()
-    if rank == 0:  # the same models in one process, same threads
-        one = {}
-        for name, m in models.items():
-            recs = []
-            one[name] = (Detection().evaluate(m, ds, batch_size=1, records=recs), recs)
+    two, one = evaluate_two_then_one(Detection(), _ddp_models(ds, weights), ds, 1, rank, world, init)
+    if rank == 0:
         torch.save({"two": two, "one": one}, out)
 
 

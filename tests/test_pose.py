@@ -259,9 +259,8 @@ def _digit_people(count: int):
 
 
 def _ddp_pose_worker(rank: int, world: int, init: str, weights: str, out: str) -> None:
-    import torch.distributed as dist
+    from ddp_eval import evaluate_two_then_one
 
-    from vitkit.engine.distributed import DistInfo
     from vitkit.tasks.pose import Pose
 
     torch.set_num_threads(1)
@@ -269,17 +268,8 @@ def _ddp_pose_worker(rank: int, world: int, init: str, weights: str, out: str) -
     real = TopDownPose("uniformer_demo_32", 5, head_width=16)
     real.load_state_dict(torch.load(weights, weights_only=True))
     models = {"pose": real, "noisy_targets": _NoisyTargets(ds.kp)}
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    two = {}
-    for name, m in models.items():
-        recs: list = []
-        two[name] = (Pose().evaluate(m, ds, batch_size=2, dist=DistInfo(rank, world), records=recs), recs)
-    dist.destroy_process_group()
-    if rank == 0:  # the same models in one process, same threads
-        one = {}
-        for name, m in models.items():
-            recs = []
-            one[name] = (Pose().evaluate(m, ds, batch_size=2, records=recs), recs)
+    two, one = evaluate_two_then_one(Pose(), models, ds, 2, rank, world, init)
+    if rank == 0:
         torch.save({"two": two, "one": one, "image_ids": [s["image_id"] for s in ds.kp.samples]}, out)
 
 
