@@ -60,3 +60,44 @@ def test_every_family_traces_without_graph_breaks(family):
     name, kw, shape = _FAMILIES[family]
     result = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), [shape], recompiles=False)
     assert result.graph_breaks == 0 and result.graphs == 1, result.reasons
+
+
+# -- recompiles: one compiled model (dynamic=True) fed three sizes ------------------------------------------------
+_SIZES = {
+    # the native 32 between two other sizes: the same-size resampling shortcut once guarded on it
+    "vit": ("vit_demo_patch8_32", {}, [(2, 3, 48, 48), (2, 3, 32, 32), (2, 3, 64, 64)]),
+    # 64: no window padding; 80: stage 2 (10 -> 12) padded; 72: both stages padded. Once three graphs.
+    "swin": ("swin_tiny_patch4_window7_224", dict(embed_dim=16, depths=(2, 2), num_heads=(1, 1), window_size=4,
+                                                   img_size=64), [(2, 3, 64, 64), (2, 3, 80, 80), (2, 3, 72, 72)]),
+    # from 64 up (at 32 the last map is 1x1, and torch specialises sizes 0 and 1: one recompile, not vitkit's)
+    "uniformer": ("uniformer_demo_32", {}, [(2, 3, 64, 64), (2, 3, 96, 96), (2, 3, 128, 128)]),
+}
+
+
+@pytest.mark.parametrize("family", sorted(_SIZES))
+def test_three_sizes_compile_one_graph(family):
+    """No recompile at a new size (forward and backward, eager backend, dynamic=True)."""
+    import torch
+
+    import vitkit
+    from vitkit.analysis.graph_breaks import audit
+
+    torch.set_num_threads(1)
+    name, kw, shapes = _SIZES[family]
+    result = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), shapes)
+    assert result.graphs_per_size == [1, 1, 1], result.recompile_reasons
+    assert result.recompiles == 0
+
+
+def test_traced_same_size_resample_is_exact():
+    """While compiled, resampling to the same grid interpolates (no size guard); that is an exact identity."""
+    import torch
+
+    from vitkit.layers import resample_1d, resample_pos_embed
+
+    pe, table = torch.randn(1, 1 + 7 * 5, 8), torch.randn(13, 4)
+    pe3 = torch.randn(1, 3 * 4 * 5, 8)
+    fn = torch.compile(lambda: (resample_pos_embed(pe, (7, 5), (7, 5)), resample_1d(table, 13),
+                                resample_pos_embed(pe3, (3, 4, 5), (3, 4, 5), 0)), backend="eager")
+    a, b, c = fn()
+    assert torch.equal(a, pe) and torch.equal(b, table) and torch.equal(c, pe3)

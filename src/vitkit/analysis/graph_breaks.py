@@ -5,12 +5,15 @@ runs, so both are audited with the ``eager`` backend (tracing only; the compiled
 with ordinary ops). :func:`audit` traces a training step (forward and backward; the backward graph comes from
 the forward graph through AOTAutograd, so it has no breaks of its own) at each of several input sizes with
 ``dynamic=True`` (as :func:`vitkit.models.compile.maybe_compile` compiles) and reports the breaks with
-their reasons and the number of graphs compiled. One graph per model over every size is the goal.
+their reasons, the number of graphs compiled, and the recompiles: graphs added after the first size, each with
+the guard that failed. One graph per model over every size is the goal.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,12 +22,49 @@ import torch.nn as nn
 @dataclass
 class CompileAudit:
     """``graph_breaks``: count over one traced forward; ``reasons``: one line each; ``graphs``: frames compiled
-    over all sizes (recompiles included); ``sizes``: the input shapes tried."""
+    over all sizes (recompiles included); ``sizes``: the input shapes tried; ``graphs_per_size``: the running
+    count of graphs after each size; ``recompiles``: graphs compiled after the first size; ``recompile_reasons``:
+    the failed guard behind each (first line, source location kept)."""
 
     graph_breaks: int
     reasons: list[str] = field(default_factory=list)
     graphs: int = 0
     sizes: list[tuple[int, ...]] = field(default_factory=list)
+    graphs_per_size: list[int] = field(default_factory=list)
+    recompile_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def recompiles(self) -> int:
+        return self.graphs_per_size[-1] - self.graphs_per_size[0] if self.graphs_per_size else 0
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        # the message names the recompiled function, then one "- <guard>  # <source>" line per failed guard
+        self.lines += [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ")]
+
+
+@contextlib.contextmanager
+def recompile_log() -> Iterator[list[str]]:
+    """Collect TorchDynamo's recompile reasons (its ``recompiles`` log artifact) while the block runs."""
+    import torch._logging
+
+    handler = _Collect()
+    logger = logging.getLogger("torch._dynamo.guards.__recompiles")
+    torch._logging.set_logs(recompiles=True)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False  # collected here, not printed
+    try:
+        yield handler.lines
+    finally:
+        logger.propagate = propagate
+        logger.removeHandler(handler)
+        torch._logging.set_logs()
 
 
 def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = True) -> CompileAudit:
@@ -45,9 +85,12 @@ def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = 
                             [tuple(shapes[0])])
     counters.clear()
     compiled = torch.compile(model, backend="eager", dynamic=True)
-    for shape in shapes:
-        out = compiled(torch.randn(*shape))
-        (out if isinstance(out, torch.Tensor) else torch.cat([o.flatten() for o in out])).float().mean().backward()
-    graphs = int(counters["stats"].get("unique_graphs", 0))
+    per_size = []
+    with recompile_log() as why:
+        for shape in shapes:
+            out = compiled(torch.randn(*shape))
+            (out if isinstance(out, torch.Tensor) else torch.cat([o.flatten() for o in out])).float().mean().backward()
+            per_size.append(int(counters["stats"].get("unique_graphs", 0)))
     dynamo.reset()
-    return CompileAudit(int(explained.graph_break_count), reasons, graphs, [tuple(s) for s in shapes])
+    return CompileAudit(int(explained.graph_break_count), reasons, per_size[-1], [tuple(s) for s in shapes],
+                        per_size, list(why))

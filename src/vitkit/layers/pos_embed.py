@@ -1,7 +1,10 @@
 """Resampling of learned position embeddings and relative-position-bias tables to new grid sizes.
 
 Used both when loading a checkpoint trained at another size and at run time for a new input size.
-Resampling to the same size returns the input unchanged (bit-exact).
+Resampling to the same size returns the input unchanged (bit-exact). While ``torch.compile`` traces, the
+same-size shortcut is not taken: the size test would become a guard on the input size, so a model compiled with
+``dynamic=True`` would recompile when it moves between its native size and any other. Interpolating to the same
+size is an exact identity (linear, bicubic and trilinear weights at scale 1 are 1 and 0), so the numbers match.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .fused import is_tracing
+
 _MODES = {1: "linear", 2: "bicubic", 3: "trilinear"}
 
 
@@ -19,7 +24,7 @@ def resample_grid(
 ) -> torch.Tensor:
     """Resize a (1, C, *size) map to ``new_size``; bicubic in 2-D, trilinear in 3-D unless ``mode`` says otherwise."""
     new_size = tuple(int(s) for s in new_size)
-    if tuple(grid.shape[2:]) == new_size:
+    if not is_tracing() and tuple(grid.shape[2:]) == new_size:
         return grid
     rank = len(new_size)
     mode = mode or _MODES[rank]
@@ -61,7 +66,7 @@ def resample_pos_embed(
     old_grid = infer_grid(n_grid, old_grid if old_grid is not None else None)
     if math.prod(old_grid) != n_grid:
         raise ValueError(f"old grid {old_grid} does not match {n_grid} position-embedding tokens")
-    if old_grid == new_grid:
+    if not is_tracing() and old_grid == new_grid:
         return pos_embed
     prefix, tokens = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     grid = tokens.reshape(1, *old_grid, -1).movedim(-1, 1)
@@ -92,7 +97,7 @@ def resample_rel_pos_table(
 
 def resample_1d(table: torch.Tensor, new_len: int) -> torch.Tensor:
     """Linearly resample a (L, C) table along its first axis (MViTv2 decomposed relative positions)."""
-    if table.shape[0] == new_len:
+    if not is_tracing() and table.shape[0] == new_len:
         return table
     out = F.interpolate(table.T.unsqueeze(0).float(), size=new_len, mode="linear", align_corners=False)
     return out[0].T.to(table.dtype)

@@ -94,9 +94,10 @@ def _window_order(
     order = (p * torch.tensor(strides)).sum(-1).reshape(-1)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel())
-    # the unpadded grid's entries, row-major: a slice of the padded grid (no boolean mask: its data-dependent
-    # size would break a torch.compile graph)
-    real = inverse.reshape(padded)[tuple(slice(0, g) for g in grid)].reshape(-1)
+    # the unpadded grid's entries, row-major, read at their flat positions in the padded grid (no boolean mask:
+    # its data-dependent size would break a torch.compile graph; no slice: under dynamic shapes a slice's end
+    # clamp and the reshape of a possibly non-contiguous slice would guard on whether the grid was padded)
+    real = inverse[(_grid_positions(grid) * torch.tensor(strides)).sum(-1)]
     return order, real
 
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, pad_to_multiple,
                            resample_pos_embed, to_tuple)
 from vitkit.layers.cache import TensorCache
+from vitkit.layers.fused import is_tracing
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
 from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
 
@@ -188,11 +189,22 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), drop=cfg.drop_rate)
 
     def window_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad, shift and partition, attend within windows, then undo it all (two gathers)."""
+        """Pad, shift and partition, attend within windows, then undo it all (two gathers).
+
+        Under ``torch.compile(dynamic=True)`` one graph serves every input size whose maps fall on the same side
+        of the window in every block: the padding is applied unconditionally while tracing (by zero where none is
+        needed) so that it guards nothing. Whether a map is larger than its window is a real branch of the model
+        (a clipped window has fewer tokens and no shift, so another bias, no mask and another ``N``): an input
+        size that moves some block's map across its window size (for Swin-T, 224 -> 7x7 last stage, clipped;
+        256 and up, not clipped) compiles a second graph, which then serves every size on that side. Two cheap
+        guards are kept on purpose (padding there unconditionally doubles the trace time): the input a multiple
+        of the patch (:func:`~vitkit.layers.pad_to_multiple`) and an even map at each patch merging, both true
+        of every multiple of 32 for the four-stage models.
+        """
         B, *grid, C = x.shape
         window, shift = fit_window(grid, self.window_size, self.shift_size)
         padded = padded_grid(grid, window)
-        if padded != tuple(grid):
+        if is_tracing() or padded != tuple(grid):
             pad = []
             for g, p in zip(reversed(grid), reversed(padded)):
                 pad += [0, p - g]
