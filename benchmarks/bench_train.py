@@ -134,7 +134,8 @@ def main() -> None:
     after = B.machine_load()
     print(B.format_table(rows, unit="items/s"))
     for r in rows:
-        print(f"  {r.impl:<22}{r.model:<30}{r.dtype:<6} first step {r.extra['first_step_s']:.1f} s, "
+        print(f"  {r.impl:<22}{r.model:<30}{r.dtype:<6} first step {r.extra['first_step_s']:.1f} s "
+              f"({args.clock}; {r.extra['first_step_wall_s']:.1f} s wall), "
               f"peak training memory {r.extra['peak_train_mem_mb']:.0f} MB")
     print(B.describe_load(after))
     path = B.free_path(args.out, args.overwrite)
