@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 
 from .cache import TensorCache
+from .fused import is_tracing
 
 MASK_VALUE = -100.0  # the official Swin / Video Swin value: exp(-100) underflows, no NaN in low precision
 # per (kind, sizes, device); the largest entries are shift masks (Video Swin at 32x224^2: 79 MB in stage 1)
@@ -160,7 +161,8 @@ def shift_mask(
 def _relative_position_index(window: tuple[int, ...], table_window: tuple[int, ...], mode: str) -> torch.Tensor:
     if mode == "slice":
         n = math.prod(window)
-        return _relative_position_index(table_window, table_window, "offset")[:n, :n].contiguous()
+        rows = torch.arange(n)  # gathered, not sliced: a slice guards a traced n on equalling the full window
+        return _relative_position_index(table_window, table_window, "offset")[rows[:, None], rows[None, :]]
     pos = _grid_positions(window)
     rel = pos[:, None, :] - pos[None, :, :] + torch.tensor(table_window) - 1  # (N, N, rank), >= 0
     sizes = [2 * w - 1 for w in table_window]
@@ -186,6 +188,6 @@ def relative_position_index(
         raise ValueError(f"mode must be 'offset' or 'slice', got {mode!r}")
     if any(w > t for w, t in zip(window, table_window)):
         raise ValueError(f"window {window} is larger than the bias table's window {table_window}")
-    if window == table_window:
+    if not is_tracing() and window == table_window:  # a shortcut only (both modes agree there): no size guard
         mode = "offset"
     return _cached("index", _relative_position_index, (window, table_window, mode), torch.device(device))
