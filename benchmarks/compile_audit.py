@@ -5,7 +5,9 @@ code generation is paid for) and ``dynamic=True`` as ``train.compile`` compiles.
 after the first size; the JSON keeps the failed guard behind each. Prints a table and writes
 benchmarks/results/compile_audit.json. ``--full`` audits the real variants instead of small ones (minutes).
 
-Usage: python benchmarks/compile_audit.py [--full] [--out PATH]
+Usage: python benchmarks/compile_audit.py [--full] [--only FAMILY,...] [--out PATH]
+
+``--only`` audits those families and replaces their rows in an existing JSON at ``--out`` (others kept).
 """
 from __future__ import annotations
 
@@ -53,14 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="the real variants (minutes) instead of small ones")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "compile_audit.json"))
+    ap.add_argument("--only", default="", help="comma-separated families; their rows replace those in --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     before = B.machine_load()
+    suite = FULL if args.full else SMALL
+    only = [f for f in args.only.split(",") if f]
+    if set(only) - set(suite):
+        ap.error(f"unknown --only {sorted(set(only) - set(suite))}; choose from {', '.join(suite)}")
     rows = {}
-    for family, (name, kw, shapes) in (FULL if args.full else SMALL).items():
+    if only and os.path.exists(args.out):
+        with open(args.out) as f:
+            rows = json.load(f)["rows"]
+    for family, (name, kw, shapes) in suite.items():
+        if only and family not in only:
+            continue
         t = time.perf_counter()
         a = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), shapes)
-        rows[family] = {"model": name, "graph_breaks": a.graph_breaks, "reasons": a.reasons, "graphs": a.graphs,
+        rows[family] = {"model": name, "load_before": before, "graph_breaks": a.graph_breaks, "reasons": a.reasons, "graphs": a.graphs,
                         "sizes": a.sizes, "graphs_per_size": a.graphs_per_size, "recompiles": a.recompiles,
                         "recompile_reasons": a.recompile_reasons, "seconds": time.perf_counter() - t}
         print(f"{family:<16}{name:<30} breaks {a.graph_breaks:>3}  graphs over {len(shapes)} sizes {a.graphs:>3}  "
