@@ -32,7 +32,8 @@ DEFAULT = "cnn:concat,cnn:upernet32,cnn:upernet128,uniformer_demo_32:concat:01,u
 
 
 def _cbr(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2 if stride == 1 else 0),
+    """Conv-BN-ReLU; odd kernels keep the size (divided by the stride), even ones (the patchify stem) pad nothing."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if kernel % 2 else 0),
                          nn.BatchNorm2d(cout), nn.ReLU())
 
 
@@ -43,10 +44,8 @@ class ConvPyramid(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.levels = nn.ModuleList([nn.Sequential(_cbr(3, 32, 4, 4), _cbr(32, 32)),
-                                     nn.Sequential(nn.Conv2d(32, 64, 3, 2, 1), nn.BatchNorm2d(64), nn.ReLU()),
-                                     nn.Sequential(nn.Conv2d(64, 128, 3, 2, 1), nn.BatchNorm2d(128), nn.ReLU()),
-                                     nn.Sequential(nn.Conv2d(128, 128, 3, 2, 1), nn.BatchNorm2d(128), nn.ReLU())])
+        self.levels = nn.ModuleList([nn.Sequential(_cbr(3, 32, 4, 4), _cbr(32, 32)), _cbr(32, 64, stride=2),
+                                     _cbr(64, 128, stride=2), _cbr(128, 128, stride=2)])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []
