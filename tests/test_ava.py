@@ -16,12 +16,7 @@ from vitkit.tasks.ava_eval import frame_ap
 LABEL_MAP = 'item {\n  name: "stand"\n  id: 1\n}\nitem {\n  name: "talk to (e.g., self, a person)"\n  label_id: 3\n}\n'
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

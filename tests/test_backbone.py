@@ -8,14 +8,7 @@ import torch
 import vitkit
 from vitkit.models.backbone import as_backbone
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small convolutional models run many times faster than with two threads
-    spinning against each other on a busy 2-core machine (measured 0.2 s vs 4.7 s a training step)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # small members of each family (image and video); Swin has no demo variant, so a narrow Swin-T

@@ -47,16 +47,14 @@ _FAMILIES = {
 }
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("family", sorted(_FAMILIES))
 def test_every_family_traces_without_graph_breaks(family):
     """One graph per forward (and so per backward): window orders, masks and bias indices are built with
     static-shape ops (a boolean-mask index once broke Swin's graph 25 times)."""
-    import torch
-
     import vitkit
     from vitkit.analysis.graph_breaks import audit
 
-    torch.set_num_threads(1)
     name, kw, shape = _FAMILIES[family]
     result = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), [shape], recompiles=False)
     assert result.graph_breaks == 0 and result.graphs == 1, result.reasons
@@ -74,15 +72,13 @@ _SIZES = {
 }
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("family", sorted(_SIZES))
 def test_three_sizes_compile_one_graph(family):
     """No recompile at a new size (forward and backward, eager backend, dynamic=True)."""
-    import torch
-
     import vitkit
     from vitkit.analysis.graph_breaks import audit
 
-    torch.set_num_threads(1)
     name, kw, shapes = _SIZES[family]
     result = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), shapes)
     assert result.graphs_per_size == [1, 1, 1], result.recompile_reasons
