@@ -1,3 +1,4 @@
+import importlib
 import pytest
 import torch
 import torch.nn.functional as F
@@ -139,3 +140,58 @@ def test_depthwise_conv_backward_equals_torch(grid, stride):
         grads[name] = (y.detach(), x.grad, wt.grad)
     for a, b in zip(grads["torch"], grads["vitkit"]):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    from vitkit.layers.cpu_features import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\nbogomips\t: 5199.99\n")
+    assert cpu_flags(str(info)) == {"fpu", "sse2", "avx512f", "amx_bf16", "amx_tile"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_cpu_bf16_training_runs_attention_explicitly(monkeypatch):
+    """With bf16 units, a CPU bf16 training step skips SDPA's slow fused backward (vitkit.layers.attention doc);
+    in fp32, without gradients, past the size limit or without bf16 units SDPA runs; gradients agree."""
+    A = importlib.import_module("vitkit.layers.attention")  # the package exports a function of that name
+
+    sdpa_calls = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        sdpa_calls.append("bf16" if torch.is_autocast_enabled("cpu") or args[0].dtype == torch.bfloat16 else "fp32")
+        return real_sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(A.F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 17, 8, requires_grad=True) for _ in range(3))
+
+    def grads(hardware: bool, amp: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(A, "native_bf16", lambda: hardware)
+        for t in (q, k, v):
+            t.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = attention(q, k, v)
+        out.float().square().sum().backward()
+        return [t.grad.clone() for t in (q, k, v)]
+
+    ref = grads(True, amp=False)  # fp32: SDPA
+    assert sdpa_calls == ["fp32"]
+    fused_bf16 = grads(False, amp=True)  # no bf16 units: SDPA in bf16
+    assert sdpa_calls[1:] == ["bf16"]
+    explicit_bf16 = grads(True, amp=True)
+    assert len(sdpa_calls) == 2  # explicit: no SDPA call
+    for a, b, r in zip(explicit_bf16, fused_bf16, ref):
+        assert (a - r).abs().max() <= 2 * (b - r).abs().max() + 1e-3  # as close to fp32 as the fused bf16 kernel
+
+    monkeypatch.setattr(A, "native_bf16", lambda: True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert A.explicit_trains_faster(q, k)
+        with torch.no_grad():
+            assert not A.explicit_trains_faster(q, k)
+        assert not A.explicit_trains_faster(q.detach(), k.detach())
+    assert A.explicit_trains_faster(q.bfloat16(), k.bfloat16())  # bf16 tensors without autocast
+    assert not A.explicit_trains_faster(q, k)  # fp32
+    monkeypatch.setattr(A, "EXPLICIT_MAX_SCORES", 17 * 17 - 1)
+    assert not A.explicit_trains_faster(q.bfloat16(), k.bfloat16())
