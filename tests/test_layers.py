@@ -142,6 +142,43 @@ def test_depthwise_conv_backward_equals_torch(grid, stride):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("rank,bias,amp", [(2, True, False), (3, False, False), (3, False, True), (2, False, True)])
+def test_conv_in_float32_keeps_reduced_input_and_equals_the_float32_conv(rank, bias, amp):
+    """conv_in_float32 gives the float32 convolution's values and gradients (cast to the inputs' dtypes) while
+    the backward keeps the bf16 input, not a float32 copy of it (half the memory of the plain cast)."""
+    from vitkit.layers.depthwise import conv_in_float32
+
+    torch.manual_seed(0)
+    C, grid = 6, ((5, 9, 7) if rank == 3 else (9, 7))
+    base = torch.randn(2, *grid, C).bfloat16()
+    w = torch.randn(C, 1, *(3,) * rank)
+    b = torch.randn(C) if bias else None
+    conv = F.conv3d if rank == 3 else F.conv2d
+    out_grad = torch.randn(2, C, *grid).bfloat16()
+    results = {}
+    for name in ("plain", "vitkit"):
+        x = base.clone().requires_grad_()
+        wt = w.clone().requires_grad_()
+        bt = None if b is None else b.clone().requires_grad_()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t), \
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            maps = x.movedim(-1, 1)  # channels-last view, as the models build it
+            if name == "plain":
+                with torch.autocast("cpu", enabled=False):
+                    y = conv(maps.float(), wt, bt, 1, 1, 1, C).bfloat16()
+            else:
+                y = conv_in_float32(maps, wt, bt, (1,) * rank, (1,) * rank, C)
+        assert y.dtype == torch.bfloat16
+        y.backward(out_grad)
+        results[name] = (y.detach(), x.grad, wt.grad) + (() if bt is None else (bt.grad,))
+        big = [t.dtype for t in saved if t.numel() == base.numel()]
+        assert big == ([torch.float32] if name == "plain" else [torch.bfloat16])
+    for a, v in zip(results["plain"], results["vitkit"]):
+        assert v.dtype == a.dtype
+        torch.testing.assert_close(v, a, rtol=1e-5, atol=1e-5)  # 3-D: our backward sums in another order
+
+
 def test_cpu_flags_read_from_cpuinfo(tmp_path):
     from vitkit.layers.cpu_features import cpu_flags
 

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .depthwise import float32_on_this_device, reduced_precision_dtype
+from .depthwise import conv_in_float32, float32_on_this_device
 from .nd import batchnorm_nd, conv_nd, to_tuple
 
 
@@ -21,10 +21,7 @@ class _Float32OnCpu:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not float32_on_this_device(x):
             return super().forward(x)  # type: ignore[misc]
-        out_dtype = reduced_precision_dtype(x)
-        with torch.autocast("cpu", enabled=False):
-            bias = None if self.bias is None else self.bias.float()  # type: ignore[attr-defined]
-            return self._conv_forward(x.float(), self.weight.float(), bias).to(out_dtype)  # type: ignore[attr-defined]
+        return conv_in_float32(x, self.weight, self.bias, self.stride, self.padding, self.groups)  # type: ignore[attr-defined]
 
 
 class DepthwiseConv2d(_Float32OnCpu, nn.Conv2d):

@@ -71,6 +71,48 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int],
     return (F.conv3d if rank == 3 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
 
 
+class _ConvInFloat32(torch.autograd.Function):
+    """A convolution computed in float32 on reduced-precision input that keeps the input in its own dtype for the
+    backward (half the memory of keeping the float32 copy); the backward recomputes the float32 convolution,
+    a few per cent of its own cost, and differentiates it."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, groups, out_dtype):  # noqa: D401 - autograd signature
+        ctx.save_for_backward(x, weight, bias)
+        ctx.conv = (stride, padding, groups)
+        return _conv(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding,
+                     groups).to(out_dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[:3]
+        with torch.enable_grad():
+            leaves = [None if t is None else t.detach().float().requires_grad_(w) for t, w in zip(saved, wanted)]
+            out = _conv(*leaves, *ctx.conv)
+            asked = [t for t, w in zip(leaves, wanted) if w and t is not None]
+            got = iter(torch.autograd.grad(out, asked, grad.float()) if asked else ())
+        grads = [next(got).to(t.dtype) if w and t is not None else None for t, w in zip(saved, wanted)]
+        return (*grads, None, None, None, None)
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+          padding: Sequence[int], groups: int) -> torch.Tensor:
+    if bias is None and groups == weight.shape[0] == x.shape[1]:
+        return depthwise_conv(x, weight, stride, padding)
+    return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, bias, stride, padding, 1, groups)
+
+
+def conv_in_float32(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+                    padding: Sequence[int], groups: int) -> torch.Tensor:
+    """A (depthwise) convolution of reduced-precision ``x`` run in float32 (see :func:`float32_on_this_device`),
+    returned in the dtype autocast would give; the backward keeps ``x`` as it is, not a float32 copy."""
+    out_dtype = reduced_precision_dtype(x)
+    with torch.autocast("cpu", enabled=False):
+        return _ConvInFloat32.apply(x, weight, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
+                                    groups, out_dtype)
+
+
 def float32_on_this_device(x: torch.Tensor) -> bool:
     """Whether a depthwise convolution of ``x`` should run in float32: on the CPU in bf16 / fp16 (the input's
     dtype or autocast's). Depthwise kernels there are 3-10x slower in reduced precision than in float32 on

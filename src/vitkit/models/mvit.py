@@ -281,10 +281,10 @@ class MultiScaleAttention(Attention):
             kv, k_grid = pool_tokens(kv, self.pool_k, grid, p, None, self._tiled([self.pool_k, self.pool_v]))
         kv = kv.view(B, -1, 2, h, d)
         if self.norm_k is not None:
-            gamma = torch.stack([self.norm_k.weight, self.norm_v.weight]).unsqueeze(1)
-            beta = torch.stack([self.norm_k.bias, self.norm_v.bias]).unsqueeze(1)
-            kv = torch.addcmul(beta, F.layer_norm(kv, (d,), None, None, self.norm_k.eps), gamma)
-        q, k, v = q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+            k, v = self.norm_k(kv[:, :, 0]), self.norm_v(kv[:, :, 1])
+        else:
+            k, v = kv[:, :, 0], kv[:, :, 1]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         bias = None
         if self.rel_pos_h is not None or self.rel_pos_t is not None:
             bias = decomposed_rel_pos_bias(q, q_grid, k_grid, self.rel_tables(len(grid)), p)
