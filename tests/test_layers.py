@@ -232,3 +232,34 @@ def test_cpu_bf16_training_runs_attention_explicitly(monkeypatch):
     assert not A.explicit_trains_faster(q, k)  # fp32
     monkeypatch.setattr(A, "EXPLICIT_MAX_SCORES", 17 * 17 - 1)
     assert not A.explicit_trains_faster(q.bfloat16(), k.bfloat16())
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_pointwise_conv3d_is_the_conv_and_keeps_clips_channels_last(amp):
+    """A 1x1x1 convolution as a matrix product: the values and gradients of ``nn.Conv3d`` with the same
+    parameters, a channels-last result for a channels-last clip, and the plain convolution for other layouts."""
+    from vitkit.layers.conv_blocks import PointwiseConv3d, pointwise_conv
+
+    torch.manual_seed(0)
+    ours = pointwise_conv(3, 6, 10)
+    assert isinstance(ours, PointwiseConv3d) and type(pointwise_conv(2, 6, 10)) is torch.nn.Conv2d
+    ref = torch.nn.Conv3d(6, 10, 1)
+    ref.load_state_dict(ours.state_dict())
+    base = torch.randn(2, 3, 5, 7, 6)
+    tol = dict(rtol=2e-2, atol=2e-2) if amp else dict(rtol=1e-5, atol=1e-5)
+    for layout in ("channels_last", "contiguous"):
+        outs = []
+        for m in (ref, ours):
+            x = base.clone().requires_grad_()
+            clip = x.movedim(-1, 1) if layout == "channels_last" else x.movedim(-1, 1).contiguous()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                y = m(clip)
+            y.float().square().sum().backward()
+            outs.append((y, x.grad, m.weight.grad.clone(), m.bias.grad.clone()))
+            m.zero_grad()
+        (y_ref, *g_ref), (y, *g) = outs
+        assert y.shape == y_ref.shape == (2, 10, 3, 5, 7) and y.dtype == y_ref.dtype
+        assert y.movedim(1, -1).is_contiguous() == (layout == "channels_last")
+        torch.testing.assert_close(y.float(), y_ref.float(), **tol)
+        for a, b in zip(g, g_ref):
+            torch.testing.assert_close(a, b, **tol)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from .fused import linear
-from .nd import conv_nd
+from .conv_blocks import pointwise_conv
 
 
 class Mlp(nn.Module):
@@ -29,8 +29,8 @@ class Mlp(nn.Module):
             self.fc1 = nn.Linear(in_features, hidden_features)
             self.fc2 = nn.Linear(hidden_features, out_features)
         else:
-            self.fc1 = conv_nd(rank, in_features, hidden_features, 1)
-            self.fc2 = conv_nd(rank, hidden_features, out_features, 1)
+            self.fc1 = pointwise_conv(rank, in_features, hidden_features)
+            self.fc2 = pointwise_conv(rank, hidden_features, out_features)
         self.act = act_layer()
         self.drop = nn.Dropout(drop)
 

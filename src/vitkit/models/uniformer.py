@@ -11,7 +11,6 @@ Module names follow the official Sense-X code, so official checkpoints load with
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar, Sequence
@@ -19,9 +18,9 @@ from typing import ClassVar, Sequence
 import torch
 import torch.nn as nn
 
-from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, batchnorm_nd, conv_nd, drop_path_rates,
+from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, batchnorm_nd, drop_path_rates,
                            pad_to_multiple, to_tuple)
-from vitkit.layers.conv_blocks import ConvStem, depthwise_conv
+from vitkit.layers.conv_blocks import ConvStem, depthwise_conv, pointwise_conv
 from vitkit.layers.init import trunc_normal_init
 from vitkit.layers.windows import padded_grid, window_partition, window_reverse
 
@@ -83,9 +82,9 @@ class LocalBlock(nn.Module):
         super().__init__()
         self.pos_embed = depthwise_conv(rank, dim, cfg.dpe_kernel)
         self.norm1 = batchnorm_nd(rank, dim)
-        self.conv1 = conv_nd(rank, dim, dim, 1)
+        self.conv1 = pointwise_conv(rank, dim, dim)
         self.attn = depthwise_conv(rank, dim, cfg.local_kernel)
-        self.conv2 = conv_nd(rank, dim, dim, 1)
+        self.conv2 = pointwise_conv(rank, dim, dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = batchnorm_nd(rank, dim)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), drop=cfg.drop_rate, rank=rank)
