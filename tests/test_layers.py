@@ -115,6 +115,87 @@ def test_fused_cpu_linear_path_matches_plain_ops():
     assert counter.total == 2 * 7 * (32 * 64 + 64 * 32)  # the fused ops are counted like Linear
 
 
+class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the name of every aten / mkldnn op run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _native_bf16() -> bool:
+    from vitkit.layers.cpu_features import native_bf16
+
+    return native_bf16()
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 fused path runs only on CPUs with bf16 units")
+def test_fused_bf16_autocast_linear_matches_plain_autocast_to_bf16_rounding():
+    from vitkit.layers import Mlp
+    from vitkit.layers.fused import fused_linear_enabled
+
+    torch.manual_seed(0)
+    mlp, attn = Mlp(64, 128).eval(), Attention(64, 4).eval()
+    x = torch.randn(2, 9, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with fused_linear_enabled(False):
+            refs = [mlp(x), mlp(x, residual=x), attn(x, residual=x), mlp(x.bfloat16(), residual=x.bfloat16())]
+        ops = _OpNames()
+        with ops:
+            outs = [mlp(x), mlp(x, residual=x), attn(x, residual=x), mlp(x.bfloat16(), residual=x.bfloat16())]
+    assert sum("_linear_pointwise" in n for n in ops.names) == 2 + 2 + 2 + 2
+    assert not any("addmm" in n or "gelu" in n for n in ops.names)  # bias, GELU and bf16 add in the GEMM
+    for out, ref in zip(outs, refs):
+        assert out.dtype == ref.dtype  # bf16 alone, float32 where a float32 residual is added (as autocast)
+        torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=2e-2)  # bf16: 8 bits of mantissa
+    exact = x + mlp.fc2(F.gelu(mlp.fc1(x)))
+    assert (outs[1] - exact).abs().max() < 4 * (refs[1] - exact).abs().max() + 1e-3  # no worse than autocast
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 fused path runs only on CPUs with bf16 units")
+def test_fused_bf16_weights_are_cast_once_and_follow_changes():
+    from vitkit.layers.fused import bf16_params
+
+    lin = torch.nn.Linear(8, 4)
+    w1, b1 = bf16_params(lin)
+    assert bf16_params(lin)[0] is w1 and w1.dtype == b1.dtype == torch.bfloat16
+    assert torch.equal(w1, lin.weight.detach().bfloat16())
+    with torch.no_grad():
+        lin.weight.mul_(2)  # in place: the version counter moves, the copy is rebuilt
+    assert torch.equal(bf16_params(lin)[0], 2 * w1)
+    lin.load_state_dict({"weight": torch.zeros(4, 8), "bias": torch.ones(4)})
+    w3, b3 = bf16_params(lin)
+    assert not w3.any() and torch.equal(b3, torch.ones(4, dtype=torch.bfloat16))
+
+
+def test_fused_bf16_path_is_skipped_where_it_should_be(monkeypatch):
+    """Training (autograd on), fp16 autocast, CPUs without bf16 units and tracing keep autocast's own ops."""
+    import vitkit.layers.fused as fused
+    from vitkit.layers import Mlp
+
+    mlp, x = Mlp(16, 32).eval(), torch.randn(2, 5, 16)
+
+    def fused_calls(grad: bool = False, dtype: torch.dtype = torch.bfloat16) -> int:
+        ops = _OpNames()
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=dtype), ops:
+            mlp(x, residual=x)
+        return sum("_linear_pointwise" in n for n in ops.names)
+
+    monkeypatch.setattr(fused, "native_bf16", lambda: True)
+    assert fused_calls() == 2
+    assert fused_calls(grad=True) == 0
+    assert fused_calls(dtype=torch.float16) == 0
+    monkeypatch.setattr(fused, "is_tracing", lambda: True)
+    assert fused_calls() == 0
+    monkeypatch.undo()
+    monkeypatch.setattr(fused, "native_bf16", lambda: False)
+    assert fused_calls() == 0
+
+
 @pytest.mark.parametrize("grid,stride", [((4, 9, 7), (1, 1, 1)), ((4, 9, 7), (1, 4, 4)), ((5, 6, 6), (2, 2, 2))])
 def test_depthwise_conv_backward_equals_torch(grid, stride):
     """The channels-last 3-D depthwise backward (mirrored forward for stride 1, contiguous kernel otherwise)
