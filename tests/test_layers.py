@@ -116,14 +116,16 @@ def test_fused_cpu_linear_path_matches_plain_ops():
 
 
 class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records the name of every aten / mkldnn op run inside it."""
+    """Records the name of every aten / mkldnn op run inside it, and the dtype of its first argument."""
 
     def __init__(self) -> None:
         super().__init__()
         self.names: list[str] = []
+        self.dtypes: list[torch.dtype | None] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.names.append(str(func))
+        self.dtypes.append(args[0].dtype if args and isinstance(args[0], torch.Tensor) else None)
         return func(*args, **(kwargs or {}))
 
 
@@ -194,6 +196,80 @@ def test_fused_bf16_path_is_skipped_where_it_should_be(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(fused, "native_bf16", lambda: False)
     assert fused_calls() == 0
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_conv_mlp_runs_as_fused_linears_on_channels_last_maps(amp):
+    """UniFormer's convolutional FFN (1x1 conv - GELU - 1x1 conv on maps): on a channels-last map at inference
+    the 1x1 convolutions run as fused linears over the channels; same numbers as the convolutions."""
+    from vitkit.layers import Mlp
+    from vitkit.layers.fused import fused_linear_enabled
+
+    if amp and not _native_bf16():
+        pytest.skip("the bf16 fused path runs only on CPUs with bf16 units")
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64, rank=2).eval()
+    x = torch.randn(2, 16, 5, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with fused_linear_enabled(False):
+            ref = mlp(x, residual=x)
+        ops = _OpNames()
+        with ops:
+            out = mlp(x, residual=x)
+            plain = mlp(x.contiguous(), residual=x.contiguous())  # NCHW: the convolutions run
+    assert sum("_linear_pointwise" in n for n in ops.names) == 2
+    assert sum("convolution" in n for n in ops.names) == 2
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    assert out.movedim(1, -1).is_contiguous()  # handed back channels-last, like the input
+    tol = 3e-2 if amp else 1e-5
+    torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
+    torch.testing.assert_close(plain.float(), ref.float(), atol=tol, rtol=tol)
+
+
+def test_fused_linear_takes_only_pointwise_convolutions():
+    from vitkit.layers.fused import fusable, linear
+
+    t = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        assert fusable(t, torch.nn.Conv2d(8, 4, 1)) and fusable(t, torch.nn.Linear(8, 4))
+        assert not fusable(t, torch.nn.Conv2d(8, 4, 3)) and not fusable(t, torch.nn.Conv2d(8, 8, 1, groups=2))
+        assert not fusable(t.transpose(0, 1), torch.nn.Conv2d(8, 4, 1))  # not contiguous tokens
+    with pytest.raises(ValueError, match="fusable"):
+        linear(t, torch.nn.Conv2d(8, 4, 1))  # autograd on: not fused, and a conv cannot take tokens
+
+
+def test_depthwise_precision_follows_the_cpu_and_the_mode(monkeypatch):
+    """Depthwise convolutions under CPU reduced precision run in float32, except bf16 inference on a CPU with
+    bf16 units (faster in bf16 there, vitkit.layers.depthwise doc); training keeps float32 everywhere."""
+    from vitkit.layers import depthwise as D
+
+    x = torch.randn(1, 4, 5, 5)
+    for native, grad, amp, expect in [(True, False, torch.bfloat16, False), (True, True, torch.bfloat16, True),
+                                      (False, False, torch.bfloat16, True), (True, False, torch.float16, True),
+                                      (True, False, None, False)]:
+        monkeypatch.setattr(D, "native_bf16", lambda: native)
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+            assert D.float32_on_this_device(x) is expect, (native, grad, amp)
+        with torch.set_grad_enabled(grad):
+            assert D.float32_on_this_device(x.bfloat16()) is (not native or grad)
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="bf16 depthwise inference runs only on CPUs with bf16 units")
+def test_depthwise_module_in_bf16_inference_matches_float32_to_bf16_rounding():
+    from vitkit.layers.conv_blocks import depthwise_conv
+
+    torch.manual_seed(0)
+    conv = depthwise_conv(2, 8, 5).eval()
+    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ops = _OpNames()
+            with ops:
+                out = conv(x)
+    convs = [d for n, d in zip(ops.names, ops.dtypes) if "convolution" in n]
+    assert convs == [torch.bfloat16] and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=3e-2 * ref.abs().max().item(), rtol=0)
 
 
 @pytest.mark.parametrize("grid,stride", [((4, 9, 7), (1, 1, 1)), ((4, 9, 7), (1, 4, 4)), ((5, 6, 6), (2, 2, 2))])

@@ -62,11 +62,15 @@ def is_tracing() -> bool:
     return detect_fake_mode() is not None
 
 
-def _fused_dtype(x: torch.Tensor, layer: nn.Linear) -> torch.dtype | None:
+#: a Linear, or a 1x1 convolution (a Linear over the channels of a channels-last map)
+Projection = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+
+
+def _fused_dtype(x: torch.Tensor, layer: Projection) -> torch.dtype | None:
     """The dtype the fused kernel runs in for ``layer(x)`` here: float32, bfloat16 (CPU bf16 autocast), or None
     (not fused: the ordinary ops run)."""
     if not (_ENABLED[0] and _HAS_ONEDNN and x.device.type == "cpu" and layer.weight.dtype == torch.float32
-            and not torch.is_grad_enabled()):
+            and not torch.is_grad_enabled() and _pointwise(layer)):
         return None
     if not torch.is_autocast_enabled("cpu"):
         return torch.float32 if x.dtype == torch.float32 and not is_tracing() else None
@@ -80,27 +84,50 @@ def _version_key(t: torch.Tensor | None) -> tuple[int, int] | None:
     return None if t is None else (t.data_ptr(), t._version)
 
 
-def bf16_params(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``layer``'s weight and bias in bf16, cast once and kept until the layer changes them (in-place updates,
-    ``load_state_dict``) or dies. Inference-mode parameters (no version counter) are cast on every call."""
+def _pointwise(layer: Projection) -> bool:
+    """A Linear, or a convolution that is one: 1x1(x1), stride 1, no padding or dilation, one group."""
+    if isinstance(layer, nn.Linear):
+        return True
+    return (all(k == 1 for k in layer.kernel_size) and all(s == 1 for s in layer.stride) and layer.groups == 1
+            and not any(layer.padding) and all(d == 1 for d in layer.dilation))
+
+
+def fusable(x: torch.Tensor, layer: Projection) -> bool:
+    """Whether :func:`linear` runs ``layer`` on the (..., in_features) tokens ``x`` through the fused kernel; a
+    caller that would pass a 1x1 convolution's channels-last map as tokens asks first."""
+    return x.is_contiguous() and _fused_dtype(x, layer) is not None
+
+
+def _weight(layer: Projection) -> torch.Tensor:
+    """(out, in) view of a Linear's or a 1x1 convolution's weight."""
+    return layer.weight if layer.weight.dim() == 2 else layer.weight.flatten(1)
+
+
+def bf16_params(layer: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``layer``'s (out, in) weight and bias in bf16, cast once and kept until the layer changes them (in-place
+    updates, ``load_state_dict``) or dies. Inference-mode parameters (no version counter) are cast every call."""
     w, b = layer.weight, layer.bias
     if w.is_inference() or (b is not None and b.is_inference()):
-        return w.to(torch.bfloat16), None if b is None else b.to(torch.bfloat16)
+        return _weight(layer).to(torch.bfloat16), None if b is None else b.to(torch.bfloat16)
     key = (_version_key(w), _version_key(b))
     hit = _BF16.get(layer)
     if hit is None or hit[0] != key:
         with torch.inference_mode(False), torch.no_grad():
-            hit = (key, w.detach().to(torch.bfloat16), None if b is None else b.detach().to(torch.bfloat16))
+            w16 = _weight(layer).detach().to(torch.bfloat16)
+            hit = (key, w16, None if b is None else b.detach().to(torch.bfloat16))
         _BF16[layer] = hit
     return hit[1], hit[2]
 
 
 def linear(
-    x: torch.Tensor, layer: nn.Linear, act: str | None = None, residual: torch.Tensor | None = None
+    x: torch.Tensor, layer: Projection, act: str | None = None, residual: torch.Tensor | None = None,
+    rows: slice | None = None,
 ) -> torch.Tensor:
     """``act(layer(x)) (+ residual)``, with ``act`` None or 'gelu' (exact erf GELU); fused on the CPU at inference.
 
-    ``residual`` may only be given without ``act`` (linear + add, as a block's output projection).
+    ``residual`` may only be given without ``act`` (linear + add, as a block's output projection). ``layer`` may
+    be a 1x1 convolution applied to tokens (its map's channels last) only where :func:`fusable` says so.
+    ``rows`` computes only those outputs of a Linear (``F.linear(x, W[rows], b[rows])``, e.g. q of a fused qkv).
     """
     if act not in (None, "gelu"):
         raise ValueError(f"act must be None or 'gelu', got {act!r}")
@@ -110,16 +137,22 @@ def linear(
     if dtype is not None and x.is_contiguous() and (residual is None or residual.is_contiguous()):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
-        weight, bias = (layer.weight, layer.bias) if dtype == torch.float32 else bf16_params(layer)
+        weight, bias = (_weight(layer), layer.bias) if dtype == torch.float32 else bf16_params(layer)
+        if rows is not None:  # rows of a contiguous (out, in) weight: still contiguous
+            weight, bias = weight[rows], None if bias is None else bias[rows]
+        n_out = weight.shape[0]
         if residual is not None and residual.dtype == dtype:
-            out = torch.ops.mkldnn._linear_pointwise.binary(
-                x2, residual.reshape(-1, layer.out_features), weight, bias, "add"
-            )
-            return out.reshape(*shape[:-1], layer.out_features)
+            out = torch.ops.mkldnn._linear_pointwise.binary(x2, residual.reshape(-1, n_out), weight, bias, "add")
+            return out.reshape(*shape[:-1], n_out)
         out = torch.ops.mkldnn._linear_pointwise(x2, weight, bias, act or "none", [], "none" if act else "")
-        out = out.reshape(*shape[:-1], layer.out_features)
+        out = out.reshape(*shape[:-1], n_out)
         return out if residual is None else residual + out
-    y = layer(x)
+    if not isinstance(layer, nn.Linear):
+        raise ValueError("a convolution runs as a linear over tokens only on the fused path (check fusable first)")
+    if rows is None:
+        y = layer(x)
+    else:
+        y = F.linear(x, layer.weight[rows], None if layer.bias is None else layer.bias[rows])
     if act == "gelu":
         y = F.gelu(y)
     if residual is not None:
