@@ -238,6 +238,24 @@ def test_fused_linear_takes_only_pointwise_convolutions():
         linear(t, torch.nn.Conv2d(8, 4, 1))  # autograd on: not fused, and a conv cannot take tokens
 
 
+@pytest.mark.parametrize("mode", ["grad", "fp32", "bf16"])
+def test_fused_linear_rows_compute_a_slice_of_the_outputs(mode):
+    """``rows=`` (MViT's q and kv from one qkv Linear) equals F.linear on the weight's rows, on every path."""
+    from vitkit.layers.fused import linear
+
+    if mode == "bf16" and not _native_bf16():
+        pytest.skip("the bf16 fused path runs only on CPUs with bf16 units")
+    torch.manual_seed(0)
+    lin, x = torch.nn.Linear(16, 48), torch.randn(2, 5, 16)
+    with torch.set_grad_enabled(mode == "grad"), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+        for rows in (slice(0, 16), slice(16, None)):
+            out = linear(x, lin, rows=rows)
+            ref = F.linear(x, lin.weight[rows], lin.bias[rows])
+            assert out.dtype == ref.dtype and out.shape == ref.shape
+            tol = 2e-2 if mode == "bf16" else 1e-5
+            torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
+
+
 def test_depthwise_precision_follows_the_cpu_and_the_mode(monkeypatch):
     """Depthwise convolutions under CPU reduced precision run in float32, except bf16 inference on a CPU with
     bf16 units (faster in bf16 there, vitkit.layers.depthwise doc); training keeps float32 everywhere."""
