@@ -1,8 +1,8 @@
 """UniFormer forward throughput beside a Swin / MViT of similar MACs, in one process, fp32 and bf16 autocast.
 
 Image: ``uniformer_small`` (3.6 GMACs) at 224, batch 8, beside Swin-T (4.5 GMACs; vitkit's
-``swin_tiny_patch4_window7_224`` if registered, else torchvision ``swin_t``). Video: ``uniformer_small_16x4``
-(41.7 GMACs per view), batch 1, beside vitkit's ``mvit_small_16x4`` (~30 GMACs) and ``swin3d_tiny`` at 16 frames
+``swin_tiny_patch4_window7_224`` if registered, and timm's where timm is installed, else torchvision ``swin_t``).
+Video: ``uniformer_small_16x4`` (41.7 GMACs per view), batch 1, beside vitkit's ``mvit_small_16x4`` (~30 GMACs) and ``swin3d_tiny`` at 16 frames
 (~44 GMACs), else torchvision ``mvit_v1_b`` (70.6 GMACs). Architectures differ, so besides items/s the table
 gives the fraction of this CPU's measured matmul peak (2 * MACs * items/s / peak), which is comparable across
 models. ``--profile`` prints where the time goes (torch.profiler, top operators per model).
@@ -25,13 +25,22 @@ from vitkit.analysis.benchmark import (
 
 
 def _peer_image() -> list[tuple[str, str, nn.Module, int]]:
+    out = []
     if "swin_tiny_patch4_window7_224" in vitkit.list_models("swin*"):
         m = vitkit.create_model("swin_tiny_patch4_window7_224").eval()
-        return [("vitkit-swin", "swin_tiny_patch4_window7_224", m, vitkit.profile(m, (3, 224, 224)).macs)]
-    import torchvision
+        out.append(("vitkit-swin", "swin_tiny_patch4_window7_224", m, vitkit.profile(m, (3, 224, 224)).macs))
+    try:  # the peer library's own Swin-T (issue 14's yardstick: UniFormer-S image vs timm Swin-T)
+        import timm
 
-    m = torchvision.models.swin_t().eval()
-    return [("torchvision", "swin_t", m, int(4.49e9))]
+        m = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).eval()
+        out.append(("timm-swin", "swin_tiny_patch4_window7_224", m, int(4.49e9)))
+    except ImportError:
+        pass
+    if not out:
+        import torchvision
+
+        out.append(("torchvision", "swin_t", torchvision.models.swin_t().eval(), int(4.49e9)))
+    return out
 
 
 def _peers_video() -> list[tuple[str, str, nn.Module, int]]:
