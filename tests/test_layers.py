@@ -1,3 +1,4 @@
+import gc
 import importlib
 import pytest
 import torch
@@ -160,6 +161,7 @@ def test_fused_bf16_autocast_linear_matches_plain_autocast_to_bf16_rounding():
 
 @pytest.mark.skipif(not _native_bf16(), reason="the bf16 fused path runs only on CPUs with bf16 units")
 def test_fused_bf16_weights_are_cast_once_and_follow_changes():
+    import vitkit.layers.fused as fused
     from vitkit.layers.fused import bf16_params
 
     lin = torch.nn.Linear(8, 4)
@@ -172,6 +174,12 @@ def test_fused_bf16_weights_are_cast_once_and_follow_changes():
     lin.load_state_dict({"weight": torch.zeros(4, 8), "bias": torch.ones(4)})
     w3, b3 = bf16_params(lin)
     assert not w3.any() and torch.equal(b3, torch.ones(4, dtype=torch.bfloat16))
+    assert lin in fused._BF16
+    fused.release_bf16_weights()
+    assert lin not in fused._BF16 and bf16_params(lin)[0] is not w3 and len(fused._BF16) == 1
+    del lin
+    gc.collect()
+    assert len(fused._BF16) == 0  # the copy dies with its layer
 
 
 def test_fused_bf16_path_is_skipped_where_it_should_be(monkeypatch):
