@@ -174,6 +174,9 @@ def test_fused_bf16_weights_are_cast_once_and_follow_changes():
     lin.load_state_dict({"weight": torch.zeros(4, 8), "bias": torch.ones(4)})
     w3, b3 = bf16_params(lin)
     assert not w3.any() and torch.equal(b3, torch.ones(4, dtype=torch.bfloat16))
+    lin.weight = torch.nn.Parameter(torch.ones(4, 8))  # a new tensor (version 0 again): rebuilt too
+    assert torch.equal(bf16_params(lin)[0], torch.ones(4, 8, dtype=torch.bfloat16))
+    w3 = bf16_params(lin)[0]
     assert lin in fused._BF16
     fused.release_bf16_weights()
     assert lin not in fused._BF16 and bf16_params(lin)[0] is not w3 and len(fused._BF16) == 1

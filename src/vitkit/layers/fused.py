@@ -14,7 +14,8 @@ a Sapphire Rapids core those casts were a fifth of a ViT-B/16 bf16 forward (86 M
 written in bf16 per forward), and the separate bias copy, GELU and add passes most of the rest outside the
 GEMMs. Numbers are autocast's to bf16 rounding: bf16 operands, fp32 accumulation, one rounding of the output
 (autocast rounds before the GELU as well). A float32 residual is added outside the kernel, as autocast does, so
-the residual stream stays float32.
+the residual stream stays float32. 1x1 convolutions on channels-last maps (see :func:`fusable`) and row slices
+of a weight (``rows=``, MViT's q and kv of one qkv Linear) take the same path.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from .cpu_features import native_bf16
 
 _ENABLED = [True]
-#: per Linear: (the weight's and bias's storage and version, bf16 weight, bf16 bias); dies with the layer
+#: per layer: (what names its weight's and bias's values, bf16 weight, bf16 bias); dies with the layer
 _BF16: "weakref.WeakKeyDictionary[nn.Linear, tuple]" = weakref.WeakKeyDictionary()
 
 
@@ -80,8 +81,16 @@ def _fused_dtype(x: torch.Tensor, layer: Projection) -> torch.dtype | None:
     return None
 
 
-def _version_key(t: torch.Tensor | None) -> tuple[int, int] | None:
-    return None if t is None else (t.data_ptr(), t._version)
+def _same_values(entry: tuple, t: torch.Tensor | None) -> bool:
+    """Whether ``entry`` ((weakref, storage, version) or None) still names ``t``'s values: the same tensor object,
+    storage and version (weakrefs are compared by their referent's identity: ``==`` would compare tensors)."""
+    if t is None or entry is None:
+        return t is None and entry is None
+    return entry[0]() is t and entry[1] == t.data_ptr() and entry[2] == t._version
+
+
+def _names(t: torch.Tensor | None) -> tuple | None:
+    return None if t is None else (weakref.ref(t), t.data_ptr(), t._version)
 
 
 def _pointwise(layer: Projection) -> bool:
@@ -115,14 +124,13 @@ def bf16_params(layer: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
     w, b = layer.weight, layer.bias
     if w.is_inference() or (b is not None and b.is_inference()):
         return _weight(layer).to(torch.bfloat16), None if b is None else b.to(torch.bfloat16)
-    key = (_version_key(w), _version_key(b))
     hit = _BF16.get(layer)
-    if hit is None or hit[0] != key:
+    if hit is None or not (_same_values(hit[0], w) and _same_values(hit[1], b)):
         with torch.inference_mode(False), torch.no_grad():
             w16 = _weight(layer).detach().to(torch.bfloat16)
-            hit = (key, w16, None if b is None else b.detach().to(torch.bfloat16))
+            hit = (_names(w), _names(b), w16, None if b is None else b.detach().to(torch.bfloat16))
         _BF16[layer] = hit
-    return hit[1], hit[2]
+    return hit[2], hit[3]
 
 
 def linear(
