@@ -18,7 +18,7 @@ import sys
 import torch
 
 import vitkit
-from vitkit.analysis.benchmark import add_ratios, format_table, matmul_peak, measure_interleaved, write_json
+from vitkit.analysis.benchmark import CLOCKS, add_ratios, format_table, matmul_peak, measure_interleaved, write_json
 
 
 def _status_kb(field: str) -> int:
@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall-clock, or process CPU time (steadier on a shared machine; use with --threads 1)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
@@ -63,7 +65,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dtypes = args.dtypes.split(",")
     kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    peaks = {d: matmul_peak(kinds[d]) for d in dtypes}
+    peaks = {d: matmul_peak(kinds[d], clock=args.clock) for d in dtypes}
     print("matmul peak here:", ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
     rows, memory = [], []
     if not args.skip_speed:
@@ -78,7 +80,7 @@ def main() -> None:
         with torch.inference_mode():
             assert (ours(x) - peer(x)).abs().max().item() < 1e-4, "the two models disagree"
         rows = measure_interleaved({"vitkit": ours, "torchvision": peer}, "mvit_base_16x4 16x224x224", x, macs,
-                                   peaks, dtypes, iters=args.iters)
+                                   peaks, dtypes, iters=args.iters, clock=args.clock)
         add_ratios(rows)
         print(format_table(rows, unit="clip/s"))
         del ours, peer
@@ -92,6 +94,7 @@ def main() -> None:
                   f" peak memory growth {m['peak_growth_mb']:.0f} MB (process RSS {m['base_rss_mb']:.0f} MB before,"
                   f" {m['peak_rss_mb']:.0f} MB peak)")
     write_json(args.out, rows, peaks, benchmark="MViT-B 16x4 vs torchvision mvit_v1_b, batch 1, 16x224x224",
+               clock=args.clock,
                train_step_memory=memory)
     print("wrote", args.out)
 

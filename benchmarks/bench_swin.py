@@ -12,7 +12,7 @@ import os
 import torch
 
 import vitkit
-from vitkit.analysis.benchmark import add_ratios, format_table, matmul_peak, measure_interleaved, write_json
+from vitkit.analysis.benchmark import CLOCKS, add_ratios, format_table, matmul_peak, measure_interleaved, write_json
 
 
 def main() -> None:
@@ -22,6 +22,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--video-iters", type=int, default=3)
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall-clock, or process CPU time (steadier on a shared machine; use with --threads 1)")
     ap.add_argument("--video-dtypes", default="fp32,bf16")
     ap.add_argument("--skip-image", action="store_true")
     ap.add_argument("--skip-video", action="store_true")
@@ -31,7 +33,7 @@ def main() -> None:
     dtypes = args.dtypes.split(",")
     vdtypes = args.video_dtypes.split(",")
     kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    peaks = {d: matmul_peak(kinds[d]) for d in sorted(set(dtypes) | set(vdtypes))}
+    peaks = {d: matmul_peak(kinds[d], clock=args.clock) for d in sorted(set(dtypes) | set(vdtypes))}
     print("matmul peak here:", ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
 
     import timm
@@ -63,12 +65,13 @@ def main() -> None:
         x = torch.randn(1, 3, 16, 224, 224)
         video_rows = measure_interleaved(
             {"vitkit": ours, "torchvision": peer}, "swin3d_tiny 16x224x224", x, macs, peaks, vdtypes,
-            iters=args.video_iters,
+            iters=args.video_iters, clock=args.clock,
         )
         add_ratios(video_rows)
         print(format_table(video_rows, unit="clip/s"))
         rows += video_rows
-    write_json(args.out, rows, peaks, benchmark=f"Swin-T 224 batch {args.batch}; Video Swin-T 1x3x16x224x224")
+    write_json(args.out, rows, peaks, benchmark=f"Swin-T 224 batch {args.batch}; Video Swin-T 1x3x16x224x224",
+               clock=args.clock)
     print("wrote", args.out)
 
 

@@ -1,8 +1,8 @@
 """UniFormer forward throughput beside a Swin / MViT of similar MACs, in one process, fp32 and bf16 autocast.
 
 Image: ``uniformer_small`` (3.6 GMACs) at 224, batch 8, beside Swin-T (4.5 GMACs; vitkit's
-``swin_tiny_patch4_window7_224`` if registered, else torchvision ``swin_t``). Video: ``uniformer_small_16x4``
-(41.7 GMACs per view), batch 1, beside vitkit's ``mvit_small_16x4`` (~30 GMACs) and ``swin3d_tiny`` at 16 frames
+``swin_tiny_patch4_window7_224`` if registered, and timm's where timm is installed, else torchvision ``swin_t``).
+Video: ``uniformer_small_16x4`` (41.7 GMACs per view), batch 1, beside vitkit's ``mvit_small_16x4`` (~30 GMACs) and ``swin3d_tiny`` at 16 frames
 (~44 GMACs), else torchvision ``mvit_v1_b`` (70.6 GMACs). Architectures differ, so besides items/s the table
 gives the fraction of this CPU's measured matmul peak (2 * MACs * items/s / peak), which is comparable across
 models. ``--profile`` prints where the time goes (torch.profiler, top operators per model).
@@ -19,17 +19,28 @@ import torch
 import torch.nn as nn
 
 import vitkit
-from vitkit.analysis.benchmark import add_ratios, autocast_context, format_table, matmul_peak, measure, write_json
+from vitkit.analysis.benchmark import (
+    CLOCKS, add_ratios, autocast_context, format_table, matmul_peak, measure, write_json,
+)
 
 
 def _peer_image() -> list[tuple[str, str, nn.Module, int]]:
+    out = []
     if "swin_tiny_patch4_window7_224" in vitkit.list_models("swin*"):
         m = vitkit.create_model("swin_tiny_patch4_window7_224").eval()
-        return [("vitkit-swin", "swin_tiny_patch4_window7_224", m, vitkit.profile(m, (3, 224, 224)).macs)]
-    import torchvision
+        out.append(("vitkit-swin", "swin_tiny_patch4_window7_224", m, vitkit.profile(m, (3, 224, 224)).macs))
+    try:  # the peer library's own Swin-T (issue 14's yardstick: UniFormer-S image vs timm Swin-T)
+        import timm
 
-    m = torchvision.models.swin_t().eval()
-    return [("torchvision", "swin_t", m, int(4.49e9))]
+        m = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).eval()
+        out.append(("timm-swin", "swin_tiny_patch4_window7_224", m, int(4.49e9)))
+    except ImportError:
+        pass
+    if not out:
+        import torchvision
+
+        out.append(("torchvision", "swin_t", torchvision.models.swin_t().eval(), int(4.49e9)))
+    return out
 
 
 def _peers_video() -> list[tuple[str, str, nn.Module, int]]:
@@ -68,13 +79,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall-clock, or process CPU time (steadier on a shared machine; use with --threads 1)")
     ap.add_argument("--only", choices=["image", "video"])
     ap.add_argument("--profile", action="store_true", help="print the top operators by self CPU time")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "uniformer.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dtypes = args.dtypes.split(",")
-    peaks = {d: matmul_peak({"fp32": torch.float32, "bf16": torch.bfloat16}[d]) for d in dtypes}
+    kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {d: matmul_peak(kinds[d], clock=args.clock) for d in dtypes}
     print("matmul peak here:", ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
     torch.manual_seed(0)
 
@@ -94,7 +108,8 @@ def main() -> None:
         rows = []
         for d in dtypes:  # interleave implementations per precision: drifting machine load hits all alike
             for impl, name, model, macs in impls:
-                rows += measure(impl, name, model, x, macs, peaks, dtypes=(d,), iters=args.iters)
+                rows += measure(impl, name, model, x, macs, peaks, dtypes=(d,), iters=args.iters,
+                                clock=args.clock)
         add_ratios(rows)
         print(f"\n{kind}: batch {x.shape[0]}, input {tuple(x.shape[1:])}")
         print(format_table(rows, unit="img/s" if kind == "image" else "clips/s"))
@@ -105,7 +120,7 @@ def main() -> None:
                     top = where_time_goes(model, x, d)
                     profiles[f"{name} {d}"] = top
                     print(f"  {name} {d}: " + ", ".join(f"{k} {100 * s:.0f}%" for k, s in top))
-    write_json(args.out, all_rows, peaks, benchmark="UniFormer forward beside Swin / MViT of similar MACs",
+    write_json(args.out, all_rows, peaks, benchmark="UniFormer forward beside Swin / MViT of similar MACs", clock=args.clock,
                profiles={k: [[n, s] for n, s in v] for k, v in profiles.items()})
     print("wrote", args.out)
 

@@ -11,7 +11,7 @@ import os
 import torch
 
 import vitkit
-from vitkit.analysis.benchmark import add_ratios, format_table, matmul_peak, measure_interleaved, write_json
+from vitkit.analysis.benchmark import CLOCKS, add_ratios, format_table, matmul_peak, measure_interleaved, write_json
 
 
 def main() -> None:
@@ -20,11 +20,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall-clock, or process CPU time (steadier on a shared machine; use with --threads 1)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "vit.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dtypes = args.dtypes.split(",")
-    peaks = {d: matmul_peak({"fp32": torch.float32, "bf16": torch.bfloat16}[d]) for d in dtypes}
+    kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {d: matmul_peak(kinds[d], clock=args.clock) for d in dtypes}
     print("matmul peak here:", ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
 
     import timm
@@ -41,10 +44,12 @@ def main() -> None:
     x = torch.randn(args.batch, 3, 224, 224)
     # round-robin timing: drift in machine load hits all implementations alike
     models = {"vitkit": ours, **peers}
-    rows = measure_interleaved(models, "vit_base_patch16_224", x, macs, peaks, dtypes, iters=args.iters)
+    rows = measure_interleaved(models, "vit_base_patch16_224", x, macs, peaks, dtypes, iters=args.iters,
+                               clock=args.clock)
     add_ratios(rows)
     print(format_table(rows))
-    write_json(args.out, rows, peaks, benchmark="vit_base_patch16_224 forward, batch %d" % args.batch)
+    write_json(args.out, rows, peaks, benchmark="vit_base_patch16_224 forward, batch %d" % args.batch,
+               clock=args.clock)
     print("wrote", args.out)
 
 

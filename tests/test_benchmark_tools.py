@@ -185,3 +185,14 @@ def test_peak_fraction_check_and_free_path(tmp_path):
     alt = B.free_path(str(p))
     assert alt != str(p) and alt.startswith(str(tmp_path / "r-")) and alt.endswith(".json")
     assert B.free_path(str(p), overwrite=True) == str(p)
+
+
+def test_interleaved_and_forward_timing_use_the_chosen_clock(monkeypatch):
+    ticks = iter(range(0, 10_000, 2))  # a fake clock: every reading 2 s later than the one before
+    monkeypatch.setitem(B.CLOCKS, "cpu", lambda: float(next(ticks)))
+    model, x = nn.Linear(4, 4), torch.randn(2, 4)
+    res = B.time_interleaved({"a": model, "b": model}, x, iters=3, clock="cpu")
+    assert res["a"]["all"] == [2.0, 2.0, 2.0] and res["b"]["seconds"] == 2.0
+    assert B.time_forward(model, x, iters=2, clock="cpu")["all"] == [2.0, 2.0]
+    rows = B.measure_interleaved({"a": model}, "lin", x, 16, {"fp32": 1e9}, ("fp32",), iters=2, clock="cpu")
+    assert rows[0].latency_ms == 2000.0

@@ -1,3 +1,4 @@
+import gc
 import importlib
 import pytest
 import torch
@@ -113,6 +114,191 @@ def test_fused_cpu_linear_path_matches_plain_ops():
     torch.testing.assert_close(out_attn, ref_attn, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ref_mlp, x + mlp.fc2(F.gelu(mlp.fc1(x))), atol=1e-6, rtol=1e-6)
     assert counter.total == 2 * 7 * (32 * 64 + 64 * 32)  # the fused ops are counted like Linear
+
+
+class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the name of every aten / mkldnn op run inside it, and the dtype of its first argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.dtypes: list[torch.dtype | None] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        self.dtypes.append(args[0].dtype if args and isinstance(args[0], torch.Tensor) else None)
+        return func(*args, **(kwargs or {}))
+
+
+def _native_bf16() -> bool:
+    from vitkit.layers.cpu_features import native_bf16
+
+    return native_bf16()
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 fused path runs only on CPUs with bf16 units")
+def test_fused_bf16_autocast_linear_matches_plain_autocast_to_bf16_rounding():
+    from vitkit.layers import Mlp
+    from vitkit.layers.fused import fused_linear_enabled
+
+    torch.manual_seed(0)
+    mlp, attn = Mlp(64, 128).eval(), Attention(64, 4).eval()
+    x = torch.randn(2, 9, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with fused_linear_enabled(False):
+            refs = [mlp(x), mlp(x, residual=x), attn(x, residual=x), mlp(x.bfloat16(), residual=x.bfloat16())]
+        ops = _OpNames()
+        with ops:
+            outs = [mlp(x), mlp(x, residual=x), attn(x, residual=x), mlp(x.bfloat16(), residual=x.bfloat16())]
+    assert sum("_linear_pointwise" in n for n in ops.names) == 2 + 2 + 2 + 2
+    assert not any("addmm" in n or "gelu" in n for n in ops.names)  # bias, GELU and bf16 add in the GEMM
+    for out, ref in zip(outs, refs):
+        assert out.dtype == ref.dtype  # bf16 alone, float32 where a float32 residual is added (as autocast)
+        torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=2e-2)  # bf16: 8 bits of mantissa
+    exact = x + mlp.fc2(F.gelu(mlp.fc1(x)))
+    assert (outs[1] - exact).abs().max() < 4 * (refs[1] - exact).abs().max() + 1e-3  # no worse than autocast
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 fused path runs only on CPUs with bf16 units")
+def test_fused_bf16_weights_are_cast_once_and_follow_changes():
+    import vitkit.layers.fused as fused
+    from vitkit.layers.fused import bf16_params
+
+    lin = torch.nn.Linear(8, 4)
+    w1, b1 = bf16_params(lin)
+    assert bf16_params(lin)[0] is w1 and w1.dtype == b1.dtype == torch.bfloat16
+    assert torch.equal(w1, lin.weight.detach().bfloat16())
+    with torch.no_grad():
+        lin.weight.mul_(2)  # in place: the version counter moves, the copy is rebuilt
+    assert torch.equal(bf16_params(lin)[0], 2 * w1)
+    lin.load_state_dict({"weight": torch.zeros(4, 8), "bias": torch.ones(4)})
+    w3, b3 = bf16_params(lin)
+    assert not w3.any() and torch.equal(b3, torch.ones(4, dtype=torch.bfloat16))
+    lin.weight = torch.nn.Parameter(torch.ones(4, 8))  # a new tensor (version 0 again): rebuilt too
+    assert torch.equal(bf16_params(lin)[0], torch.ones(4, 8, dtype=torch.bfloat16))
+    w3 = bf16_params(lin)[0]
+    assert lin in fused._BF16
+    fused.release_bf16_weights()
+    assert lin not in fused._BF16 and bf16_params(lin)[0] is not w3 and len(fused._BF16) == 1
+    del lin
+    gc.collect()
+    assert len(fused._BF16) == 0  # the copy dies with its layer
+
+
+def test_fused_bf16_path_is_skipped_where_it_should_be(monkeypatch):
+    """Training (autograd on), fp16 autocast, CPUs without bf16 units and tracing keep autocast's own ops."""
+    import vitkit.layers.fused as fused
+    from vitkit.layers import Mlp
+
+    mlp, x = Mlp(16, 32).eval(), torch.randn(2, 5, 16)
+
+    def fused_calls(grad: bool = False, dtype: torch.dtype = torch.bfloat16) -> int:
+        ops = _OpNames()
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=dtype), ops:
+            mlp(x, residual=x)
+        return sum("_linear_pointwise" in n for n in ops.names)
+
+    monkeypatch.setattr(fused, "native_bf16", lambda: True)
+    assert fused_calls() == 2
+    assert fused_calls(grad=True) == 0
+    assert fused_calls(dtype=torch.float16) == 0
+    monkeypatch.setattr(fused, "is_tracing", lambda: True)
+    assert fused_calls() == 0
+    monkeypatch.undo()
+    monkeypatch.setattr(fused, "native_bf16", lambda: False)
+    assert fused_calls() == 0
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_conv_mlp_runs_as_fused_linears_on_channels_last_maps(amp):
+    """UniFormer's convolutional FFN (1x1 conv - GELU - 1x1 conv on maps): on a channels-last map at inference
+    the 1x1 convolutions run as fused linears over the channels; same numbers as the convolutions."""
+    from vitkit.layers import Mlp
+    from vitkit.layers.fused import fused_linear_enabled
+
+    if amp and not _native_bf16():
+        pytest.skip("the bf16 fused path runs only on CPUs with bf16 units")
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64, rank=2).eval()
+    x = torch.randn(2, 16, 5, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with fused_linear_enabled(False):
+            ref = mlp(x, residual=x)
+        ops = _OpNames()
+        with ops:
+            out = mlp(x, residual=x)
+            plain = mlp(x.contiguous(), residual=x.contiguous())  # NCHW: the convolutions run
+    assert sum("_linear_pointwise" in n for n in ops.names) == 2
+    assert sum("convolution" in n for n in ops.names) == 2
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    assert out.movedim(1, -1).is_contiguous()  # handed back channels-last, like the input
+    tol = 3e-2 if amp else 1e-5
+    torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
+    torch.testing.assert_close(plain.float(), ref.float(), atol=tol, rtol=tol)
+
+
+def test_fused_linear_takes_only_pointwise_convolutions():
+    from vitkit.layers.fused import fusable, linear
+
+    t = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        assert fusable(t, torch.nn.Conv2d(8, 4, 1)) and fusable(t, torch.nn.Linear(8, 4))
+        assert not fusable(t, torch.nn.Conv2d(8, 4, 3)) and not fusable(t, torch.nn.Conv2d(8, 8, 1, groups=2))
+        assert not fusable(t.transpose(0, 1), torch.nn.Conv2d(8, 4, 1))  # not contiguous tokens
+    with pytest.raises(ValueError, match="fusable"):
+        linear(t, torch.nn.Conv2d(8, 4, 1))  # autograd on: not fused, and a conv cannot take tokens
+
+
+@pytest.mark.parametrize("mode", ["grad", "fp32", "bf16"])
+def test_fused_linear_rows_compute_a_slice_of_the_outputs(mode):
+    """``rows=`` (MViT's q and kv from one qkv Linear) equals F.linear on the weight's rows, on every path."""
+    from vitkit.layers.fused import linear
+
+    if mode == "bf16" and not _native_bf16():
+        pytest.skip("the bf16 fused path runs only on CPUs with bf16 units")
+    torch.manual_seed(0)
+    lin, x = torch.nn.Linear(16, 48), torch.randn(2, 5, 16)
+    with torch.set_grad_enabled(mode == "grad"), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+        for rows in (slice(0, 16), slice(16, None)):
+            out = linear(x, lin, rows=rows)
+            ref = F.linear(x, lin.weight[rows], lin.bias[rows])
+            assert out.dtype == ref.dtype and out.shape == ref.shape
+            tol = 2e-2 if mode == "bf16" else 1e-5
+            torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
+
+
+def test_depthwise_precision_follows_the_cpu_and_the_mode(monkeypatch):
+    """Depthwise convolutions under CPU reduced precision run in float32, except bf16 inference on a CPU with
+    bf16 units (faster in bf16 there, vitkit.layers.depthwise doc); training keeps float32 everywhere."""
+    from vitkit.layers import depthwise as D
+
+    x = torch.randn(1, 4, 5, 5)
+    for native, grad, amp, expect in [(True, False, torch.bfloat16, False), (True, True, torch.bfloat16, True),
+                                      (False, False, torch.bfloat16, True), (True, False, torch.float16, True),
+                                      (True, False, None, False)]:
+        monkeypatch.setattr(D, "native_bf16", lambda: native)
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+            assert D.float32_on_this_device(x) is expect, (native, grad, amp)
+        with torch.set_grad_enabled(grad):
+            assert D.float32_on_this_device(x.bfloat16()) is (not native or grad)
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="bf16 depthwise inference runs only on CPUs with bf16 units")
+def test_depthwise_module_in_bf16_inference_matches_float32_to_bf16_rounding():
+    from vitkit.layers.conv_blocks import depthwise_conv
+
+    torch.manual_seed(0)
+    conv = depthwise_conv(2, 8, 5).eval()
+    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ops = _OpNames()
+            with ops:
+                out = conv(x)
+    convs = [d for n, d in zip(ops.names, ops.dtypes) if "convolution" in n]
+    assert convs == [torch.bfloat16] and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=3e-2 * ref.abs().max().item(), rtol=0)
 
 
 @pytest.mark.parametrize("grid,stride", [((4, 9, 7), (1, 1, 1)), ((4, 9, 7), (1, 4, 4)), ((5, 6, 6), (2, 2, 2))])

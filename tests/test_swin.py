@@ -398,6 +398,21 @@ def test_bf16_matches_fp32_without_nan():
     assert (low - ref).abs().max() <= 0.05 * ref.abs().max() + 0.05
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_fused_inference_linears_equal_plain_ops(amp):
+    """qkv, proj and patch merging run through the fused CPU linear at inference (bf16 under CPU bf16 autocast
+    on CPUs with bf16 units): the same logits as the plain ops, to float32 or bf16 rounding."""
+    from vitkit.layers.fused import fused_linear_enabled
+
+    model, x = _tiny().eval(), torch.randn(2, 3, 97, 97)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with fused_linear_enabled(False):
+            ref = model(x).float()
+        out = model(x).float()
+    tol = 0.05 * ref.abs().max().item() + 0.02 if amp else 1e-5
+    torch.testing.assert_close(out, ref, atol=tol, rtol=0)
+
+
 def test_no_weight_decay_and_layer_ids():
     model = _tiny()
     nwd = model.no_weight_decay()

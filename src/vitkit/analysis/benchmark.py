@@ -74,11 +74,14 @@ def time_forward(
     warmup: int = 2,
     iters: int = 5,
     min_seconds: float = 0.0,
+    clock: str = "wall",
 ) -> dict[str, float]:
-    """Median seconds per forward of ``model(x)`` in eval + inference mode (optionally under autocast).
+    """Median seconds per forward of ``model(x)`` in eval + inference mode (optionally under autocast), timed
+    by ``clock`` (:data:`CLOCKS`; ``min_seconds`` counts wall time).
 
     Returns ``seconds`` (median), ``items_per_s`` (batch / median), ``all`` (every timed run).
     """
+    now = CLOCKS[clock]
     model.eval()
     device = x.device
     times: list[float] = []
@@ -88,10 +91,10 @@ def time_forward(
         start = time.perf_counter()
         while len(times) < iters or time.perf_counter() - start < min_seconds:
             _sync(device)
-            t = time.perf_counter()
+            t = now()
             model(x)
             _sync(device)
-            times.append(time.perf_counter() - t)
+            times.append(now() - t)
     med = statistics.median(times)
     return {"seconds": med, "items_per_s": x.shape[0] / med, "all": times}
 
@@ -102,12 +105,15 @@ def time_interleaved(
     amp_dtype: torch.dtype | None = None,
     warmup: int = 1,
     iters: int = 5,
+    clock: str = "wall",
 ) -> dict[str, dict[str, float]]:
     """Time several models on the same input round-robin (one run of each per round), median per model.
 
     Round-robin spreads drift in machine load evenly over the implementations being compared, so their
-    ratio stays meaningful on a busy machine. Returns ``{name: time_forward-style dict}``.
+    ratio stays meaningful on a busy machine. ``clock`` picks wall or process CPU time (:data:`CLOCKS`).
+    Returns ``{name: time_forward-style dict}``.
     """
+    now = CLOCKS[clock]
     device = x.device
     times: dict[str, list[float]] = {k: [] for k in models}
     for m in models.values():
@@ -119,10 +125,10 @@ def time_interleaved(
         for _ in range(iters):
             for name, m in models.items():
                 _sync(device)
-                t = time.perf_counter()
+                t = now()
                 m(x)
                 _sync(device)
-                times[name].append(time.perf_counter() - t)
+                times[name].append(now() - t)
     out = {}
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -139,12 +145,13 @@ def measure_interleaved(
     dtypes: Sequence[str] = ("fp32", "bf16"),
     iters: int = 5,
     warmup: int = 1,
+    clock: str = "wall",
 ) -> list["BenchRow"]:
     """:func:`measure` for several implementations at once, timed round-robin (see :func:`time_interleaved`)."""
     rows = []
     for d in dtypes:
         amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[d]
-        res = time_interleaved(models, x, amp, warmup=warmup, iters=iters)
+        res = time_interleaved(models, x, amp, warmup=warmup, iters=iters, clock=clock)
         for impl, r in res.items():
             ips = r["items_per_s"]
             rows.append(
@@ -189,12 +196,13 @@ def measure(
     dtypes: Sequence[str] = ("fp32", "bf16"),
     iters: int = 5,
     warmup: int = 2,
+    clock: str = "wall",
 ) -> list[BenchRow]:
     """Time ``model(x)`` under each precision; ``peaks`` maps 'fp32'/'bf16' to this machine's FLOP/s."""
     rows = []
     for d in dtypes:
         amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[d]
-        r = time_forward(model, x, amp, warmup=warmup, iters=iters)
+        r = time_forward(model, x, amp, warmup=warmup, iters=iters, clock=clock)
         ips = r["items_per_s"]
         rows.append(
             BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,

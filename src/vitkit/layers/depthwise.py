@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .cpu_features import native_bf16
 from .fused import is_tracing
 
 
@@ -116,11 +117,20 @@ def conv_in_float32(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 def float32_on_this_device(x: torch.Tensor) -> bool:
     """Whether a depthwise convolution of ``x`` should run in float32: on the CPU in bf16 / fp16 (the input's
     dtype or autocast's). Depthwise kernels there are 3-10x slower in reduced precision than in float32 on
-    CPUs without native bf16 units (UniFormer-S's 5x5 at 64x56x56, batch 8: 69 vs 16 ms on AVX2), and with them
-    the backward still is (the same layer on channels-last maps on Sapphire Rapids with AMX: forward 1.3 vs
-    1.1 ms, forward + backward 79 vs 21 ms); they are a small share of the arithmetic, so float32 costs little."""
-    return x.device.type == "cpu" and not is_tracing() and (
-        x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu"))
+    CPUs without native bf16 units (UniFormer-S's 5x5 at 64x56x56, batch 8: 69 vs 16 ms on AVX2), and they are a
+    small share of the arithmetic, so float32 costs little.
+
+    Exception: bf16 inference (no autograd) on a CPU with bf16 units keeps bf16. There the channels-last bf16
+    forward is faster than float32 and float32 adds two casts (Sapphire Rapids, one thread: UniFormer-S's 5x5
+    at 64x56x56, batch 8, 2.7 ms in bf16 vs 6.3 ms through float32; MViT-B's 3x3x3 pooling at 96x8x56x56,
+    2.1 vs 4.2 ms). Its backward is about 4x slower than float32's (the same 5x5: 83 vs 22 ms), so training keeps
+    float32."""
+    if x.device.type != "cpu" or is_tracing():
+        return False
+    dtype = reduced_precision_dtype(x) if torch.is_autocast_enabled("cpu") else x.dtype
+    if dtype not in (torch.bfloat16, torch.float16):
+        return False
+    return not (dtype == torch.bfloat16 and not torch.is_grad_enabled() and native_bf16())
 
 
 def reduced_precision_dtype(x: torch.Tensor) -> torch.dtype:

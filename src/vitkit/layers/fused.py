@@ -3,21 +3,35 @@
 A plain ``F.linear`` on the CPU copies the bias into the output before the GEMM and then makes separate
 passes for the activation and the residual add; about a fifth of a ViT-B forward is spent in those passes.
 oneDNN's fused linear (``torch.ops.mkldnn._linear_pointwise``, the kernel torch.compile's CPU backend uses)
-does all of it in the GEMM epilogue. It is used only where it is exactly a drop-in: CPU float32 tensors, no
-autograd (``torch.no_grad`` / ``inference_mode``), not tracing, compiling or exporting, and not disabled by
-:func:`fused_linear_enabled`. Everywhere else the ordinary ops run. Results agree with the unfused ops to
-float32 rounding (about 1e-6 relative).
+does all of it in the GEMM epilogue. It is used only where it is a drop-in: CPU float32 tensors (or CPU bf16
+autocast, below), no autograd (``torch.no_grad`` / ``inference_mode``), not tracing, compiling or exporting, and
+not disabled by :func:`fused_linear_enabled`. Everywhere else the ordinary ops run. Results agree with the
+unfused ops to float32 rounding (about 1e-6 relative).
+
+Under CPU bf16 autocast (no autograd, a CPU with bf16 units) the same fused kernel runs in bf16, on a bf16 copy
+of the weight and bias kept per layer (:func:`bf16_params`) instead of autocast's fresh cast on every call: on
+a Sapphire Rapids core those casts were a fifth of a ViT-B/16 bf16 forward (86 M weights read in fp32 and
+written in bf16 per forward), and the separate bias copy, GELU and add passes most of the rest outside the
+GEMMs. Numbers are autocast's to bf16 rounding: bf16 operands, fp32 accumulation, one rounding of the output
+(autocast rounds before the GELU as well). A float32 residual is added outside the kernel, as autocast does, so
+the residual stream stays float32. 1x1 convolutions on channels-last maps (see :func:`fusable`) and row slices
+of a weight (``rows=``, MViT's q and kv of one qkv Linear) take the same path.
 """
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cpu_features import native_bf16
+
 _ENABLED = [True]
+#: per layer: (what names its weight's and bias's values, bf16 weight, bf16 bias); dies with the layer
+_BF16: "weakref.WeakKeyDictionary[nn.Linear, tuple]" = weakref.WeakKeyDictionary()
 
 
 def _available() -> bool:
@@ -49,41 +63,110 @@ def is_tracing() -> bool:
     return detect_fake_mode() is not None
 
 
-def _use_fused(x: torch.Tensor, layer: nn.Linear) -> bool:
-    return (
-        _ENABLED[0]
-        and _HAS_ONEDNN
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and layer.weight.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-        and not is_tracing()
-    )
+#: a Linear, or a 1x1 convolution (a Linear over the channels of a channels-last map)
+Projection = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+
+
+def _fused_dtype(x: torch.Tensor, layer: Projection) -> torch.dtype | None:
+    """The dtype the fused kernel runs in for ``layer(x)`` here: float32, bfloat16 (CPU bf16 autocast), or None
+    (not fused: the ordinary ops run)."""
+    if not (_ENABLED[0] and _HAS_ONEDNN and x.device.type == "cpu" and layer.weight.dtype == torch.float32
+            and not torch.is_grad_enabled() and _pointwise(layer)):
+        return None
+    if not torch.is_autocast_enabled("cpu"):
+        return torch.float32 if x.dtype == torch.float32 and not is_tracing() else None
+    if (torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
+            and native_bf16() and not is_tracing()):
+        return torch.bfloat16
+    return None
+
+
+def _same_values(entry: tuple, t: torch.Tensor | None) -> bool:
+    """Whether ``entry`` ((weakref, storage, version) or None) still names ``t``'s values: the same tensor object,
+    storage and version (weakrefs are compared by their referent's identity: ``==`` would compare tensors)."""
+    if t is None or entry is None:
+        return t is None and entry is None
+    return entry[0]() is t and entry[1] == t.data_ptr() and entry[2] == t._version
+
+
+def _names(t: torch.Tensor | None) -> tuple | None:
+    return None if t is None else (weakref.ref(t), t.data_ptr(), t._version)
+
+
+def _pointwise(layer: Projection) -> bool:
+    """A Linear, or a convolution that is one: 1x1(x1), stride 1, no padding or dilation, one group."""
+    if isinstance(layer, nn.Linear):
+        return True
+    return (all(k == 1 for k in layer.kernel_size) and all(s == 1 for s in layer.stride) and layer.groups == 1
+            and not any(layer.padding) and all(d == 1 for d in layer.dilation))
+
+
+def fusable(x: torch.Tensor, layer: Projection) -> bool:
+    """Whether :func:`linear` runs ``layer`` on the (..., in_features) tokens ``x`` through the fused kernel; a
+    caller that would pass a 1x1 convolution's channels-last map as tokens asks first."""
+    return x.is_contiguous() and _fused_dtype(x, layer) is not None
+
+
+def _weight(layer: Projection) -> torch.Tensor:
+    """(out, in) view of a Linear's or a 1x1 convolution's weight."""
+    return layer.weight if layer.weight.dim() == 2 else layer.weight.flatten(1)
+
+
+def release_bf16_weights() -> None:
+    """Free every kept bf16 weight copy (2 bytes per Linear weight: 170 MB for ViT-B); the next bf16 inference
+    call casts again."""
+    _BF16.clear()
+
+
+def bf16_params(layer: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``layer``'s (out, in) weight and bias in bf16, cast once and kept until the layer changes them (in-place
+    updates, ``load_state_dict``) or dies. Inference-mode parameters (no version counter) are cast every call."""
+    w, b = layer.weight, layer.bias
+    if w.is_inference() or (b is not None and b.is_inference()):
+        return _weight(layer).to(torch.bfloat16), None if b is None else b.to(torch.bfloat16)
+    hit = _BF16.get(layer)
+    if hit is None or not (_same_values(hit[0], w) and _same_values(hit[1], b)):
+        with torch.inference_mode(False), torch.no_grad():
+            w16 = _weight(layer).detach().to(torch.bfloat16)
+            hit = (_names(w), _names(b), w16, None if b is None else b.detach().to(torch.bfloat16))
+        _BF16[layer] = hit
+    return hit[2], hit[3]
 
 
 def linear(
-    x: torch.Tensor, layer: nn.Linear, act: str | None = None, residual: torch.Tensor | None = None
+    x: torch.Tensor, layer: Projection, act: str | None = None, residual: torch.Tensor | None = None,
+    rows: slice | None = None,
 ) -> torch.Tensor:
     """``act(layer(x)) (+ residual)``, with ``act`` None or 'gelu' (exact erf GELU); fused on the CPU at inference.
 
-    ``residual`` may only be given without ``act`` (linear + add, as a block's output projection).
+    ``residual`` may only be given without ``act`` (linear + add, as a block's output projection). ``layer`` may
+    be a 1x1 convolution applied to tokens (its map's channels last) only where :func:`fusable` says so.
+    ``rows`` computes only those outputs of a Linear (``F.linear(x, W[rows], b[rows])``, e.g. q of a fused qkv).
     """
     if act not in (None, "gelu"):
         raise ValueError(f"act must be None or 'gelu', got {act!r}")
     if residual is not None and act is not None:
         raise ValueError("fused linear supports an activation or a residual add, not both")
-    if _use_fused(x, layer) and x.is_contiguous() and (residual is None or residual.is_contiguous()):
+    dtype = _fused_dtype(x, layer)
+    if dtype is not None and x.is_contiguous() and (residual is None or residual.is_contiguous()):
         shape = x.shape
-        x2 = x.reshape(-1, shape[-1])
-        if residual is not None:
-            out = torch.ops.mkldnn._linear_pointwise.binary(
-                x2, residual.reshape(-1, layer.out_features), layer.weight, layer.bias, "add"
-            )
-        else:
-            out = torch.ops.mkldnn._linear_pointwise(x2, layer.weight, layer.bias, act or "none", [], "none" if act else "")
-        return out.reshape(*shape[:-1], layer.out_features)
-    y = layer(x)
+        x2 = x.reshape(-1, shape[-1]).to(dtype)
+        weight, bias = (_weight(layer), layer.bias) if dtype == torch.float32 else bf16_params(layer)
+        if rows is not None:  # rows of a contiguous (out, in) weight: still contiguous
+            weight, bias = weight[rows], None if bias is None else bias[rows]
+        n_out = weight.shape[0]
+        if residual is not None and residual.dtype == dtype:
+            out = torch.ops.mkldnn._linear_pointwise.binary(x2, residual.reshape(-1, n_out), weight, bias, "add")
+            return out.reshape(*shape[:-1], n_out)
+        out = torch.ops.mkldnn._linear_pointwise(x2, weight, bias, act or "none", [], "none" if act else "")
+        out = out.reshape(*shape[:-1], n_out)
+        return out if residual is None else residual + out
+    if not isinstance(layer, nn.Linear):
+        raise ValueError("a convolution runs as a linear over tokens only on the fused path (check fusable first)")
+    if rows is None:
+        y = layer(x)
+    else:
+        y = F.linear(x, layer.weight[rows], None if layer.bias is None else layer.bias[rows])
     if act == "gelu":
         y = F.gelu(y)
     if residual is not None:

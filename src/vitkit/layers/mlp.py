@@ -6,8 +6,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .fused import linear
 from .conv_blocks import pointwise_conv
+from .fused import fusable, linear
 
 
 class Mlp(nn.Module):
@@ -37,9 +37,16 @@ class Mlp(nn.Module):
         self.token_mode = rank is None
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """The MLP of ``x``; with ``residual``, returns ``residual + mlp(x)`` (fused at inference on the CPU)."""
+        """The MLP of ``x``; with ``residual``, returns ``residual + mlp(x)`` (fused at inference on the CPU, on
+        tokens or on channels-last maps)."""
         no_drop = self.drop.p == 0.0 or not self.training
-        if self.token_mode and no_drop and type(self.act) is nn.GELU and self.act.approximate == "none":
-            return linear(linear(x, self.fc1, "gelu"), self.fc2, residual=residual)
+        if no_drop and type(self.act) is nn.GELU and self.act.approximate == "none":
+            if self.token_mode:
+                return linear(linear(x, self.fc1, "gelu"), self.fc2, residual=residual)
+            # a channels-last map is tokens (B, *grid, C) in memory: 1x1 convolutions run as fused linears
+            t = x.movedim(1, -1)
+            if fusable(t, self.fc1) and (residual is None or residual.movedim(1, -1).is_contiguous()):
+                res = None if residual is None else residual.movedim(1, -1)
+                return linear(linear(t, self.fc1, "gelu"), self.fc2, residual=res).movedim(-1, 1)
         y = self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
         return y if residual is None else residual + y

@@ -268,9 +268,8 @@ class MultiScaleAttention(Attention):
         B, N, _ = x.shape
         h, d, p = self.num_heads, self.head_dim, self.num_prefix
         C = h * d
-        w, b = self.qkv.weight, self.qkv.bias
-        q = F.linear(x, w[:C], None if b is None else b[:C])
-        kv = F.linear(x, w[C:], None if b is None else b[C:])
+        q = linear(x, self.qkv, rows=slice(0, C))
+        kv = linear(x, self.qkv, rows=slice(C, None))
         q_grid = k_grid = tuple(grid)
         if self.pool_q is not None:
             q, q_grid = pool_tokens(q, self.pool_q, grid, p, None, self._tiled([self.pool_q]))

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, pad_to_multiple,
                            resample_pos_embed, to_tuple)
 from vitkit.layers.cache import TensorCache
-from vitkit.layers.fused import is_tracing
+from vitkit.layers.fused import is_tracing, linear
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
 from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
 
@@ -151,8 +151,7 @@ class WindowAttention(Attention):
         ``meta`` (the token grid, window, shift) goes to :func:`vitkit.layers.attention` for analysis hooks.
         """
         B, nW, N, C = x.shape
-        qkv = self.qkv(x).reshape(B * nW, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = self.split_heads(x.reshape(B * nW, N, C))
         bias = self.attention_bias(window, mask, q.dtype)
         if bias.shape[0] == 1:
             bias = bias.expand(B * nW, -1, -1, -1)  # a view: the kernel reads one copy for every window
@@ -160,8 +159,7 @@ class WindowAttention(Attention):
             bias = bias.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * nW, -1, N, N)
         drop = self.attn_drop if self.training else 0.0
         out = attention(q, k, v, bias, drop, self.scale, {"window": tuple(window), "num_windows": nW, **(meta or {})})
-        out = out.transpose(1, 2).reshape(B, nW, N, -1)
-        return self.proj_drop(self.proj(out))
+        return self.merge_heads(out).reshape(B, nW, N, -1)
 
 
 class SwinBlock(nn.Module):
@@ -242,7 +240,7 @@ class PatchMerging(nn.Module):
         x = torch.cat(
             [x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :], x[..., 1::2, 1::2, :]], dim=-1
         )
-        return self.reduction(self.norm(x))
+        return linear(self.norm(x), self.reduction)
 
 
 class SwinStage(nn.Module):
