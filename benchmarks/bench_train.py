@@ -5,10 +5,15 @@ torchvision; fp32 and bf16 autocast; eager, plus compiled (every implementation 
 ``torch.compile``) with ``--compile``. Implementations are timed round-robin (one step of each per round), the
 median with min / max over the rounds is reported, with the first step (the compile time when compiled), peak
 training memory (op-level live storages on the CPU, ``max_memory_allocated`` on CUDA) and the load average
-before and after. Writes benchmarks/results/train.json (a time-stamped name when it exists, unless --overwrite).
+before and after. Writes benchmarks/results/train.json (a time-stamped name when it exists, unless --overwrite),
+after every model (``"complete": false`` and ``models_done`` until the last one), so a run stopped part-way keeps
+what it measured.
 
 Usage: python benchmarks/bench_train.py [--models vit_small_patch16_224,swin3d_tiny] [--rounds 5] [--batch 8]
-       [--dtypes fp32,bf16] [--compile] [--threads 2] [--profile]
+       [--dtypes fp32,bf16] [--compile] [--threads 2] [--profile] [--clip 8,112]
+
+--clip T,S runs the video families at T frames of S x S (both libraries' models built for that clip) instead of
+16x224.
 
 --profile adds, per model and dtype, the per-op profile of one step of each implementation (interleaved, fastest
 of 3 runs per op) and the share of the dense kernels (matrix products, attention, convolutions): with those
@@ -41,6 +46,10 @@ SUITE = {
 }
 
 
+#: video peers built for another clip than 16x224 (--clip): torchvision builder -> its size keywords
+PEER_CLIP_KWARGS = {"video.mvit_v1_b": lambda t, s: {"temporal_size": t, "spatial_size": (s, s)}}
+
+
 def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float = 0.05) -> torch.optim.Optimizer:
     """Each library's training optimiser as its users get it: vitkit's engine (fused AdamW, no decay on norms
     and biases), timm's ``create_optimizer_v2`` (its train.py), torchvision's reference scripts (plain AdamW)."""
@@ -55,12 +64,18 @@ def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float
 
 def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool, peaks: dict,
               profiles: dict | None = None, clock: str = "wall", optimizer: str = "own",
-              checkpointing: bool = False) -> list[B.BenchRow]:
+              checkpointing: bool = False, clip: tuple[int, int] | None = None) -> list[B.BenchRow]:
     from vitkit.models.compile import maybe_compile
 
     lib, peer_name, shape = SUITE[name]
+    own_kw: dict = {}
+    peer_kw: dict = {}
+    if clip and len(shape) == 4:  # a video family at another clip: both models built for it
+        shape = (shape[0], clip[0], clip[1], clip[1])
+        own_kw = {"num_frames": clip[0], "img_size": clip[1]}
+        peer_kw = PEER_CLIP_KWARGS[peer_name](*clip) if peer_name in PEER_CLIP_KWARGS else {}
     torch.manual_seed(0)
-    models = {"vitkit": vitkit.create_model(name), lib: B.build_peer(lib, peer_name)}
+    models = {"vitkit": vitkit.create_model(name, **own_kw), lib: B.build_peer(lib, peer_name, **peer_kw)}
     try:  # same weights where a converter exists, so the work is identical
         vitkit.load_checkpoint(models["vitkit"], models[lib].state_dict())
     except Exception as e:  # noqa: BLE001 - a peer layout without converter still runs on its own weights
@@ -71,7 +86,7 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
             models["vitkit ckpt [0]"] = copy.deepcopy(models["vitkit"]).set_grad_checkpointing(True, stages=[0])
     make_opt = own_optimizer if optimizer == "own" else None
     x = torch.randn(1 if len(shape) == 4 else batch, *shape)
-    macs = vitkit.profile(name, shape).macs
+    macs = vitkit.profile(name, shape, **own_kw).macs
     rows = []
     for comp in ([False, True] if compile else [False]):
         timed = {k: maybe_compile(m, comp) for k, m in models.items()}
@@ -94,7 +109,7 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(SUITE), help=f"comma-separated, from: {', '.join(SUITE)}")
     ap.add_argument("--rounds", type=int, default=5)
@@ -110,9 +125,10 @@ def main() -> None:
                          "plain AdamW for torchvision); same: torch's default AdamW for all (the models alone)")
     ap.add_argument("--checkpointing", action="store_true",
                     help="also time vitkit with activation checkpointing (all blocks; first stage only)")
+    ap.add_argument("--clip", default=None, help="video families at T,S (frames, side) instead of 16,224")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train.json"))
     ap.add_argument("--overwrite", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     bad = [n for n in names if n not in SUITE]
     if bad:
@@ -120,6 +136,13 @@ def main() -> None:
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if set(dtypes) - {"fp32", "bf16"}:
         ap.error(f"--dtypes takes fp32 and/or bf16, got {dtypes}")
+    clip = None
+    if args.clip:
+        try:
+            t, side = (int(v) for v in args.clip.split(","))
+        except ValueError:
+            ap.error(f"--clip takes frames,side (e.g. 8,112), got {args.clip!r}")
+        clip = (t, side)
     torch.set_num_threads(args.threads)
     before = B.machine_load()
     print(B.describe_load(before))
@@ -128,9 +151,24 @@ def main() -> None:
     print("matmul peak here:", ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
     rows = []
     profiles: dict | None = {} if args.profile else None
+    path = B.free_path(args.out, args.overwrite)
+    done: list[str] = []
+    load_per_model: dict[str, dict] = {}
+
+    def save(complete: bool) -> None:  # after every model: a run stopped part-way keeps what it measured
+        B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)",
+                     load_before=before, load_after=B.machine_load(), load_after_model=load_per_model,
+                     threads=args.threads, batch=args.batch, clock=args.clock, optimizer=args.optimizer,
+                     compile=args.compile, video_clip=list(clip) if clip else [16, 224], models_done=list(done),
+                     complete=complete, **({"profiles": profiles} if profiles else {}))
+
     for n in names:
         rows += run_model(n, args.batch, dtypes, args.rounds, args.compile, peaks, profiles, args.clock,
-                          args.optimizer, args.checkpointing)
+                          args.optimizer, args.checkpointing, clip)
+        done.append(n)
+        load_per_model[n] = B.machine_load()
+        save(complete=len(done) == len(names))
+        print(f"wrote {path} ({len(done)}/{len(names)} models)", flush=True)
     after = B.machine_load()
     print(B.format_table(rows, unit="items/s"))
     for r in rows:
@@ -138,13 +176,8 @@ def main() -> None:
               f"({args.clock}; {r.extra['first_step_wall_s']:.1f} s wall), "
               f"peak training memory {r.extra['peak_train_mem_mb']:.0f} MB")
     print(B.describe_load(after))
-    path = B.free_path(args.out, args.overwrite)
-    B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)",
-                 load_before=before, load_after=after, threads=args.threads, batch=args.batch, clock=args.clock,
-                 optimizer=args.optimizer,
-                 **({"profiles": profiles} if profiles else {}))
-    print("wrote", path)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -185,3 +185,29 @@ def test_peak_fraction_check_and_free_path(tmp_path):
     alt = B.free_path(str(p))
     assert alt != str(p) and alt.startswith(str(tmp_path / "r-")) and alt.endswith(".json")
     assert B.free_path(str(p), overwrite=True) == str(p)
+
+
+def test_bench_train_writes_json_after_every_model(tmp_path, monkeypatch):
+    """A run stopped part-way (here: interrupted in the second model) keeps the first model's rows on disk."""
+    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(ROOT, "benchmarks", "bench_train.py"))
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    monkeypatch.setattr(B, "matmul_peak", lambda *a, **k: 1e12)
+
+    def fake_run_model(name, *args, **kwargs):
+        if name == "swin_tiny_patch4_window7_224":
+            raise KeyboardInterrupt
+        return [B.BenchRow("vitkit", name, "fp32", 8, 10.0, 800.0, 1, 0.5,
+                           extra={"first_step_s": 1.0, "first_step_wall_s": 1.0, "peak_train_mem_mb": 1.0})]
+
+    monkeypatch.setattr(bt, "run_model", fake_run_model)
+    out = tmp_path / "train.json"
+    args = ["--models", "vit_small_patch16_224,swin_tiny_patch4_window7_224", "--dtypes", "fp32", "--threads", "1",
+            "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        bt.main(args)
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and data["models_done"] == ["vit_small_patch16_224"]
+    assert [r["model"] for r in data["rows"]] == ["vit_small_patch16_224"] and data["load_after"]["load_avg"]
+    assert bt.main([*args[:1], "vit_small_patch16_224", *args[2:], "--overwrite"]) == 0
+    assert json.loads(out.read_text())["complete"] is True
