@@ -46,8 +46,25 @@ SUITE = {
 }
 
 
-#: video peers built for another clip than 16x224 (--clip): torchvision builder -> its size keywords
-PEER_CLIP_KWARGS = {"video.mvit_v1_b": lambda t, s: {"temporal_size": t, "spatial_size": (s, s)}}
+def _mvit_v1_b_at(frames: int, side: int) -> torch.nn.Module:
+    """torchvision's ``mvit_v1_b`` with its position embedding sized for another clip (the builder fixes 16x224
+    and passes it on to ``_mvit``; nothing else in the model depends on the clip size)."""
+    import torchvision.models.video.mvit as tvm
+
+    build = tvm._mvit
+
+    def at_clip(**kw):
+        return build(**{**kw, "spatial_size": (side, side), "temporal_size": frames})
+
+    tvm._mvit = at_clip
+    try:
+        return tvm.mvit_v1_b(weights=None)
+    finally:
+        tvm._mvit = build
+
+
+#: video peers that must be built for a clip other than 16x224 (--clip); torchvision's swin3d_t adapts by itself
+PEER_AT_CLIP = {"video.mvit_v1_b": _mvit_v1_b_at}
 
 
 def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float = 0.05) -> torch.optim.Optimizer:
@@ -69,13 +86,14 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
 
     lib, peer_name, shape = SUITE[name]
     own_kw: dict = {}
-    peer_kw: dict = {}
-    if clip and len(shape) == 4:  # a video family at another clip: both models built for it
+    at_clip = bool(clip) and len(shape) == 4
+    if at_clip:  # a video family at another clip: both models built for it
         shape = (shape[0], clip[0], clip[1], clip[1])
         own_kw = {"num_frames": clip[0], "img_size": clip[1]}
-        peer_kw = PEER_CLIP_KWARGS[peer_name](*clip) if peer_name in PEER_CLIP_KWARGS else {}
     torch.manual_seed(0)
-    models = {"vitkit": vitkit.create_model(name, **own_kw), lib: B.build_peer(lib, peer_name, **peer_kw)}
+    own = vitkit.create_model(name, **own_kw)
+    peer = PEER_AT_CLIP[peer_name](*clip) if at_clip and peer_name in PEER_AT_CLIP else B.build_peer(lib, peer_name)
+    models = {"vitkit": own, lib: peer}
     try:  # same weights where a converter exists, so the work is identical
         vitkit.load_checkpoint(models["vitkit"], models[lib].state_dict())
     except Exception as e:  # noqa: BLE001 - a peer layout without converter still runs on its own weights
