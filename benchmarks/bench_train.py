@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print(B.format_table(rows, unit="items/s"))
     for r in rows:
         print(f"  {r.impl:<22}{r.model:<30}{r.dtype:<6} first step {r.extra['first_step_s']:.1f} s "
-              f"({args.clock}; {r.extra['first_step_wall_s']:.1f} s wall), "
+              f"({args.clock}; + {r.extra.get('first_step_children_cpu_s', 0.0):.1f} s CPU in child processes; "
+              f"{r.extra['first_step_wall_s']:.1f} s wall), "
               f"peak training memory {r.extra['peak_train_mem_mb']:.0f} MB")
     print(B.describe_load(after))
     return 0

@@ -211,3 +211,15 @@ def test_bench_train_writes_json_after_every_model(tmp_path, monkeypatch):
     assert [r["model"] for r in data["rows"]] == ["vit_small_patch16_224"] and data["load_after"]["load_avg"]
     assert bt.main([*args[:1], "vit_small_patch16_224", *args[2:], "--overwrite"]) == 0
     assert json.loads(out.read_text())["complete"] is True
+
+
+def test_train_timing_reports_child_process_cpu():
+    """The first step's CPU time in child processes (Inductor's C++ compiler) is reported beside the process's."""
+    import subprocess
+    import sys
+
+    before = B.children_cpu_time()
+    subprocess.run([sys.executable, "-c", "sum(range(3 * 10**6))"], check=True)
+    assert B.children_cpu_time() > before
+    res = B.time_train_interleaved({"m": nn.Linear(4, 3)}, torch.randn(2, 4), rounds=1, clock="cpu")
+    assert res["m"]["first_children_s"] >= 0.0 and res["m"]["first_s"] >= 0.0

@@ -474,6 +474,14 @@ def resolution_scaling(
 
 
 # -- training steps (benchmarks/bench_train.py, benchmarks/gpu.py) ------------------------------------------
+def children_cpu_time() -> float:
+    """CPU seconds (user + system) of this process's finished child processes, e.g. Inductor's C++ compiler."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, opt: torch.optim.Optimizer,
                amp_dtype: torch.dtype | None = None) -> None:
     """One training step as vitkit's trainer does it: forward under autocast, cross-entropy, backward, optimiser."""
@@ -495,7 +503,9 @@ def time_train_interleaved(
     library's own training optimiser). ``first_s`` is the first warm-up step (for a
     compiled model: the compile time); ``seconds`` the median of the timed rounds, ``all`` every round, all by
     ``clock`` (see :data:`CLOCKS`). ``first_wall_s`` is the first step by the wall clock whatever ``clock`` says:
-    the process CPU clock misses the compile workers and C++ compiler that Inductor runs in child processes.
+    the process CPU clock misses the compile workers and C++ compiler that Inductor runs in child processes;
+    ``first_children_s`` is their CPU time (:func:`children_cpu_time`; the C++ compiler's, and the workers' once
+    they exit: with ``TORCHINDUCTOR_COMPILE_THREADS=1`` there are none and the compile is in ``first_s``).
     """
     now = CLOCKS[clock]
     device = x.device
@@ -505,15 +515,17 @@ def time_train_interleaved(
     times: dict[str, list[float]] = {k: [] for k in models}
     first: dict[str, float] = {}
     first_wall: dict[str, float] = {}
+    first_children: dict[str, float] = {}
     for name, m in models.items():
         m.train()
         for i in range(warmup):
             _sync(device)
-            t, w = now(), time.perf_counter()
+            t, w, c = now(), time.perf_counter(), children_cpu_time()
             train_step(m, x, target, opts[name], amp_dtype)
             _sync(device)
             if i == 0:
                 first[name], first_wall[name] = now() - t, time.perf_counter() - w
+                first_children[name] = children_cpu_time() - c
     for _ in range(rounds):
         for name, m in models.items():
             _sync(device)
@@ -525,7 +537,7 @@ def time_train_interleaved(
     for name, ts in times.items():
         med = statistics.median(ts)
         out[name] = {"seconds": med, "items_per_s": x.shape[0] / med, "all": ts, "first_s": first.get(name, 0.0),
-                     "first_wall_s": first_wall.get(name, 0.0)}
+                     "first_wall_s": first_wall.get(name, 0.0), "first_children_s": first_children.get(name, 0.0)}
     return out
 
 
@@ -568,6 +580,7 @@ def measure_train_interleaved(
             rows.append(BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
                                  6 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
                                  extra={"first_step_s": r["first_s"], "first_step_wall_s": r["first_wall_s"],
+                                        "first_step_children_cpu_s": r["first_children_s"],
                                         "peak_train_mem_mb": mem / 2**20,
                                         "compiled": compiled, "clock": clock}, **_spread(r["all"])))
     return rows
