@@ -2,18 +2,20 @@
 
 Image families at batch ``--batch`` (default 8) and 224 against timm, video families at one 16x224 clip against
 torchvision; fp32 and bf16 autocast; eager, plus compiled (every implementation through the same
-``torch.compile``) with ``--compile``. Implementations are timed round-robin (one step of each per round), the
-median with min / max over the rounds is reported, with the first step (the compile time when compiled), peak
+``torch.compile``: :func:`vitkit.models.compile.maybe_compile`, torch's automatic dynamic shapes, or symbolic
+sizes from the start with ``--dynamic``; each compile starts from empty Inductor caches) with ``--compile``.
+Implementations are timed round-robin (one step of each per round), the median with min / max over the rounds
+is reported, with the first step (the compile time when compiled; the C++ compiler's CPU time beside it), peak
 training memory (op-level live storages on the CPU, ``max_memory_allocated`` on CUDA) and the load average
 before and after. Writes benchmarks/results/train.json (a time-stamped name when it exists, unless --overwrite),
 after every model (``"complete": false`` and ``models_done`` until the last one), so a run stopped part-way keeps
 what it measured.
 
 Usage: python benchmarks/bench_train.py [--models vit_small_patch16_224,swin3d_tiny] [--rounds 5] [--batch 8]
-       [--dtypes fp32,bf16] [--compile] [--threads 2] [--profile] [--clip 8,112]
+       [--dtypes fp32,bf16] [--compile [--dynamic]] [--threads 2] [--profile] [--clip 8,128]
 
 --clip T,S runs the video families at T frames of S x S (both libraries' models built for that clip) instead of
-16x224.
+16x224 (UniFormer needs S divisible by 32).
 
 --profile adds, per model and dtype, the per-op profile of one step of each implementation (interleaved, fastest
 of 3 runs per op) and the share of the dense kernels (matrix products, attention, convolutions): with those
@@ -79,7 +81,7 @@ def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
 
 
-def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool, peaks: dict,
+def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool | str, peaks: dict,
               profiles: dict | None = None, clock: str = "wall", optimizer: str = "own",
               checkpointing: bool = False, clip: tuple[int, int] | None = None) -> list[B.BenchRow]:
     from vitkit.models.compile import maybe_compile
@@ -106,7 +108,7 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
     x = torch.randn(1 if len(shape) == 4 else batch, *shape)
     macs = vitkit.profile(name, shape, **own_kw).macs
     rows = []
-    for comp in ([False, True] if compile else [False]):
+    for comp in ([False, compile] if compile else [False]):
         timed = {k: maybe_compile(m, comp) for k, m in models.items()}
         got = B.measure_train_interleaved(timed, name, x, macs, peaks, dtypes, rounds=rounds, compiled=comp,
                                           eager=models, clock=clock, make_optimizer=make_opt)
@@ -134,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8, help="image batch (video: one clip)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--compile", action="store_true", help="also time every implementation compiled")
+    ap.add_argument("--dynamic", action="store_true",
+                    help="with --compile: symbolic sizes from the first call (train.compile: dynamic) instead of "
+                         "torch's automatic dynamic shapes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="also print per-op profiles and the Amdahl bound")
     ap.add_argument("--clock", choices=sorted(B.CLOCKS), default="wall",
@@ -177,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)",
                      load_before=before, load_after=B.machine_load(), load_after_model=load_per_model,
                      threads=args.threads, batch=args.batch, clock=args.clock, optimizer=args.optimizer,
-                     compile=args.compile, video_clip=list(clip) if clip else [16, 224], models_done=list(done),
+                     compile="dynamic" if args.compile and args.dynamic else args.compile, video_clip=list(clip) if clip else [16, 224], models_done=list(done),
                      complete=complete, **({"profiles": profiles} if profiles else {}))
 
     for n in names:
-        rows += run_model(n, args.batch, dtypes, args.rounds, args.compile, peaks, profiles, args.clock,
+        rows += run_model(n, args.batch, dtypes, args.rounds, "dynamic" if args.compile and args.dynamic
+                          else args.compile, peaks, profiles, args.clock,
                           args.optimizer, args.checkpointing, clip)
         done.append(n)
         load_per_model[n] = B.machine_load()
