@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 
 import torch
 
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train.json"))
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
+    command = " ".join(["benchmarks/bench_train.py", *(sys.argv[1:] if argv is None else argv)])
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     bad = [n for n in names if n not in SUITE]
     if bad:
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     load_per_model: dict[str, dict] = {}
 
     def save(complete: bool) -> None:  # after every model: a run stopped part-way keeps what it measured
-        B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)",
+        B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)", command=command,
                      load_before=before, load_after=B.machine_load(), load_after_model=load_per_model,
                      threads=args.threads, batch=args.batch, clock=args.clock, optimizer=args.optimizer,
                      compile="dynamic" if args.compile and args.dynamic else args.compile, video_clip=list(clip) if clip else [16, 224], models_done=list(done),

@@ -208,6 +208,7 @@ def test_bench_train_writes_json_after_every_model(tmp_path, monkeypatch):
         bt.main(args)
     data = json.loads(out.read_text())
     assert data["complete"] is False and data["models_done"] == ["vit_small_patch16_224"]
+    assert data["command"].startswith("benchmarks/bench_train.py --models vit_small_patch16_224,swin")
     assert [r["model"] for r in data["rows"]] == ["vit_small_patch16_224"] and data["load_after"]["load_avg"]
     assert bt.main([*args[:1], "vit_small_patch16_224", *args[2:], "--overwrite"]) == 0
     assert json.loads(out.read_text())["complete"] is True
