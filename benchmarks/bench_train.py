@@ -3,7 +3,9 @@
 Image families at batch ``--batch`` (default 8) and 224 against timm, video families at one 16x224 clip against
 torchvision; fp32 and bf16 autocast; eager, plus compiled (every implementation through the same
 ``torch.compile``: :func:`vitkit.models.compile.maybe_compile`, torch's automatic dynamic shapes, or symbolic
-sizes from the start with ``--dynamic``; each compile starts from empty Inductor caches) with ``--compile``.
+sizes from the start with ``--dynamic``; each compile starts from empty Inductor caches, but a peer class
+compiled earlier in the same run, e.g. timm Swin-T for Swin-T and then as UniFormer-S's stand-in, reuses
+TorchDynamo's graph and shows no compile time the second time) with ``--compile``.
 Implementations are timed round-robin (one step of each per round), the median with min / max over the rounds
 is reported, with the first step (the compile time when compiled; the C++ compiler's CPU time beside it), peak
 training memory (op-level live storages on the CPU, ``max_memory_allocated`` on CUDA) and the load average
