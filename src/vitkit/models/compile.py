@@ -10,7 +10,9 @@ static first compile cost 49-53 s of CPU in the process plus 100 s in Inductor's
 0.79-0.84 s; ``dynamic=True`` cost 485 s plus 234 s, 4.8x as much, and then steps of 0.99 s, 1.2x slower (not
 profiled; with symbolic sizes the window orders, shift masks and relative-position index are computed in the graph
 instead of being folded into constants, and kernels index with runtime sizes). Automatic and static compile the
-same first graph; under automatic, a size change then costs about one ``dynamic=True`` compile.
+same first graph; under automatic, a size change then costs about one ``dynamic=True`` compile. MViTv2-T, the
+same: ``dynamic=True`` 768 s plus 223 s, then steps of 1.76-1.86 s; static 108 s plus 134 s, then 996 ms
+(``benchmarks/results/train_compiled_amx_mvitv2_tiny.json``).
 
 ``dynamic=True`` remains what a model fed many sizes from the start wants (one symbolic compile instead of a
 static one and then a symbolic one). vitkit's families keep one graph across input sizes under it
