@@ -2,13 +2,22 @@
 
 Image families at batch ``--batch`` (default 8) and 224 against timm, video families at one 16x224 clip against
 torchvision; fp32 and bf16 autocast; eager, plus compiled (every implementation through the same
-``torch.compile``) with ``--compile``. Implementations are timed round-robin (one step of each per round), the
-median with min / max over the rounds is reported, with the first step (the compile time when compiled), peak
+``torch.compile``: :func:`vitkit.models.compile.maybe_compile`, torch's automatic dynamic shapes, or symbolic
+sizes from the start with ``--dynamic``; each compile starts from empty Inductor caches, but a peer class
+compiled earlier in the same run, e.g. timm Swin-T for Swin-T and then as UniFormer-S's stand-in, reuses
+TorchDynamo's graph and shows no compile time the second time) with ``--compile``.
+Implementations are timed round-robin (one step of each per round), the median with min / max over the rounds
+is reported, with the first step (the compile time when compiled; the C++ compiler's CPU time beside it), peak
 training memory (op-level live storages on the CPU, ``max_memory_allocated`` on CUDA) and the load average
-before and after. Writes benchmarks/results/train.json (a time-stamped name when it exists, unless --overwrite).
+before and after. Writes benchmarks/results/train.json (a time-stamped name when it exists, unless --overwrite),
+after every model (``"complete": false`` and ``models_done`` until the last one), so a run stopped part-way keeps
+what it measured.
 
 Usage: python benchmarks/bench_train.py [--models vit_small_patch16_224,swin3d_tiny] [--rounds 5] [--batch 8]
-       [--dtypes fp32,bf16] [--compile] [--threads 2] [--profile]
+       [--dtypes fp32,bf16] [--compile [--dynamic]] [--threads 2] [--profile] [--clip 8,128]
+
+--clip T,S runs the video families at T frames of S x S (both libraries' models built for that clip) instead of
+16x224 (UniFormer needs S divisible by 32).
 
 --profile adds, per model and dtype, the per-op profile of one step of each implementation (interleaved, fastest
 of 3 runs per op) and the share of the dense kernels (matrix products, attention, convolutions): with those
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 
 import torch
 
@@ -41,6 +51,27 @@ SUITE = {
 }
 
 
+def _mvit_v1_b_at(frames: int, side: int) -> torch.nn.Module:
+    """torchvision's ``mvit_v1_b`` with its position embedding sized for another clip (the builder fixes 16x224
+    and passes it on to ``_mvit``; nothing else in the model depends on the clip size)."""
+    import torchvision.models.video.mvit as tvm
+
+    build = tvm._mvit
+
+    def at_clip(**kw):
+        return build(**{**kw, "spatial_size": (side, side), "temporal_size": frames})
+
+    tvm._mvit = at_clip
+    try:
+        return tvm.mvit_v1_b(weights=None)
+    finally:
+        tvm._mvit = build
+
+
+#: video peers that must be built for a clip other than 16x224 (--clip); torchvision's swin3d_t adapts by itself
+PEER_AT_CLIP = {"video.mvit_v1_b": _mvit_v1_b_at}
+
+
 def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float = 0.05) -> torch.optim.Optimizer:
     """Each library's training optimiser as its users get it: vitkit's engine (fused AdamW, no decay on norms
     and biases), timm's ``create_optimizer_v2`` (its train.py), torchvision's reference scripts (plain AdamW)."""
@@ -53,14 +84,21 @@ def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
 
 
-def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool, peaks: dict,
+def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool | str, peaks: dict,
               profiles: dict | None = None, clock: str = "wall", optimizer: str = "own",
-              checkpointing: bool = False) -> list[B.BenchRow]:
+              checkpointing: bool = False, clip: tuple[int, int] | None = None) -> list[B.BenchRow]:
     from vitkit.models.compile import maybe_compile
 
     lib, peer_name, shape = SUITE[name]
+    own_kw: dict = {}
+    at_clip = bool(clip) and len(shape) == 4
+    if at_clip:  # a video family at another clip: both models built for it
+        shape = (shape[0], clip[0], clip[1], clip[1])
+        own_kw = {"num_frames": clip[0], "img_size": clip[1]}
     torch.manual_seed(0)
-    models = {"vitkit": vitkit.create_model(name), lib: B.build_peer(lib, peer_name)}
+    own = vitkit.create_model(name, **own_kw)
+    peer = PEER_AT_CLIP[peer_name](*clip) if at_clip and peer_name in PEER_AT_CLIP else B.build_peer(lib, peer_name)
+    models = {"vitkit": own, lib: peer}
     try:  # same weights where a converter exists, so the work is identical
         vitkit.load_checkpoint(models["vitkit"], models[lib].state_dict())
     except Exception as e:  # noqa: BLE001 - a peer layout without converter still runs on its own weights
@@ -71,9 +109,9 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
             models["vitkit ckpt [0]"] = copy.deepcopy(models["vitkit"]).set_grad_checkpointing(True, stages=[0])
     make_opt = own_optimizer if optimizer == "own" else None
     x = torch.randn(1 if len(shape) == 4 else batch, *shape)
-    macs = vitkit.profile(name, shape).macs
+    macs = vitkit.profile(name, shape, **own_kw).macs
     rows = []
-    for comp in ([False, True] if compile else [False]):
+    for comp in ([False, compile] if compile else [False]):
         timed = {k: maybe_compile(m, comp) for k, m in models.items()}
         got = B.measure_train_interleaved(timed, name, x, macs, peaks, dtypes, rounds=rounds, compiled=comp,
                                           eager=models, clock=clock, make_optimizer=make_opt)
@@ -94,13 +132,16 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(SUITE), help=f"comma-separated, from: {', '.join(SUITE)}")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8, help="image batch (video: one clip)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--compile", action="store_true", help="also time every implementation compiled")
+    ap.add_argument("--dynamic", action="store_true",
+                    help="with --compile: symbolic sizes from the first call (train.compile: dynamic) instead of "
+                         "torch's automatic dynamic shapes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="also print per-op profiles and the Amdahl bound")
     ap.add_argument("--clock", choices=sorted(B.CLOCKS), default="wall",
@@ -110,9 +151,11 @@ def main() -> None:
                          "plain AdamW for torchvision); same: torch's default AdamW for all (the models alone)")
     ap.add_argument("--checkpointing", action="store_true",
                     help="also time vitkit with activation checkpointing (all blocks; first stage only)")
+    ap.add_argument("--clip", default=None, help="video families at T,S (frames, side) instead of 16,224")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train.json"))
     ap.add_argument("--overwrite", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    command = " ".join(["benchmarks/bench_train.py", *(sys.argv[1:] if argv is None else argv)])
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     bad = [n for n in names if n not in SUITE]
     if bad:
@@ -120,6 +163,13 @@ def main() -> None:
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if set(dtypes) - {"fp32", "bf16"}:
         ap.error(f"--dtypes takes fp32 and/or bf16, got {dtypes}")
+    clip = None
+    if args.clip:
+        try:
+            t, side = (int(v) for v in args.clip.split(","))
+        except ValueError:
+            ap.error(f"--clip takes frames,side (e.g. 8,112), got {args.clip!r}")
+        clip = (t, side)
     torch.set_num_threads(args.threads)
     before = B.machine_load()
     print(B.describe_load(before))
@@ -128,23 +178,35 @@ def main() -> None:
     print("matmul peak here:", ", ".join(f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()))
     rows = []
     profiles: dict | None = {} if args.profile else None
+    path = B.free_path(args.out, args.overwrite)
+    done: list[str] = []
+    load_per_model: dict[str, dict] = {}
+
+    def save(complete: bool) -> None:  # after every model: a run stopped part-way keeps what it measured
+        B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)", command=command,
+                     load_before=before, load_after=B.machine_load(), load_after_model=load_per_model,
+                     threads=args.threads, batch=args.batch, clock=args.clock, optimizer=args.optimizer,
+                     compile="dynamic" if args.compile and args.dynamic else args.compile, video_clip=list(clip) if clip else [16, 224], models_done=list(done),
+                     complete=complete, **({"profiles": profiles} if profiles else {}))
+
     for n in names:
-        rows += run_model(n, args.batch, dtypes, args.rounds, args.compile, peaks, profiles, args.clock,
-                          args.optimizer, args.checkpointing)
+        rows += run_model(n, args.batch, dtypes, args.rounds, "dynamic" if args.compile and args.dynamic
+                          else args.compile, peaks, profiles, args.clock,
+                          args.optimizer, args.checkpointing, clip)
+        done.append(n)
+        load_per_model[n] = B.machine_load()
+        save(complete=len(done) == len(names))
+        print(f"wrote {path} ({len(done)}/{len(names)} models)", flush=True)
     after = B.machine_load()
     print(B.format_table(rows, unit="items/s"))
     for r in rows:
         print(f"  {r.impl:<22}{r.model:<30}{r.dtype:<6} first step {r.extra['first_step_s']:.1f} s "
-              f"({args.clock}; {r.extra['first_step_wall_s']:.1f} s wall), "
+              f"({args.clock}; + {r.extra.get('first_step_children_cpu_s', 0.0):.1f} s CPU in child processes; "
+              f"{r.extra['first_step_wall_s']:.1f} s wall), "
               f"peak training memory {r.extra['peak_train_mem_mb']:.0f} MB")
     print(B.describe_load(after))
-    path = B.free_path(args.out, args.overwrite)
-    B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)",
-                 load_before=before, load_after=after, threads=args.threads, batch=args.batch, clock=args.clock,
-                 optimizer=args.optimizer,
-                 **({"profiles": profiles} if profiles else {}))
-    print("wrote", path)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

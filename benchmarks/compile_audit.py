@@ -1,7 +1,7 @@
 """torch.compile audit: graph breaks, graphs compiled and recompiles per family, one model fed three input sizes.
 
 Traced with the ``eager`` backend (TorchDynamo decides breaks and recompiles before any backend runs, so no
-code generation is paid for) and ``dynamic=True`` as ``train.compile`` compiles. A recompile is a graph compiled
+code generation is paid for) and ``dynamic=True`` as ``train.compile: dynamic`` compiles. A recompile is a graph compiled
 after the first size; the JSON keeps the failed guard behind each. Prints a table and writes
 benchmarks/results/compile_audit.json. ``--full`` audits the real variants instead of small ones (minutes).
 

@@ -196,3 +196,44 @@ def test_interleaved_and_forward_timing_use_the_chosen_clock(monkeypatch):
     assert B.time_forward(model, x, iters=2, clock="cpu")["all"] == [2.0, 2.0]
     rows = B.measure_interleaved({"a": model}, "lin", x, 16, {"fp32": 1e9}, ("fp32",), iters=2, clock="cpu")
     assert rows[0].latency_ms == 2000.0
+
+
+def test_bench_train_writes_json_after_every_model(tmp_path, monkeypatch):
+    """A run stopped part-way (here: interrupted in the second model) keeps the first model's rows on disk."""
+    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(ROOT, "benchmarks", "bench_train.py"))
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    monkeypatch.setattr(B, "matmul_peak", lambda *a, **k: 1e12)
+
+    def fake_run_model(name, *args, **kwargs):
+        if name == "swin_tiny_patch4_window7_224":
+            raise KeyboardInterrupt
+        return [B.BenchRow("vitkit", name, "fp32", 8, 10.0, 800.0, 1, 0.5,
+                           extra={"first_step_s": 1.0, "first_step_wall_s": 1.0, "peak_train_mem_mb": 1.0})]
+
+    monkeypatch.setattr(bt, "run_model", fake_run_model)
+    out = tmp_path / "train.json"
+    args = ["--models", "vit_small_patch16_224,swin_tiny_patch4_window7_224", "--dtypes", "fp32", "--threads", "1",
+            "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        bt.main(args)
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and data["models_done"] == ["vit_small_patch16_224"]
+    assert data["command"].startswith("benchmarks/bench_train.py --models vit_small_patch16_224,swin")
+    assert [r["model"] for r in data["rows"]] == ["vit_small_patch16_224"] and data["load_after"]["load_avg"]
+    assert bt.main([*args[:1], "vit_small_patch16_224", *args[2:], "--overwrite"]) == 0
+    assert json.loads(out.read_text())["complete"] is True
+
+
+def test_train_timing_reports_child_process_cpu():
+    """The first step's CPU time in child processes (Inductor's C++ compiler) is reported beside the process's."""
+    import subprocess
+    import sys
+
+    before = B.children_cpu_time()
+    subprocess.run([sys.executable, "-c", "sum(range(3 * 10**6))"], check=True)
+    assert B.children_cpu_time() > before
+    for fresh in (False, True):  # fresh: the warm-up runs with empty Inductor caches in a folder removed after
+        res = B.time_train_interleaved({"m": nn.Linear(4, 3)}, torch.randn(2, 4), rounds=1, clock="cpu",
+                                       fresh_compile_cache=fresh)
+        assert res["m"]["first_children_s"] >= 0.0 and res["m"]["first_s"] >= 0.0

@@ -16,15 +16,40 @@ TINY = ["model.patch_size=8", "model.embed_dim=32", "model.depth=1", "model.num_
 def test_compile_key_is_validated():
     assert load_recipe(find_recipe("demo/digits")).train.compile is False
     assert load_recipe(find_recipe("demo/digits"), ["train.compile=true"]).train.compile is True
-    with pytest.raises(RecipeError, match="train.compile.*true/false"):
+    assert load_recipe(find_recipe("demo/digits"), ["train.compile=dynamic"]).train.compile == "dynamic"
+    with pytest.raises(RecipeError, match="train.compile.*true/false or dynamic"):
         load_recipe(find_recipe("demo/digits"), ["train.compile=fast"])
     with pytest.raises(RecipeError, match="compile"):
         load_recipe(find_recipe("demo/digits"), ["train.compiled=true"])
 
 
+def test_compile_modes_reach_torch_compile(monkeypatch):
+    """true: torch's automatic dynamic shapes (dynamic=None); "dynamic": dynamic=True; false: the module itself;
+    vitkit's Inductor options in every mode."""
+    import torch
+    import torch.nn as nn
+
+    from vitkit.models.compile import INDUCTOR_OPTIONS, maybe_compile
+
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: seen.append(kw) or m)
+    m = nn.Linear(2, 2)
+    assert maybe_compile(m, False) is m and seen == []
+    maybe_compile(m)
+    maybe_compile(m, True)
+    maybe_compile(m, "dynamic")
+    maybe_compile(m, dynamic=True)
+    maybe_compile(m, dynamic=False)
+    assert [kw["dynamic"] for kw in seen] == [None, None, True, True, False]
+    assert all(kw["options"] == INDUCTOR_OPTIONS for kw in seen)
+    with pytest.raises(ValueError, match="compile mode"):
+        maybe_compile(m, "fast")
+
+
 @pytest.mark.slow
 def test_compiled_training_runs_two_steps(tmp_path):
-    """Two optimiser steps through torch.compile (dynamic shapes); the checkpoint keeps the model's own keys."""
+    """Two optimiser steps through torch.compile (automatic dynamic shapes); the checkpoint keeps the model's own
+    keys."""
     r = load_recipe(find_recipe("demo/digits"), [*TINY, "train.compile=true", f"run.dir={tmp_path / 'run'}"])
     trainer = Trainer(r, quiet=True)
     assert trainer.ddp is not trainer.model and hasattr(trainer.ddp, "_orig_mod")
@@ -60,7 +85,8 @@ def test_every_family_traces_without_graph_breaks(family):
     assert result.graph_breaks == 0 and result.graphs == 1, result.reasons
 
 
-# -- recompiles: one compiled model (dynamic=True) fed three sizes ------------------------------------------------
+# -- recompiles: one compiled model fed three sizes, dynamic=True explicitly (train.compile: dynamic; the default
+# automatic mode compiles the first size static, then once symbolic) -------------------------------------------
 _SIZES = {
     # the native 32 between two other sizes: the same-size resampling shortcut once guarded on it
     "vit": ("vit_demo_patch8_32", {}, [(2, 3, 48, 48), (2, 3, 32, 32), (2, 3, 64, 64)]),

@@ -13,10 +13,12 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -414,12 +416,12 @@ def compare(
     iters: int = 5,
     input_size: Sequence[int] | None = None,
     peaks: dict[str, float] | None = None,
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> tuple[list[BenchRow], dict[str, str]]:
     """vitkit ``name`` and its peers in one process, round-robin: throughput, latency, % of matmul peak and
     peak forward memory (``extra['peak_mem_mb']``). Returns the rows and, per peer, a note on the weights.
-    ``compile``: every implementation is wrapped by the same ``torch.compile`` (:func:`maybe_compile`) and the
-    warm-up round pays the compile time; memory is counted on the eager modules."""
+    ``compile``: every implementation is wrapped by the same ``torch.compile`` (:func:`maybe_compile`; ``True``
+    or ``"dynamic"``) and the warm-up round pays the compile time; memory is counted on the eager modules."""
     from vitkit.models.compile import maybe_compile
 
     torch.manual_seed(0)
@@ -482,6 +484,27 @@ def resolution_scaling(
 
 
 # -- training steps (benchmarks/bench_train.py, benchmarks/gpu.py) ------------------------------------------
+@contextlib.contextmanager
+def _fresh_inductor_cache(parent: str | None) -> Iterator[None]:
+    """Empty Inductor caches in a new folder under ``parent`` while the block runs (nothing when ``None``); the
+    folder is kept (the caller removes ``parent``): kernels loaded from it stay in use after the block."""
+    if parent is None:
+        yield
+        return
+    from torch._inductor.utils import fresh_cache
+
+    with fresh_cache(dir=parent, delete=False):
+        yield
+
+
+def children_cpu_time() -> float:
+    """CPU seconds (user + system) of this process's finished child processes, e.g. Inductor's C++ compiler."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, opt: torch.optim.Optimizer,
                amp_dtype: torch.dtype | None = None) -> None:
     """One training step as vitkit's trainer does it: forward under autocast, cross-entropy, backward, optimiser."""
@@ -496,6 +519,7 @@ def time_train_interleaved(
     models: dict[str, nn.Module], x: torch.Tensor, amp_dtype: torch.dtype | None = None, warmup: int = 1,
     rounds: int = 5, lr: float = 1e-4, clock: str = "wall",
     make_optimizer: Callable[[str, nn.Module], torch.optim.Optimizer] | None = None,
+    fresh_compile_cache: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Training steps (forward, backward, AdamW) of several models on the same batch, round-robin.
 
@@ -503,7 +527,12 @@ def time_train_interleaved(
     library's own training optimiser). ``first_s`` is the first warm-up step (for a
     compiled model: the compile time); ``seconds`` the median of the timed rounds, ``all`` every round, all by
     ``clock`` (see :data:`CLOCKS`). ``first_wall_s`` is the first step by the wall clock whatever ``clock`` says:
-    the process CPU clock misses the compile workers and C++ compiler that Inductor runs in child processes.
+    the process CPU clock misses the compile workers and C++ compiler that Inductor runs in child processes;
+    ``first_children_s`` is their CPU time (:func:`children_cpu_time`; the C++ compiler's, and the workers' once
+    they exit: with ``TORCHINDUCTOR_COMPILE_THREADS=1`` there are none and the compile is in ``first_s``).
+    ``fresh_compile_cache``: each model's warm-up runs with empty Inductor caches (a new cache folder, the
+    in-memory kernel caches cleared), so a compiled model's first step reuses no kernel or graph compiled before
+    it, by an earlier run or by another model in this process.
     """
     now = CLOCKS[clock]
     device = x.device
@@ -513,15 +542,23 @@ def time_train_interleaved(
     times: dict[str, list[float]] = {k: [] for k in models}
     first: dict[str, float] = {}
     first_wall: dict[str, float] = {}
-    for name, m in models.items():
-        m.train()
-        for i in range(warmup):
-            _sync(device)
-            t, w = now(), time.perf_counter()
-            train_step(m, x, target, opts[name], amp_dtype)
-            _sync(device)
-            if i == 0:
-                first[name], first_wall[name] = now() - t, time.perf_counter() - w
+    first_children: dict[str, float] = {}
+    scratch = tempfile.mkdtemp(prefix="vitkit_inductor_") if fresh_compile_cache else None
+    try:
+        for name, m in models.items():
+            m.train()
+            with _fresh_inductor_cache(scratch):
+                for i in range(warmup):
+                    _sync(device)
+                    t, w, c = now(), time.perf_counter(), children_cpu_time()
+                    train_step(m, x, target, opts[name], amp_dtype)
+                    _sync(device)
+                    if i == 0:
+                        first[name], first_wall[name] = now() - t, time.perf_counter() - w
+                        first_children[name] = children_cpu_time() - c
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     for _ in range(rounds):
         for name, m in models.items():
             _sync(device)
@@ -533,7 +570,7 @@ def time_train_interleaved(
     for name, ts in times.items():
         med = statistics.median(ts)
         out[name] = {"seconds": med, "items_per_s": x.shape[0] / med, "all": ts, "first_s": first.get(name, 0.0),
-                     "first_wall_s": first_wall.get(name, 0.0)}
+                     "first_wall_s": first_wall.get(name, 0.0), "first_children_s": first_children.get(name, 0.0)}
     return out
 
 
@@ -559,23 +596,25 @@ def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | Non
 
 def measure_train_interleaved(
     models: dict[str, nn.Module], name: str, x: torch.Tensor, macs_per_item: int, peaks: dict[str, float],
-    dtypes: Sequence[str] = ("fp32", "bf16"), rounds: int = 5, warmup: int = 1, compiled: bool = False,
+    dtypes: Sequence[str] = ("fp32", "bf16"), rounds: int = 5, warmup: int = 1, compiled: bool | str = False,
     eager: dict[str, nn.Module] | None = None, clock: str = "wall",
     make_optimizer: Callable[[str, nn.Module], torch.optim.Optimizer] | None = None,
 ) -> list[BenchRow]:
     """Rows of training-step throughput (items/s), % of peak counting 3x the forward FLOPs (forward + backward),
-    ``extra``: first-step seconds, peak training memory (measured on ``eager`` modules when given), compiled."""
+    ``extra``: first-step seconds, peak training memory (measured on ``eager`` modules when given), compiled.
+    Compiled models compile with empty Inductor caches (``fresh_compile_cache``), so first steps compare."""
     kinds = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     rows = []
     for d in dtypes:
         res = time_train_interleaved(models, x, kinds[d], warmup=warmup, rounds=rounds, clock=clock,
-                                     make_optimizer=make_optimizer)
+                                     make_optimizer=make_optimizer, fresh_compile_cache=bool(compiled))
         for impl, r in res.items():
             ips = r["items_per_s"]
             mem = train_memory((eager or models)[impl], x, kinds[d])
             rows.append(BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
                                  6 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
                                  extra={"first_step_s": r["first_s"], "first_step_wall_s": r["first_wall_s"],
+                                        "first_step_children_cpu_s": r["first_children_s"],
                                         "peak_train_mem_mb": mem / 2**20,
                                         "compiled": compiled, "clock": clock}, **_spread(r["all"])))
     return rows

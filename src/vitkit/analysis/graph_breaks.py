@@ -4,7 +4,8 @@ TorchDynamo decides where a graph breaks and when a new input shape forces a rec
 runs, so both are audited with the ``eager`` backend (tracing only; the compiled model runs the captured graph
 with ordinary ops). :func:`audit` traces a training step (forward and backward; the backward graph comes from
 the forward graph through AOTAutograd, so it has no breaks of its own) at each of several input sizes with
-``dynamic=True`` (as :func:`vitkit.models.compile.maybe_compile` compiles) and reports the breaks with
+``dynamic=True`` (``train.compile: dynamic``; the default automatic mode compiles the first size static and
+then once with symbolic sizes, so a model that keeps one graph here keeps two there) and reports the breaks with
 their reasons, the number of graphs compiled, and the recompiles: graphs added after the first size, each with
 the guard that failed. One graph per model over every size is the goal.
 """

@@ -1,4 +1,4 @@
-"""``vitkit benchmark NAME [--against timm|torchvision] [--sizes 224,384,512] [--compile]``.
+"""``vitkit benchmark NAME [--against timm|torchvision] [--sizes 224,384,512] [--compile [--dynamic]]``.
 
 Throughput and latency (median, with min / max over the rounds) in fp32 and bf16, peak forward memory and the
 fraction of this machine's measured matmul peak, with the peer implementation timed round-robin in the same
@@ -29,8 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "after a colon, e.g. uniformer_small:windows=true")
     p.add_argument("--scaling-batch", type=int, default=1, help="batch size for --sizes (default 1)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile vitkit and every peer the same way (dynamic shapes) before timing; the "
-                        "warm-up run pays the compile time")
+                   help="torch.compile vitkit and every peer the same way (vitkit.models.compile.maybe_compile: "
+                        "torch's automatic dynamic shapes) before timing; the warm-up run pays the compile time")
+    p.add_argument("--dynamic", action="store_true",
+                   help="with --compile: symbolic sizes from the first call (train.compile: dynamic)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"),
                    help="folder for <name>.json and <name>_scaling.png (default benchmarks/results); an existing "
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     print(B.describe_load(B.machine_load()))
     peaks = {d: B.matmul_peak(kinds[d]) for d in dtypes}
     rows, notes = B.compare(args.name, args.against, args.batch, dtypes, args.iters, peaks=peaks,
-                            compile=args.compile)
+                            compile="dynamic" if args.compile and args.dynamic else args.compile)
     after = {d: B.matmul_peak(kinds[d]) for d in dtypes}  # the best of before and after: load may have dropped
     peaks = {d: max(peaks[d], after[d]) for d in dtypes}
     for r in rows:

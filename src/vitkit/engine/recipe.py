@@ -54,7 +54,8 @@ A recipe has these sections (every key optional; the defaults below apply)::
       amp: none                  # bf16 | fp16 | none; fp16 (with gradient scaling) is GPU-only
       ema_decay: null            # e.g. 0.9999: keep an EMA of the weights, evaluated beside the model
       grad_checkpointing: false  # activation checkpointing (non-reentrant)
-      compile: false             # torch.compile the model (dynamic shapes); the first steps pay the compile time
+      compile: false             # true: torch.compile the model (static shapes, symbolic after a size change);
+                                 # dynamic: symbolic sizes from the start; the first step pays the compile time
       seed: 0
       deterministic: false       # torch.use_deterministic_algorithms
       workers: 2                 # DataLoader worker processes per training process
@@ -178,7 +179,7 @@ class TrainSection:
     amp: str = "none"
     ema_decay: float | None = None
     grad_checkpointing: bool | list = False  # true: every block; [0, 1]: the blocks of stages 0 and 1 only
-    compile: bool = False
+    compile: bool | str = False  # false | true | dynamic (vitkit.models.compile.COMPILE_MODES)
     seed: int = 0
     deterministic: bool = False
     workers: int = 2
@@ -526,6 +527,8 @@ def validate(r: Recipe) -> None:
         raise RecipeError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {r.optim.name!r}")
     if r.train.amp not in AMP_MODES:
         raise RecipeError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {r.train.amp!r}")
+    if r.train.compile not in (False, True, "dynamic"):
+        raise RecipeError(f"train.compile: expected true/false or dynamic, got {r.train.compile!r}")
     positive = {
         "train.batch_size": r.train.batch_size, "train.accum_steps": r.train.accum_steps,
         "schedule.epochs": r.schedule.epochs, "eval.batch_size": r.eval.batch_size,

@@ -181,7 +181,8 @@ class Trainer:
         self.ema = ModelEma(self.model, r.train.ema_decay) if r.train.ema_decay else None
         self.ddp = (nn.parallel.DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda"
                                                         else None) if self.dist.distributed else self.model)
-        self.ddp = maybe_compile(self.ddp, r.train.compile)  # forward only; self.model is what is saved
+        # forward only; self.model is what is saved. true: torch's automatic dynamic shapes; "dynamic": symbolic
+        self.ddp = maybe_compile(self.ddp, r.train.compile)
         lr = r.optim.lr * (r.train.batch_size / r.optim.base_batch_size if r.optim.base_batch_size else 1.0)
         self.optimizer = build_optimizer(self.model, lr, r.optim.weight_decay, r.optim.betas, r.optim.eps,
                                          r.optim.layer_decay, r.optim.name, r.optim.momentum, r.optim.fused)
