@@ -86,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
     from vitkit.engine.rundir import RunDirError
     from vitkit.engine.signals import Interrupted
 
+    finished = False
     try:
         # run.dir given here, not read from a resumed run's recipe.yaml: the one way to resume elsewhere
         told = [o.split("=", 1)[1] for o in split_args(args.args)[1] if o.split("=", 1)[0].strip() == "run.dir"]
         trainer = Trainer(recipe, resume=args.resume, device=args.device, quiet=args.quiet,
                           overwrite=args.overwrite, run_dir=told[-1] if told else None)
         trainer.fit()
+        finished = True
     except Interrupted as e:  # checkpoint written and how to resume printed by the trainer
         return e.exit_code
     except KeyboardInterrupt as e:
@@ -101,5 +103,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"vitkit train: error: {e}", file=sys.stderr)
         return 1
     finally:
-        D.cleanup()
+        D.cleanup(synchronize=finished)
     return 0

@@ -70,8 +70,14 @@ def init_distributed(device: str | None = None) -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
-def cleanup() -> None:
+def cleanup(synchronize: bool = False) -> None:
+    """Leave the process group. With ``synchronize`` (a normal end), first wait until every rank is here: a rank
+    that exits while the main rank still writes its reports can abort in gloo's threads ("terminate called
+    without an active exception", seen once in the two-process test under load 5-7). After an error it leaves
+    at once: a barrier would wait for a rank that may be gone."""
     if dist.is_available() and dist.is_initialized():
+        if synchronize and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
