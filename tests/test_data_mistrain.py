@@ -108,7 +108,6 @@ def _clip(path, n=6, size=16):
 
 def test_short_videos_and_images_as_videos_are_noted_and_follow_data_short_video(tmp_path, caplog):
     from vitkit.data import build_dataset
-    from vitkit.data.doctor import scan
     from vitkit.data.short import clip_indices_for
 
     assert clip_indices_for(0, 4, 4, 6, "pad") == [0, 4, 5, 5]

@@ -12,7 +12,7 @@ import vitkit
 from vitkit.checkpoints import CheckpointError, convert_state_dict, from_official, load_checkpoint
 from vitkit.checkpoints.mvit import official_to_config
 from vitkit.layers.pooling import make_pool, pool_tokens
-from vitkit.models.mvit import MViT, MViTConfig
+from vitkit.models.mvit import MViT
 
 from reference_data import fixture, reference
 

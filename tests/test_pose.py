@@ -14,7 +14,7 @@ pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
 
 from vitkit.data.coco_keypoints import CocoKeypoints  # noqa: E402
-from vitkit.tasks.coco_eval import coco_ap, keypoint_records  # noqa: E402
+from vitkit.tasks.coco_eval import keypoint_records  # noqa: E402
 from vitkit.tasks.pose_model import TopDownPose, decode_heatmaps, joints_mse_loss  # noqa: E402
 
 NAMES = ["nose", "left_end", "right_end", "middle"]

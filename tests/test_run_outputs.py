@@ -3,7 +3,6 @@ TensorBoard / Weights & Biases beside metrics.jsonl."""
 from __future__ import annotations
 
 import importlib.machinery
-import json
 import logging
 import os
 import subprocess

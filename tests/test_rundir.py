@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import torch.nn as nn
 
 from vitkit.engine import checkpoint as ckpt
