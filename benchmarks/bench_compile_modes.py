@@ -17,19 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 MODES = {"false": False, "none": None, "true": True}
-
-
-def children_cpu() -> float:
-    """CPU seconds of this process's finished children: the C++ compiler Inductor runs for every kernel."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def one_run(name: str, mode: str, batch: int, steps: int, threads: int, resize: int | None) -> dict:
@@ -39,7 +32,7 @@ def one_run(name: str, mode: str, batch: int, steps: int, threads: int, resize: 
     import vitkit
     from vitkit.analysis import benchmark as B
     from vitkit.engine.optim import build_optimizer
-    from vitkit.models.compile import INDUCTOR_OPTIONS
+    from vitkit.models.compile import maybe_compile
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -47,14 +40,14 @@ def one_run(name: str, mode: str, batch: int, steps: int, threads: int, resize: 
     x = torch.randn(batch, 3, 224, 224)  # image models
     target = torch.zeros(batch, dtype=torch.long)
     opt = build_optimizer(model, 1e-4, 0.05)
-    compiled = torch.compile(model, dynamic=MODES[mode], options=dict(INDUCTOR_OPTIONS))
+    compiled = maybe_compile(model, dynamic=MODES[mode])
     cpu, wall, kids = [], [], []
     for _ in range(steps):
-        t, w, c = time.process_time(), time.perf_counter(), children_cpu()
+        t, w, c = time.process_time(), time.perf_counter(), B.children_cpu_time()
         B.train_step(compiled, x, target, opt)
         cpu.append(time.process_time() - t)
         wall.append(time.perf_counter() - w)
-        kids.append(children_cpu() - c)
+        kids.append(B.children_cpu_time() - c)
     out = {"model": name, "dynamic": MODES[mode], "batch": batch, "input": list(x.shape), "step_cpu_s": cpu,
            "step_wall_s": wall, "step_children_cpu_s": kids, "first_step_cpu_s": cpu[0],
            "first_step_children_cpu_s": kids[0], "first_step_wall_s": wall[0],

@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             ap.error(f"--clip takes frames,side (e.g. 8,112), got {args.clip!r}")
         clip = (t, side)
+    compile_mode = "dynamic" if args.compile and args.dynamic else args.compile
     torch.set_num_threads(args.threads)
     before = B.machine_load()
     print(B.describe_load(before))
@@ -186,12 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         B.write_json(path, rows, peaks, benchmark="training step (forward + backward + AdamW)", command=command,
                      load_before=before, load_after=B.machine_load(), load_after_model=load_per_model,
                      threads=args.threads, batch=args.batch, clock=args.clock, optimizer=args.optimizer,
-                     compile="dynamic" if args.compile and args.dynamic else args.compile, video_clip=list(clip) if clip else [16, 224], models_done=list(done),
+                     compile=compile_mode, video_clip=list(clip) if clip else [16, 224], models_done=list(done),
                      complete=complete, **({"profiles": profiles} if profiles else {}))
 
     for n in names:
-        rows += run_model(n, args.batch, dtypes, args.rounds, "dynamic" if args.compile and args.dynamic
-                          else args.compile, peaks, profiles, args.clock,
+        rows += run_model(n, args.batch, dtypes, args.rounds, compile_mode, peaks, profiles, args.clock,
                           args.optimizer, args.checkpointing, clip)
         done.append(n)
         load_per_model[n] = B.machine_load()
