@@ -55,19 +55,12 @@ def run(args: argparse.Namespace) -> int:
     task = task_of_run(source, recipe, overrides)
     if task.name != "classification":  # segmentation (and later dense tasks): the task's own report
         trained = task.load_trained(source, recipe, overrides, ema=args.ema)
-        dist = D.init_distributed(args.device)
-        finished = False
-        try:
+        with D.joined(args.device) as dist:
             task.bind(trained.recipe).run_evaluate(args, trained, dist)
-            finished = True
-        finally:
-            D.cleanup(synchronize=finished)
         return 0
     trained = load_trained(source, model_name=args.model, recipe=recipe, overrides=overrides, ema=args.ema)
     r = trained.recipe
-    dist = D.init_distributed(args.device)
-    finished = False
-    try:
+    with D.joined(args.device) as dist:
         model = trained.model.to(dist.device)
         spec = model.input_spec  # the run's input: its recipe resolved against the model
         builtin = is_builtin(r.data.dataset)
@@ -105,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
                 _report_multilabel(res, names, out, {**res.summary(), "model": r.model.name, "dataset": r.data.dataset,
                                                      "weights": str(trained.weights), "split": r.data.val_split,
                                                      "num_clips": r.eval.num_clips, "num_crops": r.eval.num_crops})
-                finished = True
                 return 0
             print("per-class accuracy:")
             width = max((len(str(n)) for n in names), default=5)
@@ -122,9 +114,6 @@ def run(args: argparse.Namespace) -> int:
                       "confusion": res.confusion.tolist()}
             (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
             print(f"wrote {out / 'eval.json'} and {out / 'confusion.png'}")
-        finished = True
-    finally:
-        D.cleanup(synchronize=finished)
     return 0
 
 

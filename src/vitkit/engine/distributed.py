@@ -26,9 +26,10 @@ joins the group with the ``nccl`` backend on GPUs and ``gloo`` on CPUs, and plac
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -79,6 +80,19 @@ def cleanup(synchronize: bool = False) -> None:
         if synchronize and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def joined(device: str | None = None) -> Iterator[DistInfo]:
+    """:func:`init_distributed` for the block, then :func:`cleanup`: synchronized when the block ends normally (a
+    ``return`` inside it included), at once when it raises."""
+    info = init_distributed(device)
+    try:
+        yield info
+    except BaseException:
+        cleanup()
+        raise
+    cleanup(synchronize=True)
 
 
 def _active() -> bool:
