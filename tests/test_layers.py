@@ -186,7 +186,8 @@ def test_fused_bf16_weights_are_cast_once_and_follow_changes():
 
 
 def test_fused_bf16_path_is_skipped_where_it_should_be(monkeypatch):
-    """Training (autograd on), fp16 autocast, CPUs without bf16 units and tracing keep autocast's own ops."""
+    """fp16 autocast, CPUs without bf16 units and tracing keep autocast's own ops; training (autograd on) runs
+    the bias-only kernel (:func:`vitkit.layers.fused.projection`), GELU and residual outside it."""
     import vitkit.layers.fused as fused
     from vitkit.layers import Mlp
 
@@ -200,13 +201,52 @@ def test_fused_bf16_path_is_skipped_where_it_should_be(monkeypatch):
 
     monkeypatch.setattr(fused, "native_bf16", lambda: True)
     assert fused_calls() == 2
-    assert fused_calls(grad=True) == 0
-    assert fused_calls(dtype=torch.float16) == 0
+    assert fused_calls(grad=True) == 2
+    assert fused_calls(dtype=torch.float16) == fused_calls(grad=True, dtype=torch.float16) == 0
     monkeypatch.setattr(fused, "is_tracing", lambda: True)
-    assert fused_calls() == 0
+    assert fused_calls() == fused_calls(grad=True) == 0
     monkeypatch.undo()
     monkeypatch.setattr(fused, "native_bf16", lambda: False)
-    assert fused_calls() == 0
+    assert fused_calls() == fused_calls(grad=True) == 0
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 training linear runs only on CPUs with bf16 units")
+@pytest.mark.parametrize("kind", ["linear", "no bias", "rows", "pointwise conv3d"])
+def test_bf16_training_linear_matches_autocast_bit_for_bit(kind):
+    """A CPU bf16 autocast training step's Linear through oneDNN: the same output and the same input, weight and
+    bias gradients as autocast's ``F.linear`` (at shapes with rows not a multiple of any tile: 3 x 37 tokens)."""
+    from vitkit.layers.conv_blocks import PointwiseConv3d
+    from vitkit.layers.fused import linear
+
+    torch.manual_seed(0)
+    if kind == "pointwise conv3d":
+        layer = PointwiseConv3d(24, 40, 1)
+        x = torch.randn(3, 24, 2, 5, 7).to(memory_format=torch.channels_last_3d)
+        ours = layer
+        ref = lambda t: F.linear(t.movedim(1, -1), layer.weight.flatten(1), layer.bias).movedim(-1, 1)  # noqa: E731
+    else:
+        layer = torch.nn.Linear(24, 72, bias=kind != "no bias")
+        x = torch.randn(3, 37, 24)
+        rows = slice(24, None) if kind == "rows" else None
+        ours = lambda t: linear(t, layer, rows=rows)  # noqa: E731
+        ref = lambda t: F.linear(t, layer.weight[rows or slice(None)],  # noqa: E731
+                                 None if layer.bias is None else layer.bias[rows or slice(None)])
+    results = []
+    for f in (ours, ref):
+        xg = x.clone().requires_grad_()
+        layer.zero_grad(set_to_none=True)
+        ops = _OpNames()
+        with torch.autocast("cpu", dtype=torch.bfloat16), ops:
+            y = f(xg)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype))
+        grads = [xg.grad, layer.weight.grad] + ([layer.bias.grad] if layer.bias is not None else [])
+        results.append((y, grads, sum("_linear_pointwise" in n for n in ops.names)))
+    (y, grads, calls), (y_ref, grads_ref, calls_ref) = results
+    assert (calls, calls_ref) == (1, 0)
+    assert y.dtype == y_ref.dtype == torch.bfloat16 and torch.equal(y, y_ref)
+    for g, g_ref in zip(grads, grads_ref):
+        assert g.dtype == g_ref.dtype == torch.float32 and torch.equal(g, g_ref)
+    assert grads[1].is_contiguous()
 
 
 @pytest.mark.parametrize("amp", [False, True])

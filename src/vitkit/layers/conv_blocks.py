@@ -9,9 +9,9 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .depthwise import conv_in_float32, float32_on_this_device
+from .fused import projection
 from .nd import batchnorm_nd, conv_nd, to_tuple
 
 
@@ -41,7 +41,7 @@ class PointwiseConv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 5 and x.movedim(1, -1).is_contiguous():
-            return F.linear(x.movedim(1, -1), self.weight.flatten(1), self.bias).movedim(-1, 1)
+            return projection(x.movedim(1, -1), self.weight.flatten(1), self.bias).movedim(-1, 1)
         return super().forward(x)
 
 

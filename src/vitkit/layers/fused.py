@@ -16,6 +16,15 @@ GEMMs. Numbers are autocast's to bf16 rounding: bf16 operands, fp32 accumulation
 (autocast rounds before the GELU as well). A float32 residual is added outside the kernel, as autocast does, so
 the residual stream stays float32. 1x1 convolutions on channels-last maps (see :func:`fusable`) and row slices
 of a weight (``rows=``, MViT's q and kv of one qkv Linear) take the same path.
+
+Training under CPU bf16 autocast (a CPU with bf16 units) runs every Linear's forward through the same oneDNN
+kernel, bias in the epilogue, with autocast's own bf16 casts of input, weight and bias
+(:func:`projection`). ``F.linear`` there is an ``addmm`` that first copies the bias into every output row (5 % of
+a Swin-T bf16 step), and its weight gradient comes out transposed, so the cast back to the float32 weight reads
+it strided (3 %). The backward is the same matrix products in the order aten runs them, the weight gradient
+produced in the weight's own layout: values and gradients are bit-identical to autocast's ``F.linear``
+(``tests/test_layers.py``). GELU and residual stay outside the kernel there, since the backward needs the
+pre-activation.
 """
 from __future__ import annotations
 
@@ -133,6 +142,45 @@ def bf16_params(layer: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
     return hit[2], hit[3]
 
 
+def _trains_in_bf16(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``F.linear(x, weight, ...)`` is a CPU bf16 autocast training op that :class:`_Bf16Linear` runs."""
+    return (_ENABLED[0] and _HAS_ONEDNN and x.device.type == "cpu" and weight.dtype == torch.float32
+            and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
+            and native_bf16() and not is_tracing())
+
+
+class _Bf16Linear(torch.autograd.Function):
+    """``x W^T + b`` on 2-D bf16 tensors through oneDNN's linear; the backward as ``addmm``'s (module doc)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = grad.mm(weight) if need_x else None
+        grad_w = grad.t().mm(x) if need_w else None  # (out, in), the weight's layout
+        grad_b = grad.sum(0) if ctx.has_bias and need_b else None
+        return grad_x, grad_w, grad_b
+
+
+def projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for (out, in) ``weight``; a CPU bf16 autocast training step runs it through
+    oneDNN (module doc), with the same values and gradients."""
+    if not _trains_in_bf16(x, weight):
+        return F.linear(x, weight, bias)
+    shape = x.shape
+    x2 = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+    b = None if bias is None else bias.to(torch.bfloat16)
+    out = _Bf16Linear.apply(x2, weight.to(torch.bfloat16), b)
+    return out.reshape(*shape[:-1], weight.shape[0])
+
+
 def linear(
     x: torch.Tensor, layer: Projection, act: str | None = None, residual: torch.Tensor | None = None,
     rows: slice | None = None,
@@ -164,9 +212,11 @@ def linear(
     if not isinstance(layer, nn.Linear):
         raise ValueError("a convolution runs as a linear over tokens only on the fused path (check fusable first)")
     if rows is None:
-        y = layer(x)
+        # a plain Linear without hooks runs as its op (:func:`projection`); anything else through its own call
+        plain = type(layer) is nn.Linear and not (layer._forward_hooks or layer._forward_pre_hooks)
+        y = projection(x, layer.weight, layer.bias) if plain else layer(x)
     else:
-        y = F.linear(x, layer.weight[rows], None if layer.bias is None else layer.bias[rows])
+        y = projection(x, layer.weight[rows], None if layer.bias is None else layer.bias[rows])
     if act == "gelu":
         y = F.gelu(y)
     if residual is not None:
