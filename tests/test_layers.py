@@ -249,6 +249,48 @@ def test_bf16_training_linear_matches_autocast_bit_for_bit(kind):
     assert grads[1].is_contiguous()
 
 
+@pytest.mark.parametrize("mode", ["fp32", "bf16", "inference"])
+@pytest.mark.parametrize("unused", [None, 0, 1])
+def test_split_linear_equals_one_linear_per_block(mode, unused):
+    """MViT's q and k|v from one qkv Linear: the same values and gradients as ``F.linear`` on each block of rows
+    under autocast (bit for bit in training), with the weight gradient built in one buffer (no zero-filled
+    float32 gradient per block); a block whose output is unused gets zero gradient."""
+    from vitkit.layers.fused import split_linear
+
+    if mode == "bf16" and not _native_bf16():
+        pytest.skip("the bf16 training path runs only on CPUs with bf16 units")
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 48)
+    x0 = torch.randn(3, 37, 16)
+    sizes, starts = (16, 32), (0, 16)
+    results = []
+    for ours in (True, False):
+        x = x0.clone().requires_grad_(mode != "inference")
+        layer.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(mode != "inference"), torch.autocast("cpu", torch.bfloat16, enabled=mode == "bf16"):
+            h = x + 0  # a non-leaf, as in a model (autocast caches the bf16 cast of a leaf and sums in bf16)
+            if ours:
+                outs = split_linear(h, layer, sizes)
+            else:
+                outs = tuple(F.linear(h, layer.weight[a:a + n], layer.bias[a:a + n]) for a, n in zip(starts, sizes))
+        assert [o.shape[-1] for o in outs] == list(sizes) and all(o.is_contiguous() for o in outs)
+        if mode == "inference":
+            results.append(outs)
+            continue
+        g = torch.Generator().manual_seed(1)
+        loss = sum((o.float() * torch.randn(o.shape, generator=g)).sum() for i, o in enumerate(outs) if i != unused)
+        loss.backward()
+        results.append((*outs, x.grad, layer.weight.grad, layer.bias.grad))
+    for a, b in zip(*results):
+        assert a.dtype == b.dtype
+        if mode == "inference":  # the fused kernel: float32 rounding
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="do not add up to 48"):
+        split_linear(x0, layer, (16, 16))
+
+
 @pytest.mark.parametrize("amp", [False, True])
 def test_conv_mlp_runs_as_fused_linears_on_channels_last_maps(amp):
     """UniFormer's convolutional FFN (1x1 conv - GELU - 1x1 conv on maps): on a channels-last map at inference
@@ -368,11 +410,18 @@ def test_depthwise_conv_backward_equals_torch(grid, stride):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("rank,bias,amp", [(2, True, False), (3, False, False), (3, False, True), (2, False, True)])
-def test_conv_in_float32_keeps_reduced_input_and_equals_the_float32_conv(rank, bias, amp):
+@pytest.mark.parametrize("rank,bias,amp,chunked", [(2, True, False, False), (3, False, False, False),
+                                                   (3, False, True, False), (2, False, True, False),
+                                                   (2, True, True, True), (3, False, False, True)])
+def test_conv_in_float32_keeps_reduced_input_and_equals_the_float32_conv(rank, bias, amp, chunked, monkeypatch):
     """conv_in_float32 gives the float32 convolution's values and gradients (cast to the inputs' dtypes) while
-    the backward keeps the bf16 input, not a float32 copy of it (half the memory of the plain cast)."""
+    the backward keeps the bf16 input, not a float32 copy of it (half the memory of the plain cast); chunked:
+    the backward one sample at a time gives the same gradients."""
+    import vitkit.layers.depthwise as D
     from vitkit.layers.depthwise import conv_in_float32
+
+    if chunked:
+        monkeypatch.setattr(D, "BACKWARD_CHUNK_ELEMENTS", 1)
 
     torch.manual_seed(0)
     C, grid = 6, ((5, 9, 7) if rank == 3 else (9, 7))

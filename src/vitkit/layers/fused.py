@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -179,6 +179,79 @@ def projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     b = None if bias is None else bias.to(torch.bfloat16)
     out = _Bf16Linear.apply(x2, weight.to(torch.bfloat16), b)
     return out.reshape(*shape[:-1], weight.shape[0])
+
+
+class _SplitLinear(torch.autograd.Function):
+    """Outputs ``x W_i^T + b_i`` for consecutive row blocks ``W_i`` of one weight, each a dense tensor of its own.
+
+    Autograd through row slices of the weight would build one zero-filled float32 gradient of the whole weight
+    per block and add them (three copies at once, 20 MB for MViTv2-T's last qkv); here the blocks' gradients
+    are written into one buffer. ``x`` arrives in float32 (or the compute dtype) and is cast here once, and its
+    gradient is each block's cast to float32 and summed there, so values and gradients are those of one
+    ``F.linear`` per block under autocast, bit for bit.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, sizes, dtype, onednn):  # noqa: D401 - autograd signature
+        xc = x.to(dtype)
+        ctx.save_for_backward(xc, weight)
+        ctx.sizes, ctx.x_dtype, ctx.has_bias = sizes, x.dtype, bias is not None
+        outs, start = [], 0
+        for n in sizes:
+            w, b = weight[start:start + n], None if bias is None else bias[start:start + n]
+            outs.append(torch.ops.mkldnn._linear_pointwise(xc, w, b, "none", [], "") if onednn else F.linear(xc, w, b))
+            start += n
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        xc, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = None
+        grad_w = torch.empty_like(weight) if need_w else None
+        grad_b = weight.new_empty(weight.shape[0]) if ctx.has_bias and need_b else None
+        start = 0
+        for n, g in zip(ctx.sizes, grads):
+            rows = slice(start, start + n)
+            start += n
+            if g is None:
+                if grad_w is not None:
+                    grad_w[rows] = 0
+                if grad_b is not None:
+                    grad_b[rows] = 0
+                continue
+            if need_x:
+                part = g.mm(weight[rows]).to(ctx.x_dtype)
+                grad_x = part if grad_x is None else grad_x + part
+            if grad_w is not None:
+                torch.mm(g.t(), xc, out=grad_w[rows])
+            if grad_b is not None:
+                torch.sum(g, 0, out=grad_b[rows])
+        if need_x and grad_x is None:
+            grad_x = torch.zeros(xc.shape, dtype=ctx.x_dtype, device=xc.device)
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+def split_linear(x: torch.Tensor, layer: nn.Linear, sizes: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """``layer(x)`` split into parts of ``sizes`` output features, each computed from its own rows of the weight
+    (a dense tensor each: MViT's q and k|v of one fused qkv). Fused at inference (:func:`linear` with ``rows``);
+    with autograd on the CPU, one :class:`_SplitLinear` (oneDNN in bf16 autocast training); elsewhere the
+    ordinary ops on row slices."""
+    if sum(sizes) != layer.out_features:
+        raise ValueError(f"split_linear sizes {list(sizes)} do not add up to {layer.out_features} outputs")
+    bf16 = _trains_in_bf16(x, layer.weight)
+    fp32 = (x.device.type == "cpu" and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and x.dtype == layer.weight.dtype == torch.float32 and not is_tracing())
+    if not (bf16 or fp32):
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return tuple(linear(x, layer, rows=slice(a, a + n)) for a, n in zip(starts, sizes))
+    shape = x.shape
+    weight, bias = layer.weight, layer.bias
+    if bf16:  # autocast's casts, outside the Function: their backward takes the gradients to float32
+        weight, bias = weight.to(torch.bfloat16), None if bias is None else bias.to(torch.bfloat16)
+    outs = _SplitLinear.apply(x.reshape(-1, shape[-1]), weight, bias, tuple(sizes),
+                              torch.bfloat16 if bf16 else torch.float32, bf16)
+    return tuple(o.reshape(*shape[:-1], n) for o, n in zip(outs, sizes))
 
 
 def linear(

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_1d
 from vitkit.layers import to_tuple
 from vitkit.layers.cache import TensorCache
-from vitkit.layers.fused import linear
+from vitkit.layers.fused import linear, split_linear
 from vitkit.layers.pooling import POOL_MODES, make_pool, pool_tokens, pooled_grid
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
 
@@ -268,8 +268,7 @@ class MultiScaleAttention(Attention):
         B, N, _ = x.shape
         h, d, p = self.num_heads, self.head_dim, self.num_prefix
         C = h * d
-        q = linear(x, self.qkv, rows=slice(0, C))
-        kv = linear(x, self.qkv, rows=slice(C, None))
+        q, kv = split_linear(x, self.qkv, (C, 2 * C))
         q_grid = k_grid = tuple(grid)
         if self.pool_q is not None:
             q, q_grid = pool_tokens(q, self.pool_q, grid, p, None, self._tiled([self.pool_q]))
