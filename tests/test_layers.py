@@ -1,4 +1,5 @@
 import gc
+import math
 import importlib
 import pytest
 import torch
@@ -82,6 +83,40 @@ def test_patch_embed_rank_follows_patch_size_and_checks_input():
         pe2(torch.randn(1, 3, 30, 32))
     with pytest.raises(ValueError, match="3 input channels"):
         pe2(torch.randn(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("patch,shape,amp", [(16, (2, 3, 48, 80), False), ((2, 16, 16), (1, 3, 4, 32, 48), False),
+                                             (14, (2, 3, 28, 42), True), (4, (2, 3, 8, 12), False)])
+def test_patch_embed_trains_as_a_matrix_product_with_the_convolutions_values(patch, shape, amp):
+    """A CPU training step embeds large patches (ViT's, >= 64 pixels) as one matrix product over the unfolded
+    patches: the convolution's output and gradients to rounding, and tokens that flatten without a copy; Swin's
+    4x4 patches, and inference, keep the convolution."""
+    from vitkit.layers.patch_embed import GEMM_MIN_PATCH
+
+    torch.manual_seed(0)
+    pe = PatchEmbed(patch, 3, 24)
+    x = torch.randn(shape)
+    gemm = math.prod(pe.patch_size) >= GEMM_MIN_PATCH
+    results = []
+    for ours in (True, False):
+        pe.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_()
+        ops = _OpNames()
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp), ops:
+            y = pe(xg) if ours else pe.proj(xg)
+        assert any("convolution" in n for n in ops.names) == (not ours or not gemm)
+        if ours and gemm:
+            assert y.flatten(2).transpose(1, 2).is_contiguous()  # the tokens ViT takes: a view
+        y.float().square().sum().backward()
+        results.append((y.float(), xg.grad, pe.proj.weight.grad, pe.proj.bias.grad))
+    tol = dict(rtol=2e-2, atol=5e-2) if amp else dict(rtol=1e-4, atol=1e-4)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **tol)
+    with torch.no_grad():
+        ops = _OpNames()
+        with ops:
+            pe(x)
+        assert any("convolution" in n for n in ops.names)
 
 
 def test_drop_path_schedule_and_behaviour():
