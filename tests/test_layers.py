@@ -447,13 +447,15 @@ def test_depthwise_conv_backward_equals_torch(grid, stride):
 
 @pytest.mark.parametrize("rank,bias,amp,chunked", [(2, True, False, False), (3, False, False, False),
                                                    (3, False, True, False), (2, False, True, False),
-                                                   (2, True, True, True), (3, False, False, True)])
-def test_conv_in_float32_keeps_reduced_input_and_equals_the_float32_conv(rank, bias, amp, chunked, monkeypatch):
-    """conv_in_float32 gives the float32 convolution's values and gradients (cast to the inputs' dtypes) while
-    the backward keeps the bf16 input, not a float32 copy of it (half the memory of the plain cast); chunked:
-    the backward one sample at a time gives the same gradients."""
+                                                   (2, True, True, True), (3, False, False, True),
+                                                   (3, True, True, False), (3, True, False, True)])
+def test_conv_float32_grads_keeps_reduced_input_and_equals_the_float32_conv(rank, bias, amp, chunked, monkeypatch):
+    """conv_float32_grads gives the float32 convolution's gradients (cast to the inputs' dtypes) and values (on
+    a CPU with bf16 units the values of the bf16 convolution autocast runs) while the backward keeps the bf16
+    input, not a float32 copy of it (half the memory of the plain cast); chunked: the backward one sample at a
+    time gives the same gradients."""
     import vitkit.layers.depthwise as D
-    from vitkit.layers.depthwise import conv_in_float32
+    from vitkit.layers.depthwise import conv_float32_grads
 
     if chunked:
         monkeypatch.setattr(D, "BACKWARD_CHUNK_ELEMENTS", 1)
@@ -478,12 +480,18 @@ def test_conv_in_float32_keeps_reduced_input_and_equals_the_float32_conv(rank, b
                 with torch.autocast("cpu", enabled=False):
                     y = conv(maps.float(), wt, bt, 1, 1, 1, C).bfloat16()
             else:
-                y = conv_in_float32(maps, wt, bt, (1,) * rank, (1,) * rank, C)
+                y = conv_float32_grads(maps, wt, bt, (1,) * rank, (1,) * rank, C)
         assert y.dtype == torch.bfloat16
         y.backward(out_grad)
         results[name] = (y.detach(), x.grad, wt.grad) + (() if bt is None else (bt.grad,))
         big = [t.dtype for t in saved if t.numel() == base.numel()]
         assert big == ([torch.float32] if name == "plain" else [torch.bfloat16])
+    if _native_bf16():  # the forward in bf16 there: the convolution autocast runs (bf16 weights), bit for bit
+        with torch.autocast("cpu", enabled=False):
+            maps = base.movedim(-1, 1)
+            expect = conv(maps, w.bfloat16(), None if b is None else b.bfloat16(), 1, 1, 1, C)
+        assert torch.equal(results["vitkit"][0], expect)
+        results = {k: v[1:] for k, v in results.items()}
     for a, v in zip(results["plain"], results["vitkit"]):
         assert v.dtype == a.dtype
         torch.testing.assert_close(v, a, rtol=1e-5, atol=1e-5)  # 3-D: our backward sums in another order

@@ -10,27 +10,30 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .depthwise import conv_in_float32, float32_on_this_device
+from .depthwise import conv_float32_grads, float32_on_this_device
 from .fused import projection
 from .nd import batchnorm_nd, conv_nd, to_tuple
 
 
 class _Float32OnCpu:
-    """Forward of a depthwise convolution that runs in float32 where reduced precision is slow (see
-    :func:`~vitkit.layers.depthwise.float32_on_this_device`) and returns the dtype autocast would have."""
+    """Forward of a depthwise convolution in reduced precision on the CPU with float32 gradients, and a float32
+    forward where reduced precision is slow (see :func:`~vitkit.layers.depthwise.float32_on_this_device`); it
+    returns the dtype autocast would have."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not float32_on_this_device(x):
             return super().forward(x)  # type: ignore[misc]
-        return conv_in_float32(x, self.weight, self.bias, self.stride, self.padding, self.groups)  # type: ignore[attr-defined]
+        return conv_float32_grads(x, self.weight, self.bias, self.stride, self.padding, self.groups)  # type: ignore[attr-defined]
 
 
 class DepthwiseConv2d(_Float32OnCpu, nn.Conv2d):
-    """``nn.Conv2d`` with ``groups = channels``, float32 on the CPU in reduced precision (same parameters)."""
+    """``nn.Conv2d`` with ``groups = channels``, float32 gradients on the CPU in reduced precision (same
+    parameters)."""
 
 
 class DepthwiseConv3d(_Float32OnCpu, nn.Conv3d):
-    """``nn.Conv3d`` with ``groups = channels``, float32 on the CPU in reduced precision (same parameters)."""
+    """``nn.Conv3d`` with ``groups = channels``, float32 gradients on the CPU in reduced precision (same
+    parameters)."""
 
 
 class PointwiseConv3d(nn.Conv3d):

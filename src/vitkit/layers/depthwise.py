@@ -14,6 +14,10 @@ is fastest as:
 
 Results equal PyTorch's backward to float32 rounding. 2-D maps (MViTv2 image models) are fast either way and,
 like the GPU, no gradient, tracing and other layouts, take plain ``F.conv2d`` / ``F.conv3d``.
+
+In reduced precision on the CPU (bf16 / fp16 maps or autocast), the depthwise convolutions of MViT's pooling
+and UniFormer's blocks go through :func:`conv_float32_grads`: gradients in float32, which the CPU computes
+several times faster than in bf16, without keeping a float32 copy of the input (:func:`float32_on_this_device`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,31 @@ import torch.nn.functional as F
 
 from .cpu_features import native_bf16
 from .fused import is_tracing
+
+
+def _depthwise_cl3d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
+                          padding: tuple[int, ...], want_x: bool, want_w: bool):
+    """Input and weight gradients of a channels-last 3-D depthwise convolution, each part in its fastest form
+    (module doc)."""
+    kernel = tuple(weight.shape[2:])
+    groups = weight.shape[0]
+    mirror = all(s == 1 for s in stride) and all(2 * p == k - 1 for p, k in zip(padding, kernel))
+    grad_x = grad_w = None
+    if want_x and mirror:
+        grad_cl = grad.contiguous(memory_format=torch.channels_last_3d)
+        grad_x = F.conv3d(grad_cl, weight.flip([2, 3, 4]), None, 1, padding, 1, groups)
+        want_x = False
+    if want_x or want_w:
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            grad.contiguous(), x.contiguous(), weight, None, stride, padding, (1, 1, 1), False, (0, 0, 0),
+            groups, [want_x, want_w, False])
+        grad_x = gx.contiguous(memory_format=torch.channels_last_3d) if want_x else grad_x
+        grad_w = gw if want_w else None
+    return grad_x, grad_w
+
+
+def _is_cl3d_depthwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    return x.dim() == 5 and groups == weight.shape[0] == x.shape[1] and x.movedim(1, -1).is_contiguous()
 
 
 class _DepthwiseCL3d(torch.autograd.Function):
@@ -38,22 +67,7 @@ class _DepthwiseCL3d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        stride, padding = ctx.stride, ctx.padding
-        kernel = tuple(weight.shape[2:])
-        groups = weight.shape[0]
-        want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        mirror = all(s == 1 for s in stride) and all(2 * p == k - 1 for p, k in zip(padding, kernel))
-        grad_x = grad_w = None
-        if want_x and mirror:
-            grad_cl = grad.contiguous(memory_format=torch.channels_last_3d)
-            grad_x = F.conv3d(grad_cl, weight.flip([2, 3, 4]), None, 1, padding, 1, groups)
-            want_x = False
-        if want_x or want_w:
-            gx, gw, _ = torch.ops.aten.convolution_backward(
-                grad.contiguous(), x.contiguous(), weight, None, stride, padding, (1, 1, 1), False, (0, 0, 0),
-                groups, [want_x, want_w, False])
-            grad_x = gx.contiguous(memory_format=torch.channels_last_3d) if want_x else grad_x
-            grad_w = gw if want_w else None
+        grad_x, grad_w = _depthwise_cl3d_grads(grad, x, weight, ctx.stride, ctx.padding, *ctx.needs_input_grad[:2])
         return grad_x, grad_w, None, None
 
 
@@ -72,49 +86,68 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int],
     return (F.conv3d if rank == 3 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
 
 
-#: samples per chunk in :class:`_ConvInFloat32`'s backward: as many as hold this many input elements (at least one)
+#: samples per chunk in :class:`_ConvFloat32Grads`'s backward: as many as hold this many input elements (at least one)
 BACKWARD_CHUNK_ELEMENTS = 1 << 18
 
 
-class _ConvInFloat32(torch.autograd.Function):
-    """A convolution computed in float32 on reduced-precision input that keeps the input in its own dtype for the
-    backward (half the memory of keeping the float32 copy); the backward recomputes the float32 convolution,
-    a few per cent of its own cost, and differentiates it, a few samples at a time
-    (:data:`BACKWARD_CHUNK_ELEMENTS`): the float32 input, output and gradients it needs then live for one chunk,
-    (MViTv2-T's bf16 training peak at batch 8: 599 MB over the whole batch, 580 MB in chunks, with no measurable
-    change in step time)."""
+def _conv_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool, stride: tuple[int, ...],
+                padding: tuple[int, ...], groups: int, want: tuple[bool, bool, bool]):
+    """(input, weight, bias) gradients of a convolution, from its input and output gradient alone (no rerun of the
+    forward): channels-last 3-D depthwise maps by :func:`_depthwise_cl3d_grads`, the rest by aten's backward."""
+    want_x, want_w, want_b = want
+    if _is_cl3d_depthwise(x, weight, groups):
+        gx, gw = _depthwise_cl3d_grads(grad, x, weight, stride, padding, want_x, want_w)
+        return gx, gw, grad.sum((0, 2, 3, 4)) if has_bias and want_b else None
+    rank = x.dim() - 2
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, (1,) * rank, False, (0,) * rank,
+        groups, [want_x, want_w, has_bias and want_b])
+
+
+class _ConvFloat32Grads(torch.autograd.Function):
+    """A convolution of reduced-precision input whose gradients are computed in float32, keeping the input in its
+    own dtype for the backward (half the memory of a float32 copy).
+
+    The forward runs in bf16 where the CPU has bf16 units (autocast's own arithmetic, and the faster kernel
+    there); elsewhere in float32, rounded to the output dtype. The backward casts input and output gradient to
+    float32 a few samples at a time (:data:`BACKWARD_CHUNK_ELEMENTS`), so those copies live for one chunk
+    (MViTv2-T's bf16 training peak at batch 8: 599 MB over the whole batch, 580 MB in chunks, with no
+    measurable change in step time), and takes the gradients straight from them without rerunning the forward.
+    UniFormer-S's depthwise convolutions at batch 8 (Sapphire Rapids, one thread), forward + backward, ms:
+    5x5 at 64x56x56 70 -> 46, 3x3 at 64x56x56 25 -> 15, 5x5 at 128x28x28 32 -> 22 against a float32 forward
+    and a recomputing backward; all-bf16 (autocast's backward) takes 178 ms for the first.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, groups, out_dtype):  # noqa: D401 - autograd signature
         ctx.save_for_backward(x, weight, bias)
         ctx.conv = (stride, padding, groups)
+        if x.dtype == torch.bfloat16 == out_dtype and native_bf16():
+            return _conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride, padding, groups)
         return _conv(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding,
                      groups).to(out_dtype)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias = ctx.saved_tensors
+        stride, padding, groups = ctx.conv
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
-        want_w, want_b = want_w, want_b and bias is not None
+        want_b = want_b and bias is not None
+        w32 = weight.detach().float()
         grad_x = torch.empty_like(x) if want_x else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if want_w else None
+        grad_w = torch.zeros_like(w32) if want_w else None
         grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
-        # a few samples at a time: the float32 copies live for one chunk, not the batch (module doc)
         chunk = max(1, BACKWARD_CHUNK_ELEMENTS // max(1, x[0].numel()))
         for start in range(0, x.shape[0], chunk):
             part = slice(start, start + chunk)
-            with torch.enable_grad():
-                xs = x[part].detach().float().requires_grad_(want_x)
-                w = weight.detach().float().requires_grad_(want_w)
-                b = None if bias is None else bias.detach().float().requires_grad_(want_b)
-                leaves = [t for t, wanted in ((xs, want_x), (w, want_w), (b, want_b)) if wanted]
-                got = iter(torch.autograd.grad(_conv(xs, w, b, *ctx.conv), leaves, grad[part].float()))
+            gx, gw, gb = _conv_grads(grad[part].float(), x[part].float(), w32, bias is not None, stride, padding,
+                                     groups, (want_x, want_w, want_b))
             if want_x:
-                grad_x[part] = next(got)
+                grad_x[part] = gx
             if want_w:
-                grad_w += next(got)
+                grad_w += gw
             if want_b:
-                grad_b += next(got)
+                grad_b += gb
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
         return grad_x, grad_w, grad_b, None, None, None, None
@@ -127,27 +160,26 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stri
     return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, bias, stride, padding, 1, groups)
 
 
-def conv_in_float32(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
-                    padding: Sequence[int], groups: int) -> torch.Tensor:
-    """A (depthwise) convolution of reduced-precision ``x`` run in float32 (see :func:`float32_on_this_device`),
-    returned in the dtype autocast would give; the backward keeps ``x`` as it is, not a float32 copy."""
+def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+                       padding: Sequence[int], groups: int) -> torch.Tensor:
+    """A (depthwise) convolution of reduced-precision ``x`` with float32 gradients (see
+    :func:`float32_on_this_device` and :class:`_ConvFloat32Grads`), returned in the dtype autocast would give;
+    the backward keeps ``x`` as it is, not a float32 copy."""
     out_dtype = reduced_precision_dtype(x)
     with torch.autocast("cpu", enabled=False):
-        return _ConvInFloat32.apply(x, weight, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
+        return _ConvFloat32Grads.apply(x, weight, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
                                     groups, out_dtype)
 
 
 def float32_on_this_device(x: torch.Tensor) -> bool:
-    """Whether a depthwise convolution of ``x`` should run in float32: on the CPU in bf16 / fp16 (the input's
-    dtype or autocast's). Depthwise kernels there are 3-10x slower in reduced precision than in float32 on
-    CPUs without native bf16 units (UniFormer-S's 5x5 at 64x56x56, batch 8: 69 vs 16 ms on AVX2), and they are a
-    small share of the arithmetic, so float32 costs little.
-
-    Exception: bf16 inference (no autograd) on a CPU with bf16 units keeps bf16. There the channels-last bf16
-    forward is faster than float32 and float32 adds two casts (Sapphire Rapids, one thread: UniFormer-S's 5x5
-    at 64x56x56, batch 8, 2.7 ms in bf16 vs 6.3 ms through float32; MViT-B's 3x3x3 pooling at 96x8x56x56,
-    2.1 vs 4.2 ms). Its backward is about 4x slower than float32's (the same 5x5: 83 vs 22 ms), so training keeps
-    float32."""
+    """Whether a depthwise convolution of ``x`` on the CPU in bf16 / fp16 (the input's dtype or autocast's) should
+    go through :func:`conv_float32_grads`: float32 gradients, and a float32 forward where the CPU lacks bf16
+    units. Depthwise kernels there are 3-10x slower in reduced precision than in float32 (UniFormer-S's 5x5 at
+    64x56x56, batch 8: 69 vs 16 ms on AVX2), and they are a small share of the arithmetic, so float32 costs
+    little. On a CPU with bf16 units the bf16 forward is the faster one (the same 5x5, Sapphire Rapids, one
+    thread: 2.7 ms in bf16 vs 6.3 ms through float32; MViT-B's 3x3x3 pooling at 96x8x56x56, 2.1 vs 4.2 ms) but
+    its backward is 4x slower than float32's, so training keeps float32 gradients and inference (no autograd)
+    takes the plain bf16 convolution."""
     if x.device.type != "cpu" or is_tracing():
         return False
     dtype = reduced_precision_dtype(x) if torch.is_autocast_enabled("cpu") else x.dtype

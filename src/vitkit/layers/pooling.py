@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .depthwise import conv_in_float32, depthwise_conv, float32_on_this_device
+from .depthwise import conv_float32_grads, depthwise_conv, float32_on_this_device
 from .nd import avgpool_nd, conv_nd, maxpool_nd
 
 POOL_MODES = ("conv", "max", "avg")
@@ -109,7 +109,7 @@ def pool_tokens(
         weight = pool.weight
     if weight is not None:
         if maps.dtype in (torch.bfloat16, torch.float16) and float32_on_this_device(maps):
-            maps = conv_in_float32(maps, weight, None, pool.stride, pool.padding, weight.shape[0])
+            maps = conv_float32_grads(maps, weight, None, pool.stride, pool.padding, weight.shape[0])
         else:
             maps = depthwise_conv(maps, weight, pool.stride, pool.padding)
     else:
