@@ -187,6 +187,19 @@ def test_peak_fraction_check_and_free_path(tmp_path):
     assert B.free_path(str(p), overwrite=True) == str(p)
 
 
+def test_paired_ratios_come_from_the_same_rounds():
+    """A machine that slows down between rounds moves both implementations' latencies: the ratio within each
+    round stays put, and that is the spread reported beside the median ratio."""
+    ours = B.BenchRow("vitkit", "m", "bf16", 8, 1.0, 100.0, 1, 0.1, round_ms=[100.0, 200.0, 150.0])
+    peer = B.BenchRow("timm", "m", "bf16", 8, 0.8, 125.0, 1, 0.1, round_ms=[130.0, 240.0, 180.0])
+    alone = B.BenchRow("tv", "m", "bf16", 8, 0.5, 200.0, 1, 0.1)  # not timed round-robin: no pairs
+    rows = [ours, peer, alone]
+    B.add_ratios(rows)
+    assert ours.ratios == pytest.approx({"timm": 1.25, "tv": 2.0})
+    assert list(ours.paired_ratios) == ["timm"] and ours.paired_ratios["timm"] == pytest.approx((1.2, 1.2, 1.3))
+    assert "timm 1.25x [1.20-1.30], tv 2.00x" in B.format_table(rows)
+
+
 def test_interleaved_and_forward_timing_use_the_chosen_clock(monkeypatch):
     ticks = iter(range(0, 10_000, 2))  # a fake clock: every reading 2 s later than the one before
     monkeypatch.setitem(B.CLOCKS, "cpu", lambda: float(next(ticks)))
@@ -195,7 +208,7 @@ def test_interleaved_and_forward_timing_use_the_chosen_clock(monkeypatch):
     assert res["a"]["all"] == [2.0, 2.0, 2.0] and res["b"]["seconds"] == 2.0
     assert B.time_forward(model, x, iters=2, clock="cpu")["all"] == [2.0, 2.0]
     rows = B.measure_interleaved({"a": model}, "lin", x, 16, {"fp32": 1e9}, ("fp32",), iters=2, clock="cpu")
-    assert rows[0].latency_ms == 2000.0
+    assert rows[0].latency_ms == 2000.0 and rows[0].round_ms == [2000.0, 2000.0]
 
 
 def test_bench_train_writes_json_after_every_model(tmp_path, monkeypatch):

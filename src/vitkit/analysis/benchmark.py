@@ -159,7 +159,7 @@ def measure_interleaved(
             rows.append(
                 BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
                          2 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
-                         **_spread(r["all"]))
+                         **_spread(r["all"], interleaved=True))
             )
     return rows
 
@@ -182,10 +182,19 @@ class BenchRow:
     latency_min_ms: float = float("nan")
     latency_max_ms: float = float("nan")
     rounds: int = 0
+    #: every round's latency in order, for implementations timed round-robin (empty otherwise)
+    round_ms: list[float] = field(default_factory=list)
+    #: per peer, (min, median, max) of the ratios within each round (peer's latency / ours): the machine's speed
+    #: drifts between rounds more than within one, so this is the steadier spread of a ratio
+    paired_ratios: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
-def _spread(times: Sequence[float]) -> dict[str, float]:
-    return {"latency_min_ms": min(times) * 1e3, "latency_max_ms": max(times) * 1e3, "rounds": len(times)}
+def _spread(times: Sequence[float], interleaved: bool = False) -> dict[str, object]:
+    out: dict[str, object] = {"latency_min_ms": min(times) * 1e3, "latency_max_ms": max(times) * 1e3,
+                              "rounds": len(times)}
+    if interleaved:
+        out["round_ms"] = [t * 1e3 for t in times]
+    return out
 
 
 def measure(
@@ -214,23 +223,29 @@ def measure(
 
 
 def add_ratios(rows: list[BenchRow], ours: str = "vitkit") -> None:
-    """Fill ``ratios`` of our rows: our items/s over each peer's, per precision."""
+    """Fill ``ratios`` of our rows: our items/s over each peer's, per precision; and, for rows timed round-robin,
+    ``paired_ratios``: the spread of the ratio within each round."""
     for r in rows:
         if r.impl != ours:
             continue
         for p in rows:
             if p.impl != ours and p.dtype == r.dtype and p.batch == r.batch:
                 r.ratios[p.impl] = r.items_per_s / p.items_per_s
+                if r.round_ms and len(p.round_ms) == len(r.round_ms):
+                    each = sorted(b / a for a, b in zip(r.round_ms, p.round_ms))
+                    r.paired_ratios[p.impl] = (each[0], statistics.median(each), each[-1])
 
 
 def format_table(rows: Iterable[BenchRow], unit: str = "img/s") -> str:
-    """Throughput, median latency with its min-max over the rounds, % of peak, ratios to peers."""
+    """Throughput, median latency with its min-max over the rounds, % of peak, ratios to peers (with the range
+    of the per-round ratios in brackets where the rounds were interleaved)."""
     rows = list(rows)
     head = (f"{'impl':<17}{'model':<32}{'dtype':<6}{'batch':>6}{unit:>10}{'ms':>10}{'min-max ms':>22}{'%peak':>7}"
             "  ratios")
     lines = [head, "-" * len(head)]
     for r in rows:
-        ratios = ", ".join(f"{k} {v:.2f}x" for k, v in r.ratios.items())
+        ratios = ", ".join(f"{k} {v:.2f}x" + (" [{:.2f}-{:.2f}]".format(r.paired_ratios[k][0], r.paired_ratios[k][2])
+                                               if k in r.paired_ratios else "") for k, v in r.ratios.items())
         spread = f"{r.latency_min_ms:.1f}-{r.latency_max_ms:.1f} ({r.rounds})" if r.rounds else "-"
         lines.append(
             f"{r.impl:<17}{r.model:<32}{r.dtype:<6}{r.batch:>6}{r.items_per_s:>10.2f}{r.latency_ms:>10.1f}"
@@ -616,7 +631,8 @@ def measure_train_interleaved(
                                  extra={"first_step_s": r["first_s"], "first_step_wall_s": r["first_wall_s"],
                                         "first_step_children_cpu_s": r["first_children_s"],
                                         "peak_train_mem_mb": mem / 2**20,
-                                        "compiled": compiled, "clock": clock}, **_spread(r["all"])))
+                                        "compiled": compiled, "clock": clock},
+                                 **_spread(r["all"], interleaved=True)))
     return rows
 
 
