@@ -142,8 +142,9 @@ def bf16_params(layer: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
     return hit[2], hit[3]
 
 
-def _trains_in_bf16(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether ``F.linear(x, weight, ...)`` is a CPU bf16 autocast training op that :class:`_Bf16Linear` runs."""
+def trains_in_bf16(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether an op on ``x`` with float32 ``weight`` is part of a CPU bf16 autocast training step on a CPU with bf16
+    units, not traced: where :func:`projection` runs :class:`_Bf16Linear`."""
     return (_ENABLED[0] and _HAS_ONEDNN and x.device.type == "cpu" and weight.dtype == torch.float32
             and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
@@ -172,7 +173,7 @@ class _Bf16Linear(torch.autograd.Function):
 def projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for (out, in) ``weight``; a CPU bf16 autocast training step runs it through
     oneDNN (module doc), with the same values and gradients."""
-    if not _trains_in_bf16(x, weight):
+    if not trains_in_bf16(x, weight):
         return F.linear(x, weight, bias)
     shape = x.shape
     x2 = x.reshape(-1, shape[-1]).to(torch.bfloat16)
@@ -239,7 +240,7 @@ def split_linear(x: torch.Tensor, layer: nn.Linear, sizes: Sequence[int]) -> tup
     ordinary ops on row slices."""
     if sum(sizes) != layer.out_features:
         raise ValueError(f"split_linear sizes {list(sizes)} do not add up to {layer.out_features} outputs")
-    bf16 = _trains_in_bf16(x, layer.weight)
+    bf16 = trains_in_bf16(x, layer.weight)
     fp32 = (x.device.type == "cpu" and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and x.dtype == layer.weight.dtype == torch.float32 and not is_tracing())
     if not (bf16 or fp32):

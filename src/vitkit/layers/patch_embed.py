@@ -1,12 +1,13 @@
 """Patch (2-D) and cube (3-D) embedding: one strided convolution whose rank follows ``patch_size``.
 
-A training step on the CPU runs a large non-overlapping patch (at least :data:`GEMM_MIN_PATCH` pixels, stride
-equal to the patch, no padding: ViT's 14, 16 and 32) as one matrix product over the unfolded patches: oneDNN's
-strided convolution backward is slow there. Forward + backward of ViT-B/16's embedding at batch 8, one thread
-on Sapphire Rapids: 83 -> 19 ms in bf16 autocast, 48 -> 44 ms in float32 (ViT-B/32: 514 -> 29 ms and 90 -> 45 ms;
-ViT-H/14's: 166 -> 45 ms and 100 -> 73 ms). Values agree with the convolution's to the dtype's rounding (the sums
-run in another order). Swin's 4x4 patches were measured slower that way and keep the convolution, as do
-inference, tracing and other devices.
+A CPU bf16 autocast training step (on a CPU with bf16 units) runs a large non-overlapping patch (at least
+:data:`GEMM_MIN_PATCH` pixels, stride equal to the patch, no padding: ViT's 14, 16 and 32) as one matrix product
+over the unfolded patches: oneDNN's strided bf16 convolution backward is slow there. Forward + backward of
+ViT-B/16's embedding at batch 8, one thread on Sapphire Rapids: 83 -> 19 ms (ViT-B/32: 514 -> 29 ms; ViT-H/14:
+166 -> 45 ms). Values agree with the convolution's to bf16 rounding (the sums run in another order). float32
+keeps the convolution: the product was only 10-50 % faster there, and it keeps the unfolded patches for the
+backward where the convolution keeps the input image that exists anyway (ViT-S/16: 5 MB above timm's peak).
+Swin's 4x4 patches were measured slower as a product; inference, tracing and other devices keep the convolution.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from .fused import is_tracing, projection
+from .fused import projection, trains_in_bf16
 from .nd import conv_nd, to_tuple
 
 #: the fewest pixels per patch (times frames for a cube) that a CPU training step embeds as a matrix product
@@ -75,10 +76,10 @@ class PatchEmbed(nn.Module):
 
     def _as_gemm(self, x: torch.Tensor) -> bool:
         """Whether this call embeds ``x`` as a matrix product (module doc)."""
-        return (x.device.type == "cpu" and torch.is_grad_enabled() and self.proj.weight.requires_grad
+        return (trains_in_bf16(x, self.proj.weight) and self.proj.weight.requires_grad
                 and self.stride == self.patch_size and not any(self.padding) and self.proj.groups == 1
                 and math.prod(self.patch_size) >= GEMM_MIN_PATCH
-                and all(s % p == 0 for s, p in zip(x.shape[2:], self.patch_size)) and not is_tracing())
+                and all(s % p == 0 for s, p in zip(x.shape[2:], self.patch_size)))
 
     def _embed_gemm(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution as (patches, C * patch) x (C * patch, D): returns (B, D, *grid), channels-last in memory,
