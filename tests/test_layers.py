@@ -327,6 +327,49 @@ def test_split_linear_equals_one_linear_per_block(mode, unused):
         split_linear(x0, layer, (16, 16))
 
 
+class _GeluInputs(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records, for every GELU run inside it, whether its input was a contiguous tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contiguous: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.gelu.default:
+            self.contiguous.append(args[0].is_contiguous())
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_conv_mlp_activation_runs_on_the_token_view_of_channels_last_maps(rank):
+    """In training, UniFormer's convolutional FFN applies its GELU to the (B, *grid, C) view of a channels-last
+    map (PyTorch's CPU kernels are about 2x faster there): the values and gradients of GELU on the map itself,
+    and a channels-last output."""
+    from vitkit.layers import Mlp
+
+    torch.manual_seed(0)
+    mlp = Mlp(8, 24, rank=rank).train()
+    shape = (2, 8, 5, 6) if rank == 2 else (2, 8, 3, 5, 6)
+    fmt = torch.channels_last if rank == 2 else torch.channels_last_3d
+    x0 = torch.randn(shape).contiguous(memory_format=fmt)
+    results = []
+    for ours in (True, False):
+        x = x0.clone().requires_grad_()
+        mlp.zero_grad(set_to_none=True)
+        if ours:
+            seen = _GeluInputs()
+            with seen:
+                y = mlp(x)
+            assert y.is_contiguous(memory_format=fmt)
+            assert seen.contiguous == [True]  # GELU ran on the token view, a plain contiguous tensor
+        else:
+            y = mlp.fc2(F.gelu(mlp.fc1(x)))
+        y.square().sum().backward()
+        results.append((y, x.grad, mlp.fc1.weight.grad, mlp.fc2.weight.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("amp", [False, True])
 def test_conv_mlp_runs_as_fused_linears_on_channels_last_maps(amp):
     """UniFormer's convolutional FFN (1x1 conv - GELU - 1x1 conv on maps): on a channels-last map at inference
