@@ -250,3 +250,12 @@ def test_train_timing_reports_child_process_cpu():
         res = B.time_train_interleaved({"m": nn.Linear(4, 3)}, torch.randn(2, 4), rounds=1, clock="cpu",
                                        fresh_compile_cache=fresh)
         assert res["m"]["first_children_s"] >= 0.0 and res["m"]["first_s"] >= 0.0
+
+
+def test_dense_kernels_include_onednn_linear():
+    """vitkit's bf16 training and fused inference GEMMs run as oneDNN's linear: the Amdahl split counts them as the
+    dense arithmetic they are, like aten's matrix products."""
+    from vitkit.analysis.step_profile import is_dense
+
+    assert is_dense("mkldnn::_linear_pointwise") and is_dense("aten::addmm") and is_dense("aten::mm")
+    assert not is_dense("aten::gelu") and not is_dense("aten::copy_")

@@ -18,7 +18,8 @@ import torch.nn as nn
 #: ops whose self time is the model's dense arithmetic (same FLOPs in every implementation of a model)
 DENSE_PREFIXES = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product",
                   "aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv",
-                  "aten::slow_conv", "aten::cudnn_convolution", "aten::_convolution", "aten::mkldnn_rnn")
+                  "aten::slow_conv", "aten::cudnn_convolution", "aten::_convolution", "aten::mkldnn_rnn",
+                  "mkldnn::_linear_pointwise")  # oneDNN's linear: vitkit's bf16 training and fused inference GEMMs
 
 
 def is_dense(op: str) -> bool:
