@@ -78,12 +78,10 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int],
     is the one of the module doc; otherwise the plain convolution.
     """
     stride, padding = tuple(int(s) for s in stride), tuple(int(p) for p in padding)
-    rank = x.dim() - 2
-    if (rank == 3 and x.device.type == "cpu" and torch.is_grad_enabled()
-            and (x.requires_grad or weight.requires_grad) and x.movedim(1, -1).is_contiguous()
-            and x.dtype == weight.dtype and not is_tracing()):
+    if (_is_cl3d_depthwise(x, weight, weight.shape[0]) and x.device.type == "cpu" and torch.is_grad_enabled()
+            and (x.requires_grad or weight.requires_grad) and x.dtype == weight.dtype and not is_tracing()):
         return _DepthwiseCL3d.apply(x, weight, stride, padding)
-    return (F.conv3d if rank == 3 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
+    return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
 
 
 #: samples per chunk in :class:`_ConvFloat32Grads`'s backward: as many as hold this many input elements (at least one)

@@ -144,30 +144,11 @@ def bf16_params(layer: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def trains_in_bf16(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether an op on ``x`` with float32 ``weight`` is part of a CPU bf16 autocast training step on a CPU with bf16
-    units, not traced: where :func:`projection` runs :class:`_Bf16Linear`."""
+    units, not traced: where :func:`projection` runs oneDNN's linear (:class:`_SplitLinear`, one block)."""
     return (_ENABLED[0] and _HAS_ONEDNN and x.device.type == "cpu" and weight.dtype == torch.float32
             and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
             and native_bf16() and not is_tracing())
-
-
-class _Bf16Linear(torch.autograd.Function):
-    """``x W^T + b`` on 2-D bf16 tensors through oneDNN's linear; the backward as ``addmm``'s (module doc)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
-        grad_x = grad.mm(weight) if need_x else None
-        grad_w = grad.t().mm(x) if need_w else None  # (out, in), the weight's layout
-        grad_b = grad.sum(0) if ctx.has_bias and need_b else None
-        return grad_x, grad_w, grad_b
 
 
 def projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,14 +157,16 @@ def projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     if not trains_in_bf16(x, weight):
         return F.linear(x, weight, bias)
     shape = x.shape
-    x2 = x.reshape(-1, shape[-1]).to(torch.bfloat16)
     b = None if bias is None else bias.to(torch.bfloat16)
-    out = _Bf16Linear.apply(x2, weight.to(torch.bfloat16), b)
+    out, = _SplitLinear.apply(x.reshape(-1, shape[-1]), weight.to(torch.bfloat16), b, (weight.shape[0],),
+                              torch.bfloat16, True)
     return out.reshape(*shape[:-1], weight.shape[0])
 
 
 class _SplitLinear(torch.autograd.Function):
-    """Outputs ``x W_i^T + b_i`` for consecutive row blocks ``W_i`` of one weight, each a dense tensor of its own.
+    """Outputs ``x W_i^T + b_i`` for consecutive row blocks ``W_i`` of one weight, each a dense tensor of its own
+    (one block: :func:`projection`). With ``onednn`` the products run through oneDNN's linear, the bias in its
+    epilogue; the backward is ``addmm``'s matrix products in aten's order, the weight gradient in its own layout.
 
     Autograd through row slices of the weight would build one zero-filled float32 gradient of the whole weight
     per block and add them (three copies at once, 20 MB for MViTv2-T's last qkv); here the blocks' gradients
