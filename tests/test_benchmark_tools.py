@@ -259,3 +259,23 @@ def test_dense_kernels_include_onednn_linear():
 
     assert is_dense("mkldnn::_linear_pointwise") and is_dense("aten::addmm") and is_dense("aten::mm")
     assert not is_dense("aten::gelu") and not is_dense("aten::copy_")
+
+
+def test_bench_allocator_compares_the_same_step_with_and_without_reuse(tmp_path):
+    """One model, one precision, one round: both settings timed, faults counted, the JSON written."""
+    from vitkit.engine import allocator
+
+    if not allocator.supported():
+        pytest.skip("needs glibc malloc without a preloaded allocator")
+    spec = importlib.util.spec_from_file_location("bench_allocator",
+                                                  os.path.join(ROOT, "benchmarks", "bench_allocator.py"))
+    ba = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ba)
+    out = tmp_path / "allocator.json"
+    assert ba.main(["--models", "vit_small_patch16_224", "--dtypes", "fp32", "--rounds", "1", "--batch", "1",
+                    "--out", str(out)]) == 0
+    row, = json.loads(out.read_text())["allocator_rows"]
+    assert (row["model"], row["dtype"], row["rounds"]) == ("vit_small_patch16_224", "fp32", 1)
+    for setting in ("default", "reuse"):
+        assert len(row[setting]["round_ms"]) == 1 and row[setting]["faults_per_step"] >= 0
+    assert row["ratio"] == pytest.approx(row["default"]["median_ms"] / row["reuse"]["median_ms"])

@@ -238,6 +238,27 @@ def test_short_run_learns(tmp_path):
     assert res.final["top1"] > 80.0, res.final
 
 
+def test_cpu_runs_keep_freed_memory_unless_the_recipe_says_no(tmp_path, monkeypatch):
+    """``train.reuse_freed_memory`` (engine/allocator.py) is on for the whole of a CPU run, and off when set so."""
+    import contextlib
+
+    import vitkit.engine.trainer as trainer_module
+
+    seen = []
+
+    @contextlib.contextmanager
+    def recording(enabled=True):
+        seen.append(enabled)
+        yield enabled
+
+    monkeypatch.setattr(trainer_module, "reuse_freed_memory", recording)
+    for setting in ("true", "false"):
+        r = _recipe(tmp_path / setting, "train.max_steps=1", "train.workers=0", "schedule.epochs=1",
+                    f"train.reuse_freed_memory={setting}")
+        Trainer(r, quiet=True).fit()
+    assert seen == [True, False]
+
+
 def test_bad_samples_are_counted_per_epoch(tmp_path, capsys):
     """An image folder with a corrupt and an empty file trains on; the epoch line counts both (found in workers)."""
     from PIL import Image

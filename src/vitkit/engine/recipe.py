@@ -58,6 +58,7 @@ A recipe has these sections (every key optional; the defaults below apply)::
                                  # dynamic: symbolic sizes from the start; the first step pays the compile time
       seed: 0
       deterministic: false       # torch.use_deterministic_algorithms
+      reuse_freed_memory: true   # CPU, glibc: malloc keeps freed memory (no page faults per step; holds the peak)
       workers: 2                 # DataLoader worker processes per training process
       label_smoothing: 0.0
       mixup: 0.0                 # mixup alpha (0 = off)
@@ -182,6 +183,7 @@ class TrainSection:
     compile: bool | str = False  # false | true | dynamic (vitkit.models.compile.COMPILE_MODES)
     seed: int = 0
     deterministic: bool = False
+    reuse_freed_memory: bool = True  # vitkit.engine.allocator: CPU runs only
     workers: int = 2
     label_smoothing: float = 0.0
     mixup: float = 0.0

@@ -33,6 +33,7 @@ from vitkit.registry import create_model
 from vitkit.tasks import get_task
 
 from . import distributed as D
+from .allocator import reuse_freed_memory
 from .amp import autocast, check_amp, grad_scaler
 from .checkpoint import check_weights_finite, last_good, load_checkpoint_dir, rng_state, save_checkpoint, set_rng_state
 from .data import SeededDataset, mix_seed, resolve_input, seed_all, train_sampler
@@ -348,7 +349,8 @@ class Trainer:
         shared = D.broadcast_object(tempfile.mkdtemp(prefix="vitkit-badrun-") if self.dist.is_main else None)
         os.makedirs(shared, exist_ok=True)  # another node of a multi-node run: its own
         self._eta = EtaMeter()
-        with run_scope(shared, owner=self.dist.is_main):
+        reuse = self.dist.device.type == "cpu" and self.recipe.train.reuse_freed_memory  # engine/allocator.py
+        with run_scope(shared, owner=self.dist.is_main), reuse_freed_memory(reuse):
             try:
                 with GracefulStop(self.log) as self._stop:
                     return self._fit()

@@ -1,0 +1,124 @@
+"""Training step with malloc keeping freed memory (``vitkit train``'s CPU default) against glibc's defaults.
+
+Same model, same batch, one process; each round times one step with glibc's defaults and one inside
+:func:`vitkit.engine.allocator.reuse_freed_memory` (after one untimed step there, as a run's steady state), in
+alternating order. Prints per model and precision the median step time of each, the ratio with its spread over
+the rounds, and the page faults and kernel CPU time per timed step; writes the JSON to
+benchmarks/results/allocator.json (a time-stamped name when it exists, unless --overwrite).
+
+Usage: python benchmarks/bench_allocator.py [--models swin3d_tiny,swin_tiny_patch4_window7_224]
+       [--dtypes fp32,bf16] [--rounds 3] [--threads 1] [--clock cpu]
+
+The setting is process-wide, so a peer model in the same process gains the same: it is a property of the
+training loop, not of vitkit's models (``bench_train.py`` runs every model with glibc's defaults).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+
+import torch
+
+import vitkit
+from vitkit.analysis import benchmark as B
+from vitkit.engine.allocator import reuse_freed_memory, supported
+from vitkit.engine.optim import build_optimizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train import SUITE  # noqa: E402 - the training benchmark's models and input shapes
+
+KINDS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def timed_step(step, clock) -> tuple[float, int, float]:
+    """(seconds by ``clock``, minor page faults, kernel CPU seconds) of one ``step()``."""
+    r0, t = resource.getrusage(resource.RUSAGE_SELF), clock()
+    step()
+    seconds, r1 = clock() - t, resource.getrusage(resource.RUSAGE_SELF)
+    return seconds, r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime
+
+
+def run(name: str, dtypes: list[str], rounds: int, batch: int, clock) -> list[dict]:
+    shape = SUITE[name][2]
+    torch.manual_seed(0)
+    model = vitkit.create_model(name).train()
+    opt = build_optimizer(model, 1e-4, 0.05)
+    x = torch.randn(1 if len(shape) == 4 else batch, *shape)
+    target = torch.zeros(x.shape[0], dtype=torch.long)
+    rows = []
+    for d in dtypes:
+        step = lambda: B.train_step(model, x, target, opt, KINDS[d])  # noqa: E731
+        step()
+        got: dict[bool, list[tuple[float, int, float]]] = {False: [], True: []}
+        for i in range(rounds):
+            for reuse in ((False, True) if i % 2 == 0 else (True, False)):
+                with reuse_freed_memory(reuse):
+                    if reuse:
+                        step()  # the heap grows to the step's peak: a run's steady state from here on
+                    got[reuse].append(timed_step(step, clock))
+        ratios = sorted(a[0] / b[0] for a, b in zip(got[False], got[True]))
+        row = {"model": name, "dtype": d, "batch": x.shape[0], "rounds": rounds, "ratio": statistics.median(ratios),
+               "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+        for reuse, label in ((False, "default"), (True, "reuse")):
+            ms = [g[0] * 1e3 for g in got[reuse]]
+            row[label] = {"median_ms": statistics.median(ms), "round_ms": ms,
+                          "faults_per_step": statistics.median(g[1] for g in got[reuse]),
+                          "kernel_s_per_step": statistics.median(g[2] for g in got[reuse])}
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+def format_row(r: dict) -> str:
+    d, u = r["default"], r["reuse"]
+    return (f"{r['model']:<30}{r['dtype']:<6}{d['median_ms']:>10.0f}{u['median_ms']:>10.0f}"
+            f"{r['ratio']:>8.2f}x [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]"
+            f"{d['faults_per_step']:>12.0f}{u['faults_per_step']:>9.0f}{d['kernel_s_per_step']:>9.2f}"
+            f"{u['kernel_s_per_step']:>8.2f}")
+
+
+HEADER = (f"{'model':<30}{'dtype':<6}{'glibc ms':>10}{'reuse ms':>10}{'ratio':>9} {'[per round]':<12}"
+          f"{'faults':>11}{'reuse':>9}{'sys s':>9}{'reuse':>8}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="swin3d_tiny,swin_tiny_patch4_window7_224,uniformer_small_16x4")
+    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batch", type=int, default=8, help="image batch (video: one clip)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", choices=list(B.CLOCKS), default="cpu")
+    p.add_argument("--out", default="benchmarks/results/allocator.json")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    if not supported():
+        print("malloc here is not glibc's (or another allocator is preloaded): nothing to compare")
+        return 1
+    torch.set_num_threads(args.threads)
+    models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in SUITE]
+    if unknown:
+        p.error(f"unknown models {unknown}; choose from {', '.join(SUITE)}")
+    load_before = B.machine_load()
+    print(B.describe_load(load_before))
+    print(HEADER)
+    print("-" * len(HEADER))
+    rows = []
+    for name in models:
+        rows += run(name, args.dtypes.split(","), args.rounds, args.batch, B.CLOCKS[args.clock])
+    load_after = B.machine_load()
+    print(B.describe_load(load_after))
+    out = B.free_path(args.out, args.overwrite)
+    B.write_json(out, [], {}, allocator_rows=rows, load_before=load_before, load_after=load_after,
+                 clock=args.clock, threads=args.threads,
+                 max_resident_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
