@@ -14,10 +14,14 @@ after every model (``"complete": false`` and ``models_done`` until the last one)
 what it measured.
 
 Usage: python benchmarks/bench_train.py [--models vit_small_patch16_224,swin3d_tiny] [--rounds 5] [--batch 8]
-       [--dtypes fp32,bf16] [--compile [--dynamic]] [--threads 2] [--profile] [--clip 8,128]
+       [--dtypes fp32,bf16] [--compile [--dynamic]] [--threads 2] [--profile] [--clip 8,128] [--allocator reuse]
 
 --clip T,S runs the video families at T frames of S x S (both libraries' models built for that clip) instead of
 16x224 (UniFormer needs S divisible by 32).
+
+--allocator reuse runs everything with malloc keeping freed memory, as ``vitkit train`` does on the CPU
+(:mod:`vitkit.engine.allocator`; the default, glibc, is what a plain training loop gets); it is process-wide, so
+the peers run under it too. ``bench_allocator.py`` measures what it saves.
 
 --profile adds, per model and dtype, the per-op profile of one step of each implementation (interleaved, fastest
 of 3 runs per op) and the share of the dense kernels (matrix products, attention, convolutions): with those
@@ -34,6 +38,7 @@ import torch
 
 import vitkit
 from vitkit.analysis import benchmark as B
+from vitkit.engine.allocator import reuse_freed_memory
 from vitkit.engine.optim import build_optimizer
 from vitkit.analysis.step_profile import dense_split, format_op_tables, profile_train_steps
 
@@ -152,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpointing", action="store_true",
                     help="also time vitkit with activation checkpointing (all blocks; first stage only)")
     ap.add_argument("--clip", default=None, help="video families at T,S (frames, side) instead of 16,224")
+    ap.add_argument("--allocator", choices=("glibc", "reuse"), default="glibc",
+                    help="glibc: malloc's defaults; reuse: malloc keeps freed memory, as vitkit train does on the "
+                         "CPU (vitkit.engine.allocator; process-wide, so every implementation runs under it)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train.json"))
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
@@ -188,15 +196,17 @@ def main(argv: list[str] | None = None) -> int:
                      load_before=before, load_after=B.machine_load(), load_after_model=load_per_model,
                      threads=args.threads, batch=args.batch, clock=args.clock, optimizer=args.optimizer,
                      compile=compile_mode, video_clip=list(clip) if clip else [16, 224], models_done=list(done),
+                     allocator=args.allocator,
                      complete=complete, **({"profiles": profiles} if profiles else {}))
 
-    for n in names:
-        rows += run_model(n, args.batch, dtypes, args.rounds, compile_mode, peaks, profiles, args.clock,
-                          args.optimizer, args.checkpointing, clip)
-        done.append(n)
-        load_per_model[n] = B.machine_load()
-        save(complete=len(done) == len(names))
-        print(f"wrote {path} ({len(done)}/{len(names)} models)", flush=True)
+    with reuse_freed_memory(args.allocator == "reuse"):
+        for n in names:
+            rows += run_model(n, args.batch, dtypes, args.rounds, compile_mode, peaks, profiles, args.clock,
+                              args.optimizer, args.checkpointing, clip)
+            done.append(n)
+            load_per_model[n] = B.machine_load()
+            save(complete=len(done) == len(names))
+            print(f"wrote {path} ({len(done)}/{len(names)} models)", flush=True)
     after = B.machine_load()
     print(B.format_table(rows, unit="items/s"))
     for r in rows:
