@@ -4,13 +4,14 @@ A training step allocates and frees the same large tensors every step. glibc's m
 (above its mmap threshold: 128 KiB at start, raised up to 32 MiB as large blocks are freed) with fresh pages
 from the kernel, and gives free heap memory above its trim threshold back to the kernel. Each step then pays a
 page fault, and the kernel's zero-fill, for every 4 KiB page of every large tensor: Video Swin-T at one 16x224
-clip in fp32 took 580k faults and 1.3 s of kernel time in a 6 s step on a Sapphire Rapids core
+clip in fp32 took 540k faults and 1.24 s of kernel time in a 6.9 s step on a Sapphire Rapids core
 (``benchmarks/bench_allocator.py`` measures it per model).
 
 :func:`reuse_freed_memory` makes malloc keep what is freed: no mmap for any request (``M_MMAP_MAX = 0``: the
 heap serves them all, and glibc still falls back to mmap where the heap cannot grow), no trimming, and 64 MiB
 of headroom per heap growth. The cost is that the process holds on to its peak memory (resident memory does not
-shrink after the largest step) plus heap fragmentation (Video Swin-T: 3.19 vs 2.91 GB maximum resident).
+shrink after the largest step) plus heap fragmentation (Video Swin-T: 3.19 vs 2.91 GB maximum resident). Data
+loader workers forked inside the block inherit the setting and hold their own peaks alike.
 
 This is what preloading jemalloc or tcmalloc does (PyTorch's CPU launcher ``torch.backends.xeon.run_cpu``);
 where one of them is preloaded (``LD_PRELOAD``), or malloc is not glibc's, nothing is changed. ``vitkit train``
