@@ -285,6 +285,69 @@ def test_bf16_training_linear_matches_autocast_bit_for_bit(kind):
     assert grads[1].is_contiguous()
 
 
+def test_only_wide_bf16_layers_take_the_weight_gradient_from_a_transposed_copy():
+    """The rule of :func:`vitkit.layers.fused.transposes_output_grad`: an MLP's second layer (in >= 1024 and at
+    least twice out) in bf16; not its first layer, not narrow layers, not float32."""
+    from vitkit.layers.fused import transposes_output_grad
+
+    assert transposes_output_grad(3072, 768, torch.bfloat16)  # ViT-B/16 fc2
+    assert transposes_output_grad(1024, 512, torch.bfloat16)
+    assert not transposes_output_grad(768, 3072, torch.bfloat16)  # fc1
+    assert not transposes_output_grad(1024, 513, torch.bfloat16)
+    assert not transposes_output_grad(384, 96, torch.bfloat16)  # Swin-T's first fc2: slower with the copy
+    assert not transposes_output_grad(3072, 768, torch.float32)
+
+
+class _WeightGradProducts(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records, for every ``mm`` with ``out=`` (the weight gradient of :class:`vitkit.layers.fused._SplitLinear`),
+    whether its left operand was contiguous."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left_contiguous: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.mm.out:
+            self.left_contiguous.append(args[0].is_contiguous())
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 training linear runs only on CPUs with bf16 units")
+@pytest.mark.parametrize("features", [(1024, 256), (256, 1024)])
+def test_bf16_training_weight_gradient_of_a_wide_layer_reads_a_transposed_copy(features):
+    """A wide layer (1024 -> 256) takes its bf16 weight gradient from a contiguous copy of the output gradient's
+    transpose, exactly that product; its output, input and bias gradients stay bit for bit autocast's, and the
+    weight gradient is autocast's to one bf16 rounding (the fp32 accumulation runs in another order). The
+    1024-wide first layer keeps the transposed view, bit for bit."""
+    from vitkit.layers.fused import linear
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(*features)
+    x = torch.randn(3, 37, features[0])
+    gy = torch.randn(3, 37, features[1]).to(torch.bfloat16)
+    results = []
+    for f in (lambda t: linear(t, layer), layer):
+        xg = x.clone().requires_grad_()
+        layer.zero_grad(set_to_none=True)
+        products = _WeightGradProducts()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = f(xg)
+        with products:
+            y.backward(gy)
+        results.append((y, xg.grad, layer.weight.grad, layer.bias.grad, products.left_contiguous))
+    (y, gx, gw, gb, left), (y_ref, gx_ref, gw_ref, gb_ref, _) = results
+    wide = features[0] >= 2 * features[1]
+    assert left == [wide]
+    for ours, ref in ((y, y_ref), (gx, gx_ref), (gb, gb_ref)):
+        assert torch.equal(ours, ref)
+    g2, x2 = gy.reshape(-1, features[1]), x.reshape(-1, features[0]).to(torch.bfloat16)
+    expected = torch.mm(g2.t().contiguous() if wide else g2.t(), x2).float()
+    assert gw.dtype == torch.float32 and gw.is_contiguous() and torch.equal(gw, expected)
+    torch.testing.assert_close(gw, gw_ref, rtol=2**-7, atol=1e-3)
+    if not wide:
+        assert torch.equal(gw, gw_ref)
+
+
 @pytest.mark.parametrize("mode", ["fp32", "bf16", "inference"])
 @pytest.mark.parametrize("unused", [None, 0, 1])
 def test_split_linear_equals_one_linear_per_block(mode, unused):
