@@ -166,6 +166,20 @@ class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class _FirstArgContiguous(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records, for every call of ``op`` inside it, whether its first argument was a contiguous tensor."""
+
+    def __init__(self, op) -> None:
+        super().__init__()
+        self.op = op
+        self.contiguous: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is self.op:
+            self.contiguous.append(args[0].is_contiguous())
+        return func(*args, **(kwargs or {}))
+
+
 def _native_bf16() -> bool:
     from vitkit.layers.cpu_features import native_bf16
 
@@ -298,20 +312,6 @@ def test_only_wide_bf16_layers_take_the_weight_gradient_from_a_transposed_copy()
     assert not transposes_output_grad(3072, 768, torch.float32)
 
 
-class _WeightGradProducts(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records, for every ``mm`` with ``out=`` (the weight gradient of :class:`vitkit.layers.fused._SplitLinear`),
-    whether its left operand was contiguous."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.left_contiguous: list[bool] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten.mm.out:
-            self.left_contiguous.append(args[0].is_contiguous())
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.skipif(not _native_bf16(), reason="the bf16 training linear runs only on CPUs with bf16 units")
 @pytest.mark.parametrize("features", [(1024, 256), (256, 1024)])
 def test_bf16_training_weight_gradient_of_a_wide_layer_reads_a_transposed_copy(features):
@@ -329,12 +329,12 @@ def test_bf16_training_weight_gradient_of_a_wide_layer_reads_a_transposed_copy(f
     for f in (lambda t: linear(t, layer), layer):
         xg = x.clone().requires_grad_()
         layer.zero_grad(set_to_none=True)
-        products = _WeightGradProducts()
+        products = _FirstArgContiguous(torch.ops.aten.mm.out)  # the weight gradient's product
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = f(xg)
         with products:
             y.backward(gy)
-        results.append((y, xg.grad, layer.weight.grad, layer.bias.grad, products.left_contiguous))
+        results.append((y, xg.grad, layer.weight.grad, layer.bias.grad, products.contiguous))
     (y, gx, gw, gb, left), (y_ref, gx_ref, gw_ref, gb_ref, _) = results
     wide = features[0] >= 2 * features[1]
     assert left == [wide]
@@ -390,19 +390,6 @@ def test_split_linear_equals_one_linear_per_block(mode, unused):
         split_linear(x0, layer, (16, 16))
 
 
-class _GeluInputs(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records, for every GELU run inside it, whether its input was a contiguous tensor."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.contiguous: list[bool] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten.gelu.default:
-            self.contiguous.append(args[0].is_contiguous())
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("rank", [2, 3])
 def test_conv_mlp_activation_runs_on_the_token_view_of_channels_last_maps(rank):
     """In training, UniFormer's convolutional FFN applies its GELU to the (B, *grid, C) view of a channels-last
@@ -420,7 +407,7 @@ def test_conv_mlp_activation_runs_on_the_token_view_of_channels_last_maps(rank):
         x = x0.clone().requires_grad_()
         mlp.zero_grad(set_to_none=True)
         if ours:
-            seen = _GeluInputs()
+            seen = _FirstArgContiguous(torch.ops.aten.gelu.default)
             with seen:
                 y = mlp(x)
             assert y.is_contiguous(memory_format=fmt)
