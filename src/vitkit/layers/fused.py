@@ -25,8 +25,8 @@ it strided (3 %). The backward is the same matrix products in the order aten run
 produced in the weight's own layout: values and gradients are bit-identical to autocast's ``F.linear``
 (``tests/test_layers.py``), except that a wide layer's weight gradient (an MLP's second layer, see
 :func:`transposes_output_grad`) is the product on a transposed copy of the output gradient, which can differ from
-autocast's in the last bf16 bit. GELU and residual stay outside the kernel there, since the backward needs the
-pre-activation.
+autocast's in its last bits (bf16 rounding). GELU and residual stay outside the kernel there, since the backward
+needs the pre-activation.
 """
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def transposes_output_grad(in_features: int, out_features: int, dtype: torch.dty
     3072 -> 768, 11.0 -> 6.8 ms; UniFormer-S's 1280 -> 320, 7.5 -> 5.5 ms). For narrower or square layers it is
     slower (Swin-T's 96 -> 384 at 25088 tokens: 10 -> 25 ms), and float32 gains nothing (the transposed view is
     the fast one there). The two orders of the fp32 accumulation can round a weight gradient differently in its
-    last bf16 bit; nothing else changes.
+    last bits (bf16 rounding); nothing else changes.
     """
     return dtype == torch.bfloat16 and in_features >= TRANSPOSED_GRAD_MIN_IN and in_features >= 2 * out_features
 
@@ -194,7 +194,7 @@ class _SplitLinear(torch.autograd.Function):
     per block and add them (three copies at once, 20 MB for MViTv2-T's last qkv); here the blocks' gradients
     are written into one buffer. ``x`` arrives in float32 (or the compute dtype) and is cast here once, and its
     gradient is each block's cast to float32 and summed there, so values and gradients are those of one
-    ``F.linear`` per block under autocast, bit for bit (a wide block's bf16 weight gradient to its last bit:
+    ``F.linear`` per block under autocast, bit for bit (a wide block's bf16 weight gradient to bf16 rounding:
     :func:`transposes_output_grad`).
     """
 
