@@ -590,6 +590,43 @@ def test_conv_float32_grads_keeps_reduced_input_and_equals_the_float32_conv(rank
         torch.testing.assert_close(v, a, rtol=1e-5, atol=1e-5)  # 3-D: our backward sums in another order
 
 
+@pytest.mark.parametrize("rank", [2, 3])
+def test_tiled_filters_are_tiled_again_in_the_backward_not_kept(rank):
+    """MViT's per-head pooling filters, tiled over the heads (k's and v's in one call): the bf16 training
+    convolution keeps the per-head filters for its backward, not the tiled copy (a new tensor every step), and
+    its values and gradients are those of the tiled tensor passed as it is, bit for bit; changing a filter in
+    place before the backward is caught as autograd catches it for any saved tensor."""
+    from vitkit.layers.depthwise import TiledFilters, conv_float32_grads
+
+    torch.manual_seed(0)
+    heads, head_dim, grid = 3, 4, ((3, 5, 6) if rank == 3 else (5, 6))
+    C = 2 * heads * head_dim
+    x0 = torch.randn(2, *grid, C).bfloat16()
+    k0, v0 = torch.randn(head_dim, 1, *(3,) * rank), torch.randn(head_dim, 1, *(3,) * rank)
+    out_grad = torch.randn(2, C, *grid).bfloat16()
+    results = {}
+    for name in ("tensor", "tiled"):
+        x, k, v = (t.clone().requires_grad_() for t in (x0, k0, v0))
+        filters = TiledFilters((k, v), heads)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+            y = conv_float32_grads(x.movedim(-1, 1), filters.tensor() if name == "tensor" else filters, None,
+                                   (1,) * rank, (1,) * rank, C)
+        y.backward(out_grad)
+        results[name] = (y.detach(), x.grad, k.grad, v.grad)
+        assert ((C, 1, *(3,) * rank) in saved) == (name == "tensor"), saved
+        assert ((head_dim, 1, *(3,) * rank) in saved) == (name == "tiled"), saved
+    for a, b in zip(results["tensor"], results["tiled"]):
+        assert torch.equal(a, b)
+
+    x, k, v = (t.clone().requires_grad_() for t in (x0, k0, v0))
+    y = conv_float32_grads(x.movedim(-1, 1), TiledFilters((k, v), heads), None, (1,) * rank, (1,) * rank, C)
+    with torch.no_grad():
+        k.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward(out_grad)
+
+
 def test_cpu_flags_read_from_cpuinfo(tmp_path):
     from vitkit.layers.cpu_features import cpu_flags
 

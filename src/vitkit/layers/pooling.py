@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .depthwise import conv_float32_grads, depthwise_conv, float32_on_this_device
+from .depthwise import TiledFilters, conv_float32_grads, depthwise_conv, float32_on_this_device
 from .nd import avgpool_nd, conv_nd, maxpool_nd
 
 POOL_MODES = ("conv", "max", "avg")
@@ -81,14 +81,15 @@ def pool_tokens(
     grid: Sequence[int],
     num_prefix: int = 1,
     norm: nn.Module | None = None,
-    weight: torch.Tensor | None = None,
+    weight: torch.Tensor | TiledFilters | None = None,
 ) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Pool the grid tokens of ``x`` ((B, N, C) or (B, heads, N, C)); returns the tokens and the new grid.
 
     ``N`` must be ``num_prefix + prod(grid)``; a mismatch raises naming both. ``norm`` (over C) runs after the
     prefix tokens are put back, as in the official code. With ``pool=None`` only the norm applies.
     ``weight`` (C, 1, *kernel) replaces a conv pool's depthwise filters, e.g. its per-head filters tiled over
-    all heads so that (B, N, heads * head_dim) tokens pool in one call, with no per-head layout copy.
+    all heads so that (B, N, heads * head_dim) tokens pool in one call, with no per-head layout copy
+    (:class:`TiledFilters`: the bf16 training backward keeps only the per-head filters).
     """
     grid = tuple(int(g) for g in grid)
     if pool is None:
@@ -109,9 +110,10 @@ def pool_tokens(
         weight = pool.weight
     if weight is not None:
         if maps.dtype in (torch.bfloat16, torch.float16) and float32_on_this_device(maps):
-            maps = conv_float32_grads(maps, weight, None, pool.stride, pool.padding, weight.shape[0])
+            maps = conv_float32_grads(maps, weight, None, pool.stride, pool.padding, C)
         else:
-            maps = depthwise_conv(maps, weight, pool.stride, pool.padding)
+            tensor = weight.tensor() if isinstance(weight, TiledFilters) else weight
+            maps = depthwise_conv(maps, tensor, pool.stride, pool.padding)
     else:
         maps = pool(maps)
     new_grid = tuple(maps.shape[2:])

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_1d
 from vitkit.layers import to_tuple
 from vitkit.layers.cache import TensorCache
+from vitkit.layers.depthwise import TiledFilters
 from vitkit.layers.fused import linear, split_linear
 from vitkit.layers.pooling import POOL_MODES, make_pool, pool_tokens, pooled_grid
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
@@ -250,12 +251,11 @@ class MultiScaleAttention(Attention):
         spatial = [self.rel_pos_h, self.rel_pos_w]
         return ([self.rel_pos_t] + spatial) if rank == 3 else spatial
 
-    def _tiled(self, pools: Sequence[nn.Module]) -> torch.Tensor | None:
+    def _tiled(self, pools: Sequence[nn.Module]) -> TiledFilters | None:
         """Conv pooling: the per-head filters of ``pools`` tiled over the heads, (len * heads * head_dim, 1, *k)."""
         if not isinstance(pools[0], (nn.Conv2d, nn.Conv3d)):
             return None
-        rep = (self.num_heads,) + (1,) * (pools[0].weight.ndim - 1)
-        return torch.cat([p.weight.repeat(*rep) for p in pools])
+        return TiledFilters(tuple(p.weight for p in pools), self.num_heads)
 
     def forward(
         self, x: torch.Tensor, grid: tuple[int, ...], residual: torch.Tensor | None = None
