@@ -166,17 +166,17 @@ class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-class _FirstArgContiguous(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records, for every call of ``op`` inside it, whether its first argument was a contiguous tensor."""
+class _FirstArgOf(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records ``read(first argument)`` for every call of ``op`` inside it (default: whether it is contiguous)."""
 
-    def __init__(self, op) -> None:
+    def __init__(self, op, read=lambda t: t.is_contiguous()) -> None:
         super().__init__()
-        self.op = op
-        self.contiguous: list[bool] = []
+        self.op, self.read = op, read
+        self.seen: list = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is self.op:
-            self.contiguous.append(args[0].is_contiguous())
+            self.seen.append(self.read(args[0]))
         return func(*args, **(kwargs or {}))
 
 
@@ -329,12 +329,12 @@ def test_bf16_training_weight_gradient_of_a_wide_layer_reads_a_transposed_copy(f
     for f in (lambda t: linear(t, layer), layer):
         xg = x.clone().requires_grad_()
         layer.zero_grad(set_to_none=True)
-        products = _FirstArgContiguous(torch.ops.aten.mm.out)  # the weight gradient's product
+        products = _FirstArgOf(torch.ops.aten.mm.out)  # the weight gradient's product
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = f(xg)
         with products:
             y.backward(gy)
-        results.append((y, xg.grad, layer.weight.grad, layer.bias.grad, products.contiguous))
+        results.append((y, xg.grad, layer.weight.grad, layer.bias.grad, products.seen))
     (y, gx, gw, gb, left), (y_ref, gx_ref, gw_ref, gb_ref, _) = results
     assert left == [wide]
     for ours, ref in ((y, y_ref), (gx, gx_ref), (gb, gb_ref)):
@@ -406,11 +406,11 @@ def test_conv_mlp_activation_runs_on_the_token_view_of_channels_last_maps(rank):
         x = x0.clone().requires_grad_()
         mlp.zero_grad(set_to_none=True)
         if ours:
-            seen = _FirstArgContiguous(torch.ops.aten.gelu.default)
+            seen = _FirstArgOf(torch.ops.aten.gelu.default)
             with seen:
                 y = mlp(x)
             assert y.is_contiguous(memory_format=fmt)
-            assert seen.contiguous == [True]  # GELU ran on the token view, a plain contiguous tensor
+            assert seen.seen == [True]  # GELU ran on the token view, a plain contiguous tensor
         else:
             y = mlp.fc2(F.gelu(mlp.fc1(x)))
         y.square().sum().backward()
@@ -625,6 +625,28 @@ def test_tiled_filters_are_tiled_again_in_the_backward_not_kept(rank):
         k.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.backward(out_grad)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 6, 7, 9), (3, 8, 11, 13)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_first_copies_large_samples_one_2d_transpose_each(shape, dtype, monkeypatch):
+    """A channels-last map's channels-first copy equals ``contiguous()``; from TRANSPOSE_MIN_BYTES per sample
+    it is one 2-D (positions, channels) transpose per sample, below that one general copy; a contiguous map is
+    returned as it is."""
+    import vitkit.layers.layout as L
+
+    last = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
+    x = torch.randn(shape).to(dtype).contiguous(memory_format=last)
+    rank = lambda t: t.dim()  # noqa: E731
+    for threshold, copies, clones in ((0, [2] * shape[0], []), (1 << 40, [], [len(shape)])):
+        monkeypatch.setattr(L, "TRANSPOSE_MIN_BYTES", threshold)
+        with _FirstArgOf(torch.ops.aten.copy_.default, rank) as copied, \
+                _FirstArgOf(torch.ops.aten.clone.default, rank) as cloned:
+            y = L.channels_first(x)
+        assert torch.equal(y, x) and y.is_contiguous() and y.dtype == dtype
+        assert (copied.seen, cloned.seen) == (copies, clones)
+    plain = x.contiguous()
+    assert L.channels_first(plain) is plain
 
 
 def test_cpu_flags_read_from_cpuinfo(tmp_path):
