@@ -52,15 +52,19 @@ def test_rel_pos_table_resample_shape_7_to_12():
     assert resample_rel_pos_table(t, (7, 7), (12, 12)).shape == (23 * 23, 3)
 
 
-@pytest.mark.parametrize("with_bias", [False, True])
-def test_fused_attention_equals_explicit_softmax(with_bias):
-    q, k, v = (torch.randn(2, 3, 10, 8) for _ in range(3))
-    bias = torch.randn(1, 3, 10, 10) if with_bias else None
-    fused = attention(q, k, v, bias)
-    ref = F.softmax(q @ k.transpose(-2, -1) * 8**-0.5 + (0 if bias is None else bias), -1) @ v
-    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
+@pytest.mark.parametrize("with_bias", [False, True, "per batch"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_fused_attention_equals_explicit_softmax(with_bias, with_mask):
+    """Fused and explicit attention equal softmax(q k^T * scale + bias + mask) v; a (M, Nq, Nk) mask goes to
+    batch entry g * M + m as mask[m] (Swin's windows of each image), for every head."""
+    q, k, v = (torch.randn(6, 3, 10, 8) for _ in range(3))
+    bias = {False: None, True: torch.randn(1, 3, 10, 10), "per batch": torch.randn(6, 3, 10, 10)}[with_bias]
+    mask = torch.where(torch.rand(3, 10, 10) < 0.3, -100.0, 0.0) if with_mask else None
+    full = (0 if bias is None else bias) + (0 if mask is None else mask.repeat(2, 1, 1).unsqueeze(1))
+    ref = F.softmax(q @ k.transpose(-2, -1) * 8**-0.5 + full, -1) @ v
+    torch.testing.assert_close(attention(q, k, v, bias, mask=mask), ref, atol=1e-5, rtol=1e-5)
     with explicit_attention():
-        torch.testing.assert_close(attention(q, k, v, bias), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(attention(q, k, v, bias, mask=mask), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_record_attention_returns_probabilities():

@@ -270,13 +270,53 @@ def _reference_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
         ((5, 6, 4), (8, 3, 3), (4, 1, 1)),  # 3-D, T clipped, H exact, W padded
     ],
 )
-def test_window_attention_matches_brute_force(grid, window, shift):
+@pytest.mark.parametrize("train", [False, True])
+def test_window_attention_matches_brute_force(grid, window, shift, train):
+    """Evaluation (one cached bias-plus-mask tensor, SDPA) and training (bias and mask added to the scores apart,
+    explicit): the block's output, and in training every parameter's gradient, equal the brute-force block's."""
     cfg = SwinConfig(embed_dim=8, num_heads=(2,), depths=(1,))
-    block = SwinBlock(8, 2, window, shift, cfg).eval()
+    block = SwinBlock(8, 2, window, shift, cfg).train(train)
     _randomise(block)
     x = torch.randn(2, *grid, 8)
+    with torch.set_grad_enabled(train):
+        out, ref = block(x), _reference_block(block, x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    if train:
+        params = list(block.parameters())
+        grad_out = torch.randn_like(out)
+        for a, b in zip(torch.autograd.grad(out, params, grad_out), torch.autograd.grad(ref, params, grad_out)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # float32 sums in other orders
+
+
+def test_shifted_window_training_builds_no_bias_plus_mask_tensor():
+    """In training the relative position bias and the shift mask are added to the scores one after the other,
+    in place: no (windows, heads, N, N) float32 bias-plus-mask tensor is built (nor its bf16 cast, nor the
+    float32 cast of its gradient), which at Video Swin's 8x7x7 windows are 30-118 MB each per shifted block."""
+    cfg = SwinConfig(embed_dim=8, num_heads=(2,), depths=(1,))
+    block = SwinBlock(8, 2, (7, 7), (3, 3), cfg).train()
+    _randomise(block)
+    x = torch.randn(1, 14, 14, 8, requires_grad=True)
+    heads, n = 2, 49
+    seen = []
+
+    class _Outputs(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor) and t.dim() >= 3 and tuple(t.shape[-2:]) == (n, n):
+                    seen.append((str(func), tuple(t.shape), t.dtype))
+            return out
+
     with torch.no_grad():
-        torch.testing.assert_close(block(x), _reference_block(block, x), rtol=1e-5, atol=1e-5)
+        block(x)  # builds and caches the shift mask (windows, N, N)
+    with _Outputs():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = block(x)
+        out.float().sum().backward()
+    scores = [s for s in seen if s[1] == (4, heads, n, n) or s[1] == (1, 4, heads, n, n)]
+    assert scores and all(dtype == torch.bfloat16 for _, _, dtype in scores), scores  # logits, probs, grads
+    assert not [s for s in seen if s[2] == torch.float32 and math.prod(s[1]) > heads * n * n], seen
+    assert block.attn.relative_position_bias_table.grad is not None
 
 
 def test_masks_and_indices_are_cached():

@@ -89,27 +89,49 @@ def attention(
     dropout_p: float = 0.0,
     scale: float | None = None,
     meta: dict[str, Any] | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(q k^T * scale + bias) v for (B, heads, N, D) tensors; ``bias`` broadcasts to (B, heads, Nq, Nk)."""
+    """softmax(q k^T * scale + bias + mask) v for (B, heads, N, D) tensors; ``bias`` broadcasts to
+    (B, heads, Nq, Nk).
+
+    ``mask`` (M, Nq, Nk), without gradient, is an additive mask for a batch of M-long groups: batch entry
+    ``g * M + m`` takes ``mask[m]`` for every head (Swin's shifted windows, M windows per image). The explicit
+    form adds bias and mask to the scores in place, one after the other, as the official Swin code does, so no
+    (B, heads, Nq, Nk) bias-plus-mask tensor is built, cast or reduced in the backward (Video Swin-T's bf16
+    training step: 3 such tensors of 30-118 MB per shifted block).
+    """
     recorder = _recorder()
     # on the CPU, SDPA cannot take a bias that needs a gradient (Swin's relative position bias in training)
     # into its fused kernel; its fallback is this same arithmetic plus NaN guards for fully masked rows
     # (all / where / isneginf: 5 % of a Video Swin-T training step), which the explicit form below skips
     trainable_bias = bias is not None and bias.requires_grad and q.device.type == "cpu"
     if recorder is None and not _explicit() and not trainable_bias and not explicit_trains_faster(q, k):
+        if mask is not None:
+            groups = mask.to(q.dtype).unsqueeze(1).expand(q.shape[0] // mask.shape[0], -1, -1, -1, -1)
+            groups = groups.reshape(q.shape[0], 1, *mask.shape[1:])
+            bias = groups if bias is None else bias.to(q.dtype) + groups
         if bias is not None and bias.dtype != q.dtype:
             bias = bias.to(q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = (q * scale) @ k.transpose(-2, -1)
+    batch = q.shape[0]
+    if mask is not None:  # (groups, M, heads, N, D): the mask broadcasts over groups and heads
+        q, k, v = (t.reshape(-1, mask.shape[0], *t.shape[1:]) for t in (q, k, v))
+        if bias is not None and bias.dim() == 4 and bias.shape[0] == batch > 1:
+            bias = bias.reshape(q.shape[:2] + bias.shape[1:])
+    logits = (q * scale) @ k.transpose(-2, -1)  # a new tensor: the additions below go in place
     if bias is not None:
-        logits = logits + bias.to(logits.dtype)
+        logits.add_(bias.to(logits.dtype))
+    if mask is not None:
+        logits.add_(mask.to(logits.dtype).unsqueeze(1))
     probs = logits.softmax(dim=-1)
     if recorder is not None:
-        recorder.append({"probs": probs.detach().float().cpu(), **(meta or {})})
+        recorded = probs if mask is None else probs.flatten(0, 1)
+        recorder.append({"probs": recorded.detach().float().cpu(), **(meta or {})})
     if dropout_p > 0.0:
         probs = F.dropout(probs, dropout_p)
-    return probs @ v
+    out = probs @ v
+    return out if mask is None else out.flatten(0, 1)
 
 
 class Attention(nn.Module):

@@ -124,11 +124,12 @@ class WindowAttention(Attention):
         return self.relative_position_bias_table.t().contiguous().index_select(1, index.reshape(-1)).reshape(-1, n, n)
 
     def attention_bias(self, window: Sequence[int], mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        """(1 or num_windows, heads, N, N): the relative position bias plus the shift mask, in ``dtype``.
+        """(1 or num_windows, heads, N, N): the relative position bias plus the shift mask, in ``dtype``, for
+        attention without gradients (training adds the two to the scores apart, :func:`vitkit.layers.attention`).
 
-        Without gradients (evaluation) the result is kept per (window, mask, dtype) until the table changes
-        (its version counter moves on every in-place update: optimiser steps, ``load_state_dict``). Copies
-        (EMA's deepcopy, pickling) start with an empty cache.
+        The result is kept per (window, mask, dtype) until the table changes (its version counter moves on every
+        in-place update: optimiser steps, ``load_state_dict``). Copies (EMA's deepcopy, pickling) start with an
+        empty cache.
         """
         table = self.relative_position_bias_table
 
@@ -138,7 +139,7 @@ class WindowAttention(Attention):
                 bias = bias + mask.unsqueeze(1)
             return table, table._version, mask, bias.to(dtype)
 
-        if torch.is_grad_enabled() or table.device.type == "meta":
+        if torch.is_grad_enabled() or table.device.type == "meta":  # a graph is never kept
             return build()[3]
         # an entry holds its mask, so id(mask) names that mask for as long as the entry lives
         key = (tuple(window), dtype, id(mask))
@@ -154,13 +155,17 @@ class WindowAttention(Attention):
         """
         B, nW, N, C = x.shape
         q, k, v = self.split_heads(x.reshape(B * nW, N, C))
-        bias = self.attention_bias(window, mask, q.dtype)
+        if torch.is_grad_enabled():  # the bias and the mask go in apart: attention() adds them to the scores
+            bias, apart = self.relative_position_bias(window).unsqueeze(0).to(q.dtype), mask
+        else:  # one bias-plus-mask tensor, kept until the table changes (what the fused kernel reads)
+            bias, apart = self.attention_bias(window, mask, q.dtype), None
         if bias.shape[0] == 1:
             bias = bias.expand(B * nW, -1, -1, -1)  # a view: the kernel reads one copy for every window
         else:
             bias = bias.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * nW, -1, N, N)
         drop = self.attn_drop if self.training else 0.0
-        out = attention(q, k, v, bias, drop, self.scale, {"window": tuple(window), "num_windows": nW, **(meta or {})})
+        out = attention(q, k, v, bias, drop, self.scale, {"window": tuple(window), "num_windows": nW, **(meta or {})},
+                        mask=apart)
         return self.merge_heads(out).reshape(B, nW, N, -1)
 
 
