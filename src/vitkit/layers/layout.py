@@ -2,24 +2,25 @@
 
 Such a copy transposes each sample's (positions, channels) matrix. PyTorch's general strided copy does that
 slowly once a sample outgrows the caches, and its blocked 2-D transpose does not see a 4-D or 5-D tensor as one
-matrix. Measured on a Sapphire Rapids core (one thread, median of 15; ms, general copy -> per-sample 2-D copy):
+matrix. Measured on a Sapphire Rapids core (one thread, median of 11-15; ms, general copy -> per-sample 2-D copy;
+two runs, the second while other work shared the machine):
 
-=====================  ==============  ===========  ===========
-map (N, C, *grid)      bytes / sample  fp32         bf16
-=====================  ==============  ===========  ===========
-1, 64, 16, 56, 56      12.2 / 6.1 MB   21.2 -> 4.1  15.3 -> 3.0
-1, 384, 8, 28, 28      9.2 / 4.6 MB    19.3 -> 8.2  7.0 -> 6.6
-1, 1536, 8, 14, 14     9.2 / 4.6 MB    21.3 -> 10.2 6.7 -> 6.4
-1, 3072, 8, 7, 7       4.6 / 2.3 MB    3.4 -> 2.2   2.3 -> 1.9
-1, 768, 8, 14, 14      4.6 / 2.3 MB    3.7 -> 4.0   1.9 -> 1.6
-8, 192, 56, 56         2.3 / 1.1 MB    11.8 -> 15.1 8.2 -> 10.8
-8, 384, 28, 28         1.1 / 0.6 MB    4.1 -> 5.7   2.4 -> 2.1
-=====================  ==============  ===========  ===========
+=====================  ==============  ===========================  ===========================
+map (N, C, *grid)      bytes / sample  fp32                         bf16
+=====================  ==============  ===========================  ===========================
+1, 384, 8, 56, 56      36.8 / 18.4 MB  115-121 -> 45-47             80-83 -> 21-32
+1, 192, 8, 56, 56      18.4 / 9.2 MB   41-46 -> 10-16               36-41 -> 7-13
+1, 64, 16, 56, 56      12.2 / 6.1 MB   21-30 -> 4-10                15-24 -> 3-6
+1, 384, 8, 28, 28      9.2 / 4.6 MB    19-21 -> 8-11                5.6-7.0 -> 6.6-10.9
+1, 1536, 8, 14, 14     9.2 / 4.6 MB    21-23 -> 10-12               5.0-6.7 -> 6.4-7.4
+1, 768, 8, 14, 14      4.6 / 2.3 MB    3.7-3.9 -> 4.0-5.3           1.9-2.0 -> 1.6-1.9
+8, 192, 56, 56         2.3 / 1.1 MB    11.8 -> 15.1                 8.2 -> 10.8
+=====================  ==============  ===========================  ===========================
 
-(and 1, 384, 8, 56, 56: 115-121 -> 45-47 fp32, 80-83 -> 21-32 bf16), so samples of at least
-:data:`TRANSPOSE_MIN_BYTES` are copied one 2-D transpose each: the video maps whose depthwise backward
-(:mod:`vitkit.layers.depthwise`) takes channels-first copies. The other direction, channels-first to
-channels-last, is as fast or faster by the general copy at all these sizes and stays with it.
+so samples of at least :data:`TRANSPOSE_MIN_BYTES` (5 MiB) are copied one 2-D transpose each: the video maps
+whose depthwise backward (:mod:`vitkit.layers.depthwise`) takes channels-first copies. The other direction,
+channels-first to channels-last, is within 7 % or faster by the general copy at all these sizes (the first row,
+fp32: 44 ms general, 41 ms per sample; the third: 5.3 and 8.0) and stays with it.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import math
 import torch
 
 #: bytes per sample from which a channels-last map is copied to channels-first one 2-D transpose per sample
-TRANSPOSE_MIN_BYTES = 4 << 20
+TRANSPOSE_MIN_BYTES = 5 << 20
 
 
 def channels_first(x: torch.Tensor) -> torch.Tensor:
