@@ -281,6 +281,28 @@ def test_pool_tokens_modes_and_class_token(mode, rank):
         pool_tokens(x[:, :, :-1], pool, grid)
 
 
+def test_pooling_backward_builds_no_zero_filled_gradient_of_the_whole_input():
+    """Pooling with a class token, and MViT's residual pooling around it, split the tokens rather than slice
+    them: a slice's backward fills a zero tensor of the whole input for each part and adds them (38 MB each at
+    MViT-B's first stage), split's backward joins the parts' gradients in one copy. Gradients are unchanged."""
+    torch.manual_seed(0)
+    model = vitkit.create_model("mvit_demo_8x32").train()
+    x = torch.randn(1, 3, 8, 32, 32)
+    zero_fills = []
+
+    class _Fills(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.slice_backward.default:  # zeros of the input's size, the slice copied in
+                zero_fills.append(tuple(args[1]))
+            return func(*args, **(kwargs or {}))
+
+    out = model(x)
+    with _Fills():
+        out.square().mean().backward()
+    assert not zero_fills, zero_fills
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("mode,pool_norm,has_norm,has_weight", [
     ("conv", None, True, True), ("conv", False, False, True), ("max", None, False, False),
     ("max", True, True, False), ("avg", None, False, False)])

@@ -101,7 +101,9 @@ def pool_tokens(
         )
     lead = x.shape[:-2]
     C = x.shape[-1]
-    prefix, tokens = x[..., :num_prefix, :], x[..., num_prefix:, :]
+    # split, not two slices: the backward joins the two gradients in one copy, where each slice's backward
+    # fills a zero tensor of the whole input and the two are added (MViT-B's stage 1: 38 MB each)
+    prefix, tokens = x.split([num_prefix, x.shape[-2] - num_prefix], dim=-2) if num_prefix else (None, x)
     # (..., N, C) -> dense (M, *grid, C) -> channels-first view (M, C, *grid) that is channels-last in memory:
     # oneDNN's depthwise / pooling kernels run 10-50x faster on it than on a strided or NC(T)HW input
     maps = tokens.reshape(-1, *grid, C).contiguous().movedim(-1, 1)

@@ -289,7 +289,11 @@ class MultiScaleAttention(Attention):
         drop = self.attn_drop if self.training else 0.0
         out = attention(q, k, v, bias, drop, self.scale, {"q_grid": q_grid, "k_grid": k_grid, "num_prefix": p})
         if self.residual_pooling:
-            out = torch.cat([out[:, :, :p], out[:, :, p:] + q[:, :, p:]], dim=2) if p else out + q
+            if p:  # split, not slices: a slice's backward fills a zero tensor of the whole input
+                head, rest = out.split([p, out.shape[2] - p], dim=2)
+                out = torch.cat([head, rest + q.split([p, q.shape[2] - p], dim=2)[1]], dim=2)
+            else:
+                out = out + q
         return self.merge_heads(out, residual), q_grid
 
 
