@@ -319,6 +319,35 @@ def test_shifted_window_training_builds_no_bias_plus_mask_tensor():
     assert block.attn.relative_position_bias_table.grad is not None
 
 
+@pytest.mark.parametrize("shape", [(2, 6, 8, 5), (1, 7, 9, 5), (2, 3, 6, 4, 5)])
+def test_patch_merging_is_the_official_concat_with_a_one_copy_backward(shape):
+    """Patch merging equals the official concat of the 2x2 neighbours (0,0), (1,0), (0,1), (1,1), odd sizes
+    padded, 2-D and 3-D, values and gradients; its backward zero-fills no map (strided slices' backward does)."""
+    from vitkit.models.swin import PatchMerging
+
+    torch.manual_seed(0)
+    merge = PatchMerging(5)
+    x = torch.randn(shape, requires_grad=True)
+    padded = F.pad(x, (0, 0, 0, shape[-2] % 2, 0, shape[-3] % 2))
+    parts = [padded[..., i::2, j::2, :] for j in (0, 1) for i in (0, 1)]  # (0,0), (1,0), (0,1), (1,1)
+    ref = merge.reduction(merge.norm(torch.cat(parts, dim=-1)))
+    out = merge(x)
+    assert torch.equal(out, ref)
+    fills = []
+
+    class _Fills(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.slice_backward.default:
+                fills.append(tuple(args[1]))
+            return func(*args, **(kwargs or {}))
+
+    grad = torch.randn_like(out)
+    with _Fills():
+        (got,) = torch.autograd.grad(out, x, grad)
+    (want,) = torch.autograd.grad(ref, x, grad)
+    assert torch.equal(got, want) and not fills, fills
+
+
 def test_masks_and_indices_are_cached():
     from vitkit.layers.windows import relative_position_index, shift_mask, window_order
 

@@ -277,11 +277,9 @@ class MultiScaleAttention(Attention):
             q = self.norm_q(q)
         if self.pool_k is not None:
             kv, k_grid = pool_tokens(kv, self.pool_k, grid, p, None, self._tiled([self.pool_k, self.pool_v]))
-        kv = kv.view(B, -1, 2, h, d)
+        k, v = kv.view(B, -1, 2, h, d).unbind(2)  # unbind, not two selects: no zero-filled kv per gradient
         if self.norm_k is not None:
-            k, v = self.norm_k(kv[:, :, 0]), self.norm_v(kv[:, :, 1])
-        else:
-            k, v = kv[:, :, 0], kv[:, :, 1]
+            k, v = self.norm_k(k), self.norm_v(v)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         bias = None
         if self.rel_pos_h is not None or self.rel_pos_t is not None:
