@@ -16,6 +16,7 @@ from vitkit.layers import (
     resample_pos_embed,
     resample_rel_pos_table,
 )
+from op_calls import OpCalls
 
 
 def test_resample_same_size_is_bit_exact_identity():
@@ -170,18 +171,9 @@ class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-class _FirstArgOf(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records ``read(first argument)`` for every call of ``op`` inside it (default: whether it is contiguous)."""
-
-    def __init__(self, op, read=lambda t: t.is_contiguous()) -> None:
-        super().__init__()
-        self.op, self.read = op, read
-        self.seen: list = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is self.op:
-            self.seen.append(self.read(args[0]))
-        return func(*args, **(kwargs or {}))
+def _first_contiguous(func, args, out) -> bool:
+    """For :class:`OpCalls`: whether the op's first argument was a contiguous tensor."""
+    return args[0].is_contiguous()
 
 
 def _native_bf16() -> bool:
@@ -333,7 +325,7 @@ def test_bf16_training_weight_gradient_of_a_wide_layer_reads_a_transposed_copy(f
     for f in (lambda t: linear(t, layer), layer):
         xg = x.clone().requires_grad_()
         layer.zero_grad(set_to_none=True)
-        products = _FirstArgOf(torch.ops.aten.mm.out)  # the weight gradient's product
+        products = OpCalls(_first_contiguous, [torch.ops.aten.mm.out])  # the weight gradient's product
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = f(xg)
         with products:
@@ -410,7 +402,7 @@ def test_conv_mlp_activation_runs_on_the_token_view_of_channels_last_maps(rank):
         x = x0.clone().requires_grad_()
         mlp.zero_grad(set_to_none=True)
         if ours:
-            seen = _FirstArgOf(torch.ops.aten.gelu.default)
+            seen = OpCalls(_first_contiguous, [torch.ops.aten.gelu.default])
             with seen:
                 y = mlp(x)
             assert y.is_contiguous(memory_format=fmt)
@@ -641,11 +633,11 @@ def test_channels_first_copies_large_samples_one_2d_transpose_each(shape, dtype,
 
     last = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
     x = torch.randn(shape).to(dtype).contiguous(memory_format=last)
-    rank = lambda t: t.dim()  # noqa: E731
+    rank = lambda func, args, out: args[0].dim()  # noqa: E731
     for threshold, copies, clones in ((0, [2] * shape[0], []), (1 << 40, [], [len(shape)])):
         monkeypatch.setattr(L, "TRANSPOSE_MIN_BYTES", threshold)
-        with _FirstArgOf(torch.ops.aten.copy_.default, rank) as copied, \
-                _FirstArgOf(torch.ops.aten.clone.default, rank) as cloned:
+        with OpCalls(rank, [torch.ops.aten.copy_.default]) as copied, \
+                OpCalls(rank, [torch.ops.aten.clone.default]) as cloned:
             y = L.channels_first(x)
         assert torch.equal(y, x) and y.is_contiguous() and y.dtype == dtype
         assert (copied.seen, cloned.seen) == (copies, clones)

@@ -14,6 +14,7 @@ from vitkit.checkpoints.mvit import official_to_config
 from vitkit.layers.pooling import make_pool, pool_tokens
 from vitkit.models.mvit import MViT
 
+from op_calls import OpCalls
 from reference_data import fixture, reference
 
 REF = reference("")
@@ -289,18 +290,13 @@ def test_pooling_backward_builds_no_zero_filled_gradient_of_the_whole_input():
     torch.manual_seed(0)
     model = vitkit.create_model("mvit_demo_8x32").train()
     x = torch.randn(1, 3, 8, 32, 32)
-    zero_fills = []
-
-    class _Fills(torch.utils._python_dispatch.TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func in (torch.ops.aten.slice_backward.default, torch.ops.aten.select_backward.default):
-                zero_fills.append((str(func), tuple(args[1])))  # zeros of the input's size, the part copied in
-            return func(*args, **(kwargs or {}))
-
+    # each makes zeros of the input's size and copies its part in
+    zero_fills = OpCalls(lambda func, args, out: (str(func), tuple(args[1])),
+                         [torch.ops.aten.slice_backward.default, torch.ops.aten.select_backward.default])
     out = model.forward_features(x)  # the tokens (the head's pick of the class token is a select, left as is)
-    with _Fills():
+    with zero_fills:
         out.square().mean().backward()
-    assert not zero_fills, zero_fills
+    assert not zero_fills.seen, zero_fills.seen
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("head"))
 
 

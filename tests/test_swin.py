@@ -17,6 +17,7 @@ from vitkit.checkpoints.swin import config_from_official
 from vitkit.layers import resample_rel_pos_table
 from vitkit.models.swin import SwinBlock, SwinConfig, SwinTransformer
 
+from op_calls import OpCalls
 from reference_data import fixture, needs, reference
 
 REF = reference("")  # manifests: carried in tests/fixtures/reference
@@ -297,22 +298,19 @@ def test_shifted_window_training_builds_no_bias_plus_mask_tensor():
     _randomise(block)
     x = torch.randn(1, 14, 14, 8, requires_grad=True)
     heads, n = 2, 49
-    seen = []
 
-    class _Outputs(torch.utils._python_dispatch.TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor) and t.dim() >= 3 and tuple(t.shape[-2:]) == (n, n):
-                    seen.append((str(func), tuple(t.shape), t.dtype))
-            return out
+    def scores(func, args, out):  # outputs shaped like attention scores, (..., N, N)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return [(str(func), tuple(t.shape), t.dtype) for t in outs
+                if isinstance(t, torch.Tensor) and t.dim() >= 3 and tuple(t.shape[-2:]) == (n, n)] or None
 
     with torch.no_grad():
         block(x)  # builds and caches the shift mask (windows, N, N)
-    with _Outputs():
+    with OpCalls(scores) as calls:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = block(x)
         out.float().sum().backward()
+    seen = [record for records in calls.seen for record in records]
     scores = [s for s in seen if s[1] == (4, heads, n, n) or s[1] == (1, 4, heads, n, n)]
     assert scores and all(dtype == torch.bfloat16 for _, _, dtype in scores), scores  # logits, probs, grads
     assert not [s for s in seen if s[2] == torch.float32 and math.prod(s[1]) > heads * n * n], seen
@@ -333,19 +331,11 @@ def test_patch_merging_is_the_official_concat_with_a_one_copy_backward(shape):
     ref = merge.reduction(merge.norm(torch.cat(parts, dim=-1)))
     out = merge(x)
     assert torch.equal(out, ref)
-    fills = []
-
-    class _Fills(torch.utils._python_dispatch.TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten.slice_backward.default:
-                fills.append(tuple(args[1]))
-            return func(*args, **(kwargs or {}))
-
     grad = torch.randn_like(out)
-    with _Fills():
+    with OpCalls(lambda func, args, out: tuple(args[1]), [torch.ops.aten.slice_backward.default]) as fills:
         (got,) = torch.autograd.grad(out, x, grad)
     (want,) = torch.autograd.grad(ref, x, grad)
-    assert torch.equal(got, want) and not fills, fills
+    assert torch.equal(got, want) and not fills.seen, fills.seen
 
 
 def test_masks_and_indices_are_cached():

@@ -189,9 +189,9 @@ def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bia
     :func:`float32_on_this_device` and :class:`_ConvFloat32Grads`), returned in the dtype autocast would give;
     the backward keeps ``x`` as it is, not a float32 copy (and of :class:`TiledFilters`, only their bases)."""
     out_dtype = reduced_precision_dtype(x)
-    tiles, bases = (weight.tiles, weight.bases) if isinstance(weight, TiledFilters) else (0, ())
+    tiles, bases, tensor = (weight.tiles, weight.bases, weight.tensor()) if isinstance(weight, TiledFilters) \
+        else (0, (), weight)
     with torch.autocast("cpu", enabled=False):
-        tensor = weight.tensor() if isinstance(weight, TiledFilters) else weight
         return _ConvFloat32Grads.apply(x, tensor, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
                                        groups, out_dtype, tiles, *bases)
 
