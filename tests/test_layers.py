@@ -16,6 +16,7 @@ from vitkit.layers import (
     resample_pos_embed,
     resample_rel_pos_table,
 )
+from vitkit.layers.attention import masked_softmax
 from op_calls import OpCalls
 
 
@@ -66,6 +67,30 @@ def test_fused_attention_equals_explicit_softmax(with_bias, with_mask):
     torch.testing.assert_close(attention(q, k, v, bias, mask=mask), ref, atol=1e-5, rtol=1e-5)
     with explicit_attention():
         torch.testing.assert_close(attention(q, k, v, bias, mask=mask), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_softmax_flushes_subnormal_probabilities_only():
+    """Masked float32 scores: probabilities that plain softmax makes subnormal are 0, everything else and the
+    gradient agree with softmax to float32 rounding; bf16 runs plain softmax."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, 10, 10) + torch.where(torch.rand(4, 1, 10, 10) < 0.3, -100.0, 0.0)
+    logits[..., 0] = 0.0  # no row fully masked
+    tiny = torch.finfo(torch.float32).tiny
+    leaf = logits.clone().requires_grad_()
+    plain = leaf.softmax(-1)
+    assert ((plain != 0) & (plain < tiny)).any()  # the case this is for
+    flushed = masked_softmax(logits.clone().requires_grad_())
+    assert not ((flushed != 0) & (flushed < tiny)).any()
+    torch.testing.assert_close(flushed, plain, rtol=1e-6, atol=1e-30)
+    grad = torch.randn_like(plain)
+    mine = logits.clone().requires_grad_()
+    masked_softmax(mine).backward(grad)
+    plain.backward(grad)
+    torch.testing.assert_close(mine.grad, leaf.grad, rtol=1e-6, atol=1e-30)
+    with torch.no_grad():
+        torch.testing.assert_close(masked_softmax(logits), plain.detach(), rtol=1e-6, atol=1e-30)
+    half = logits.bfloat16()
+    assert torch.equal(masked_softmax(half), half.softmax(-1))
 
 
 def test_record_attention_returns_probabilities():

@@ -317,6 +317,32 @@ def test_shifted_window_training_builds_no_bias_plus_mask_tensor():
     assert block.attn.relative_position_bias_table.grad is not None
 
 
+def test_shifted_window_training_multiplies_no_subnormal_numbers(monkeypatch):
+    """fp32 training of a shifted block: no batched matrix product (probs v, and the backward's) gets a subnormal
+    operand, which x86 cores multiply 5-20x slower; with plain softmax the -100 shift mask makes some."""
+    import importlib
+
+    attention_module = importlib.import_module("vitkit.layers.attention")  # the package's name is the function
+    cfg = SwinConfig(embed_dim=8, num_heads=(2,), depths=(1,))
+    block = SwinBlock(8, 2, (7, 7), (3, 3), cfg).train()
+    _randomise(block)
+    x = torch.randn(1, 14, 14, 8, requires_grad=True)
+    tiny = torch.finfo(torch.float32).tiny
+
+    def subnormal_operands(func, args, out):
+        counts = [int(((t != 0) & (t.abs() < tiny)).sum()) for t in args if isinstance(t, torch.Tensor)]
+        return sum(counts) or None
+
+    def products_with_subnormals() -> list:
+        with OpCalls(subnormal_operands, [torch.ops.aten.bmm.default]) as calls:
+            block(x).sum().backward()
+        return calls.seen
+
+    assert products_with_subnormals() == []
+    monkeypatch.setattr(attention_module, "masked_softmax", lambda logits: logits.softmax(dim=-1))
+    assert products_with_subnormals()
+
+
 @pytest.mark.parametrize("shape", [(2, 6, 8, 5), (1, 7, 9, 5), (2, 3, 6, 4, 5)])
 def test_patch_merging_is_the_official_concat_with_a_one_copy_backward(shape):
     """Patch merging equals the official concat of the 2x2 neighbours (0,0), (1,0), (0,1), (1,1), odd sizes

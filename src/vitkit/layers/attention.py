@@ -81,6 +81,47 @@ def explicit_trains_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
     return bf16 and q.shape[-2] * k.shape[-2] <= EXPLICIT_MAX_SCORES and native_bf16() and not is_tracing()
 
 
+#: float32's smallest normal number: probabilities below it are subnormal (:func:`masked_softmax`)
+FLOAT32_TINY = torch.finfo(torch.float32).tiny
+
+
+class _FlushedSoftmax(torch.autograd.Function):
+    """Softmax over the last dimension whose float32 outputs below :data:`FLOAT32_TINY` are set to 0, in place,
+    with softmax's gradient taken at those outputs (so the backward's products see no subnormals either)."""
+
+    @staticmethod
+    def forward(ctx, logits):  # noqa: D401 - autograd signature
+        probs = logits.softmax(dim=-1)
+        torch.threshold_(probs, FLOAT32_TINY, 0.0)
+        ctx.save_for_backward(probs)
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, = ctx.saved_tensors
+        return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+
+
+def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``logits.softmax(-1)`` for scores that carry an additive mask, without subnormal float32 probabilities.
+
+    Swin's shift mask is -100 (the official value, kept: it is not -inf, so very large scores can still leak
+    through it as in the official code); a masked probability is then about exp(-100) = 4e-44, a subnormal
+    float32 number. x86 cores take a slow microcode path for every multiply with a subnormal operand: with 4 % of
+    the probabilities of a shifted block subnormal, the products with them (probs v, and in the backward
+    probs^T dout, dscores k and dscores^T q) ran 5-20x slower than on normal numbers, 15 % of a Swin-T fp32
+    training step (one Sapphire Rapids thread). Here such a probability is 0, as a GPU's or AMX's flush-to-zero
+    arithmetic would make it: each contributes under 1e-37 to an output of probabilities summing to 1, far below
+    float32 rounding, so outputs and gradients agree with plain softmax to float32 rounding. Other dtypes (bf16
+    has no such slow path on the matrix units) and tracing run plain softmax.
+    """
+    if logits.dtype != torch.float32 or logits.device.type != "cpu" or is_tracing():
+        return logits.softmax(dim=-1)
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return torch.threshold_(logits.softmax(dim=-1), FLOAT32_TINY, 0.0)
+    return _FlushedSoftmax.apply(logits)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -124,7 +165,7 @@ def attention(
         logits.add_(bias.to(logits.dtype))
     if mask is not None:
         logits.add_(mask.to(logits.dtype).unsqueeze(1))
-    probs = logits.softmax(dim=-1)
+    probs = masked_softmax(logits) if mask is not None else logits.softmax(dim=-1)
     if recorder is not None:
         recorded = probs if mask is None else probs.flatten(0, 1)
         recorder.append({"probs": recorded.detach().float().cpu(), **(meta or {})})
