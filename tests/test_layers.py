@@ -320,6 +320,28 @@ def test_bf16_training_linear_matches_autocast_bit_for_bit(kind):
     assert grads[1].is_contiguous()
 
 
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 training linear runs only on CPUs with bf16 units")
+def test_bf16_training_linear_keeps_no_bf16_weight_copy_for_the_backward():
+    """Autocast's ``F.linear`` keeps its bf16 copy of the weight until the backward (every layer's at once at the
+    peak); the oneDNN training linear keeps the float32 weight (a parameter, alive anyway) and casts again."""
+    from vitkit.layers.fused import linear
+
+    layer = torch.nn.Linear(24, 72)
+    x = torch.randn(3, 37, 24, requires_grad=True)
+
+    def saved_by(f) -> set:
+        saved = set()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.add((t.dtype, *sorted(t.shape))) or t,
+                                                      lambda t: t):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                f(x)
+        return saved
+
+    assert (torch.bfloat16, 24, 72) in saved_by(layer)
+    ours = saved_by(lambda t: linear(t, layer))
+    assert (torch.float32, 24, 72) in ours and (torch.bfloat16, 24, 72) not in ours
+
+
 def test_only_wide_bf16_layers_take_the_weight_gradient_from_a_transposed_copy():
     """The rule of :func:`vitkit.layers.fused.transposes_output_grad`: an MLP's second layer (in >= 1024 and at
     least twice out) in bf16; not its first layer, not narrow layers, not float32."""

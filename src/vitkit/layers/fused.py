@@ -19,7 +19,7 @@ of a weight (``rows=``, MViT's q and kv of one qkv Linear) take the same path.
 
 Training under CPU bf16 autocast (a CPU with bf16 units) runs every Linear's forward through the same oneDNN
 kernel, bias in the epilogue, with autocast's own bf16 casts of input, weight and bias
-(:func:`projection`). ``F.linear`` there is an ``addmm`` that first copies the bias into every output row (5 % of
+(:func:`projection`; the weight is cast again in the backward rather than kept, see :class:`_SplitLinear`). ``F.linear`` there is an ``addmm`` that first copies the bias into every output row (5 % of
 a Swin-T bf16 step), and its weight gradient comes out transposed, so the cast back to the float32 weight reads
 it strided (3 %). The backward is the same matrix products in the order aten runs them, the weight gradient
 produced in the weight's own layout: values and gradients are bit-identical to autocast's ``F.linear``
@@ -159,9 +159,7 @@ def projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     if not trains_in_bf16(x, weight):
         return F.linear(x, weight, bias)
     shape = x.shape
-    b = None if bias is None else bias.to(torch.bfloat16)
-    out, = _SplitLinear.apply(x.reshape(-1, shape[-1]), weight.to(torch.bfloat16), b, (weight.shape[0],),
-                              torch.bfloat16, True)
+    out, = _SplitLinear.apply(x.reshape(-1, shape[-1]), weight, bias, (weight.shape[0],), torch.bfloat16, True)
     return out.reshape(*shape[:-1], weight.shape[0])
 
 
@@ -196,6 +194,12 @@ class _SplitLinear(torch.autograd.Function):
     gradient is each block's cast to float32 and summed there, so values and gradients are those of one
     ``F.linear`` per block under autocast, bit for bit (a wide block's bf16 weight gradient to bf16 rounding:
     :func:`transposes_output_grad`).
+
+    A float32 weight and bias with a bf16 ``dtype`` (autocast training) are cast here, and the weight is cast
+    again in the backward instead of keeping its bf16 copy from the forward to the backward, as autocast does:
+    the copies of all layers were alive together at the start of the backward (2 bytes per weight: 43 MB of
+    ViT-S/16's 346 MB peak at batch 8, which was above timm's), and casting again costs about 1 % of the step.
+    Their gradients are the bf16 ones cast to float32, as autocast's cast backward makes them.
     """
 
     @staticmethod
@@ -203,6 +207,8 @@ class _SplitLinear(torch.autograd.Function):
         xc = x.to(dtype)
         ctx.save_for_backward(xc, weight)
         ctx.sizes, ctx.x_dtype, ctx.has_bias = sizes, x.dtype, bias is not None
+        weight = weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
         outs, start = [], 0
         for n in sizes:
             w, b = weight[start:start + n], None if bias is None else bias[start:start + n]
@@ -212,7 +218,8 @@ class _SplitLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        xc, weight = ctx.saved_tensors
+        xc, param = ctx.saved_tensors
+        weight = param.to(xc.dtype)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = None
         grad_w = torch.empty_like(weight) if need_w else None
@@ -239,6 +246,9 @@ class _SplitLinear(torch.autograd.Function):
                 grad_x = part if grad_x is None else grad_x + part
         if need_x and grad_x is None:
             grad_x = torch.zeros(xc.shape, dtype=ctx.x_dtype, device=xc.device)
+        del weight
+        grad_w = None if grad_w is None else grad_w.to(param.dtype)
+        grad_b = None if grad_b is None else grad_b.to(param.dtype)
         return grad_x, grad_w, grad_b, None, None, None
 
 
@@ -256,10 +266,7 @@ def split_linear(x: torch.Tensor, layer: nn.Linear, sizes: Sequence[int]) -> tup
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         return tuple(linear(x, layer, rows=slice(a, a + n)) for a, n in zip(starts, sizes))
     shape = x.shape
-    weight, bias = layer.weight, layer.bias
-    if bf16:  # autocast's casts, outside the Function: their backward takes the gradients to float32
-        weight, bias = weight.to(torch.bfloat16), None if bias is None else bias.to(torch.bfloat16)
-    outs = _SplitLinear.apply(x.reshape(-1, shape[-1]), weight, bias, tuple(sizes),
+    outs = _SplitLinear.apply(x.reshape(-1, shape[-1]), layer.weight, layer.bias, tuple(sizes),
                               torch.bfloat16 if bf16 else torch.float32, bf16)
     return tuple(o.reshape(*shape[:-1], n) for o, n in zip(outs, sizes))
 
