@@ -554,31 +554,71 @@ def test_depthwise_module_in_bf16_inference_matches_float32_to_bf16_rounding():
     torch.testing.assert_close(out.float(), ref, atol=3e-2 * ref.abs().max().item(), rtol=0)
 
 
-@pytest.mark.parametrize("grid,stride", [((4, 9, 7), (1, 1, 1)), ((4, 9, 7), (1, 4, 4)), ((5, 6, 6), (2, 2, 2))])
-def test_depthwise_conv_backward_equals_torch(grid, stride):
-    """The channels-last 3-D depthwise backward (mirrored forward for stride 1, contiguous kernel otherwise)
-    gives PyTorch's gradients, at odd sizes and strides; and it is the path taken (the node is ours)."""
-    from vitkit.layers.depthwise import depthwise_conv
+@pytest.mark.parametrize("grid,stride,kernel", [
+    ((4, 9, 7), (1, 1, 1), 3), ((4, 9, 7), (1, 4, 4), 3), ((5, 6, 6), (2, 2, 2), 3), ((3, 9, 8), (1, 2, 2), 3),
+    ((4, 7, 10), (2, 1, 2), 3), ((5, 8, 7), (1, 8, 8), 3), ((3, 9, 7), (1, 1, 1), 5), ((4, 9, 11), (1, 2, 2), 5)])
+def test_depthwise_conv_backward_equals_torch(grid, stride, kernel, monkeypatch):
+    """The channels-last 3-D depthwise backward (weight gradient tap by tap; input gradient by the mirrored
+    forward, on the spread output gradient for stride 2, PyTorch's kernel beyond) gives PyTorch's gradients, at
+    odd sizes, strides and kernels, in one chunk of frames and in many; and it is the path taken (our node)."""
+    import vitkit.layers.depthwise as D
 
     torch.manual_seed(0)
     C = 6
     base = torch.randn(2, *grid, C)
-    w = torch.randn(C, 1, 3, 3, 3)
+    w = torch.randn(C, 1, kernel, kernel, kernel)
+    pad = (kernel // 2,) * 3
+    results = []
+    for chunk in (D.WEIGHT_GRAD_CHUNK_ELEMENTS, 1):
+        monkeypatch.setattr(D, "WEIGHT_GRAD_CHUNK_ELEMENTS", chunk)
+        results.append(_depthwise_grads(base, w, stride, pad))
+    for grads in results:
+        for a, b in zip(grads["torch"], grads["vitkit"]):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_float32_depthwise_module_on_a_channels_last_clip_takes_the_fast_backward(kernel):
+    """UniFormer's depthwise Conv3d (with bias) in a float32 training step over a channels-last clip takes the
+    tap-by-tap backward (through conv_float32_grads) with the plain convolution's values and gradients; a
+    channels-first clip keeps the plain convolution."""
+    from vitkit.layers.conv_blocks import depthwise_conv
+
+    torch.manual_seed(0)
+    conv = depthwise_conv(3, 6, kernel)
+    base = torch.randn(2, 6, 3, 9, 7)
+    results = []
+    for layout, module in (("cl", conv), ("cl", "plain"), ("cf", conv)):
+        conv.zero_grad(set_to_none=True)
+        x = base.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else base.clone()
+        x.requires_grad_()
+        y = (F.conv3d(x, conv.weight, conv.bias, 1, kernel // 2, 1, 6) if module == "plain" else module(x))
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
+        results.append((type(y.grad_fn).__name__, y.detach(), x.grad, conv.weight.grad, conv.bias.grad))
+    (fast, *ours), (_, *ref), (plain, *_) = results
+    assert "ConvFloat32Grads" in fast and "ConvFloat32Grads" not in plain
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _depthwise_grads(base: torch.Tensor, w: torch.Tensor, stride: tuple, pad: tuple) -> dict:
+    from vitkit.layers.depthwise import depthwise_conv
+
+    C = w.shape[0]
     out_grad = None
     grads = {}
     for name in ("torch", "vitkit"):
         x = base.clone().requires_grad_()
         wt = w.clone().requires_grad_()
         maps = x.movedim(-1, 1)  # channels-last view, as MViT's pooling builds it
-        y = (F.conv3d(maps, wt, None, stride, 1, 1, C) if name == "torch"
-             else depthwise_conv(maps, wt, stride, (1, 1, 1)))
+        y = (F.conv3d(maps, wt, None, stride, pad, 1, C) if name == "torch"
+             else depthwise_conv(maps, wt, stride, pad))
         if name == "vitkit":
             assert "DepthwiseCL3d" in type(y.grad_fn).__name__
-        out_grad = torch.randn_like(y) if out_grad is None else out_grad
+        out_grad = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)) if out_grad is None else out_grad
         y.backward(out_grad)
         grads[name] = (y.detach(), x.grad, wt.grad)
-    for a, b in zip(grads["torch"], grads["vitkit"]):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    return grads
 
 
 @pytest.mark.parametrize("rank,bias,amp,chunked", [(2, True, False, False), (3, False, False, False),

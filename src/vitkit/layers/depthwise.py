@@ -6,12 +6,16 @@ stride 1x8x8) the forward takes 2 ms and the backward over 1 s at batch 2, 13 % 
 Measured per part (``benchmarks/bench_train.py --profile`` shows the effect on a whole step), the backward
 is fastest as:
 
-* the weight gradient by PyTorch's own kernel on contiguous (N, C, T, H, W) copies of the input and the
-  output gradient (4-20x faster than on channels-last tensors; the copies are
-  :func:`vitkit.layers.layout.channels_first`'s, one 2-D transpose per sample, 2-5x faster than ``contiguous()``);
-* the input gradient, for stride 1, by the fast channels-last *forward* kernel with the filter mirrored (the
-  adjoint of a stride-1 correlation with the symmetric ``kernel // 2`` padding used here); for larger strides
-  by PyTorch's kernel on the contiguous copies, computed in the same call as the weight gradient.
+* the weight gradient tap by tap: for each of the filter's 27 taps, the output gradient times a strided view of
+  the padded input, summed over positions, a few frames at a time so each product stays in cache. PyTorch's own
+  kernel (on contiguous (N, C, T, H, W) copies, 4-20x faster than on channels-last tensors) took 45 ms at MViT-B's
+  768 channels, 8x14x14, stride 1x2x2, forward 1.6 ms; tap by tap it is 5-10 ms;
+* the input gradient by the fast channels-last *forward* kernel with the filter mirrored: directly for stride 1
+  (the adjoint of a stride-1 correlation with the symmetric ``kernel // 2`` padding used here), and for strides
+  up to 2 on the output gradient spread over the input grid with zeros between (the transposed convolution);
+  at the 1x2x2 case above 3 ms against 16 ms for PyTorch's kernel. At strides of 4 and 8 (MViT's first key and
+  value pooling) the spread map is mostly zeros and PyTorch's kernel, on contiguous copies
+  (:func:`vitkit.layers.layout.channels_first`, one 2-D transpose per sample), stays the faster.
 
 Results equal PyTorch's backward to float32 rounding. 2-D maps (MViTv2 image models) are fast either way and,
 like the GPU, no gradient, tracing and other layouts, take plain ``F.conv2d`` / ``F.conv3d``.
@@ -33,24 +37,80 @@ from .fused import is_tracing
 from .layout import channels_first
 
 
+#: the weight gradient of :func:`_depthwise_cl3d_grads` runs over chunks of output frames holding about this many
+#: output-gradient elements (512 KB in float32), so that each tap's product and sum stay in the core's cache
+WEIGHT_GRAD_CHUNK_ELEMENTS = 1 << 17
+
+
+def _depthwise_cl3d_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel: tuple[int, ...],
+                                stride: tuple[int, ...], padding: tuple[int, ...]) -> torch.Tensor:
+    """(C, 1, *kernel) weight gradient of a depthwise 3-D convolution from channels-last ``grad`` and ``x``: for each
+    filter tap, the sum over output positions of the output gradient times the input under that tap (a strided
+    view of the padded input, channels contiguous), a few output frames at a time, accumulated in float32."""
+    gl = grad.permute(0, 2, 3, 4, 1)  # (N, T', H', W', C), contiguous
+    pt, ph, pw = padding
+    xl = F.pad(x.permute(0, 2, 3, 4, 1), (0, 0, pw, pw, ph, ph, pt, pt))
+    n_frames, rows, cols, channels = gl.shape[1:]
+    st, sh, sw = stride
+    kt, kh, kw = kernel
+    out = torch.zeros(kt * kh * kw, channels, dtype=torch.float32, device=grad.device)
+    frames = max(1, WEIGHT_GRAD_CHUNK_ELEMENTS // (rows * cols * channels))
+    product = torch.empty(0, dtype=grad.dtype, device=grad.device)
+    for n in range(gl.shape[0]):
+        for t0 in range(0, n_frames, frames):
+            g = gl[n, t0:t0 + frames]
+            span = g.shape[0]
+            if product.shape != g.shape:
+                product = torch.empty_like(g)
+            tap = 0
+            for a in range(kt):
+                xa = xl[n, a + t0 * st:a + (t0 + span - 1) * st + 1:st]
+                for b in range(kh):
+                    for c in range(kw):
+                        torch.mul(g, xa[:, b:b + (rows - 1) * sh + 1:sh, c:c + (cols - 1) * sw + 1:sw], out=product)
+                        out[tap] += product.sum((0, 1, 2), dtype=torch.float32)
+                        tap += 1
+    return out.t().reshape(channels, 1, kt, kh, kw).to(grad.dtype)
+
+
+def _depthwise_cl3d_input_grad(grad: torch.Tensor, weight: torch.Tensor, in_grid: tuple[int, ...],
+                               stride: tuple[int, ...], padding: tuple[int, ...]) -> torch.Tensor:
+    """Channels-last input gradient of a depthwise 3-D convolution by the fast channels-last forward kernel: the
+    output gradient spread onto the input's grid at the stride (zeros between, the transposed convolution's
+    dilated input) and correlated with the mirrored filter. Stride 1 needs no spreading when the padding is
+    symmetric about the filter's centre."""
+    kernel = tuple(weight.shape[2:])
+    groups = weight.shape[0]
+    if all(s == 1 for s in stride) and all(2 * p == k - 1 for p, k in zip(padding, kernel)):
+        return F.conv3d(grad, weight.flip([2, 3, 4]), None, 1, padding, 1, groups)
+    n, c = grad.shape[:2]
+    # (N, *(in + k - 1), C): left pad k - 1 - p, the output gradient every s-th position, zeros elsewhere
+    spread = grad.new_zeros(n, *(i + k - 1 for i, k in zip(in_grid, kernel)), c)
+    at = tuple(slice(k - 1 - p, k - 1 - p + (o - 1) * s + 1, s)
+               for k, p, o, s in zip(kernel, padding, grad.shape[2:], stride))
+    spread[(slice(None), *at)] = grad.permute(0, 2, 3, 4, 1)
+    return F.conv3d(spread.permute(0, 4, 1, 2, 3), weight.flip([2, 3, 4]), None, 1, 0, 1, groups)
+
+
+#: the input gradient spreads the output gradient over the input grid (:func:`_depthwise_cl3d_input_grad`) for
+#: strides up to this in every axis; beyond it most of the spread map is zeros and aten's kernel is faster
+SPREAD_MAX_STRIDE = 2
+
+
 def _depthwise_cl3d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...],
                           padding: tuple[int, ...], want_x: bool, want_w: bool):
     """Input and weight gradients of a channels-last 3-D depthwise convolution, each part in its fastest form
     (module doc)."""
     kernel = tuple(weight.shape[2:])
-    groups = weight.shape[0]
-    mirror = all(s == 1 for s in stride) and all(2 * p == k - 1 for p, k in zip(padding, kernel))
-    grad_x = grad_w = None
-    if want_x and mirror:
-        grad_cl = grad.contiguous(memory_format=torch.channels_last_3d)
-        grad_x = F.conv3d(grad_cl, weight.flip([2, 3, 4]), None, 1, padding, 1, groups)
-        want_x = False
-    if want_x or want_w:
-        gx, gw, _ = torch.ops.aten.convolution_backward(
+    grad = grad.contiguous(memory_format=torch.channels_last_3d)
+    grad_w = _depthwise_cl3d_weight_grad(grad, x, kernel, stride, padding) if want_w else None
+    grad_x = None
+    if want_x and all(s <= SPREAD_MAX_STRIDE for s in stride) and all(p < k for p, k in zip(padding, kernel)):
+        grad_x = _depthwise_cl3d_input_grad(grad, weight, tuple(x.shape[2:]), stride, padding)
+    elif want_x:
+        grad_x = torch.ops.aten.convolution_backward(
             channels_first(grad), channels_first(x), weight, None, stride, padding, (1, 1, 1), False, (0, 0, 0),
-            groups, [want_x, want_w, False])
-        grad_x = gx.contiguous(memory_format=torch.channels_last_3d) if want_x else grad_x
-        grad_w = gw if want_w else None
+            weight.shape[0], [True, False, False])[0].contiguous(memory_format=torch.channels_last_3d)
     return grad_x, grad_w
 
 
@@ -211,6 +271,14 @@ def float32_on_this_device(x: torch.Tensor) -> bool:
     if dtype not in (torch.bfloat16, torch.float16):
         return False
     return not (dtype == torch.bfloat16 and not torch.is_grad_enabled() and native_bf16())
+
+
+def float32_clip_training(x: torch.Tensor) -> bool:
+    """Whether a depthwise convolution module (with its bias) on ``x`` should take :func:`conv_float32_grads` in
+    float32 too, for the backward of the module doc: a float32 CPU training step (no autocast) over a channels-last
+    clip, where aten's backward is several times slower (UniFormer-S 16x4: 2.1 s of a 6 s step)."""
+    return (x.device.type == "cpu" and x.dim() == 5 and x.dtype == torch.float32 and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu") and x.movedim(1, -1).is_contiguous() and not is_tracing())
 
 
 def reduced_precision_dtype(x: torch.Tensor) -> torch.dtype:
