@@ -53,23 +53,26 @@ def _depthwise_cl3d_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel: tup
     n_frames, rows, cols, channels = gl.shape[1:]
     st, sh, sw = stride
     kt, kh, kw = kernel
-    out = torch.zeros(kt * kh * kw, channels, dtype=torch.float32, device=grad.device)
     frames = max(1, WEIGHT_GRAD_CHUNK_ELEMENTS // (rows * cols * channels))
+    chunks = [(n, t0) for n in range(gl.shape[0]) for t0 in range(0, n_frames, frames)]
+    # per chunk and tap, a (C,) sum: written straight into the result when there is one chunk, else added up
+    sums = torch.empty(len(chunks), kt * kh * kw, channels, dtype=grad.dtype, device=grad.device)
     product = torch.empty(0, dtype=grad.dtype, device=grad.device)
-    for n in range(gl.shape[0]):
-        for t0 in range(0, n_frames, frames):
-            g = gl[n, t0:t0 + frames]
-            span = g.shape[0]
-            if product.shape != g.shape:
-                product = torch.empty_like(g)
-            tap = 0
-            for a in range(kt):
-                xa = xl[n, a + t0 * st:a + (t0 + span - 1) * st + 1:st]
-                for b in range(kh):
-                    for c in range(kw):
-                        torch.mul(g, xa[:, b:b + (rows - 1) * sh + 1:sh, c:c + (cols - 1) * sw + 1:sw], out=product)
-                        out[tap] += product.sum((0, 1, 2), dtype=torch.float32)
-                        tap += 1
+    for i, (n, t0) in enumerate(chunks):
+        g = gl[n, t0:t0 + frames]
+        span = g.shape[0]
+        if product.shape != g.shape:
+            product = torch.empty_like(g)
+        tap = 0
+        for a in range(kt):
+            xa = xl[n, a + t0 * st:a + (t0 + span - 1) * st + 1:st]
+            for b in range(kh):
+                xb = xa[:, b:b + (rows - 1) * sh + 1:sh]
+                for c in range(kw):
+                    torch.mul(g, xb[:, :, c:c + (cols - 1) * sw + 1:sw], out=product)
+                    torch.sum(product, (0, 1, 2), out=sums[i, tap])
+                    tap += 1
+    out = sums[0] if len(chunks) == 1 else sums.sum(0, dtype=torch.float32)
     return out.t().reshape(channels, 1, kt, kh, kw).to(grad.dtype)
 
 
