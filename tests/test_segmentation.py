@@ -236,18 +236,27 @@ def test_segmentor_overfits_a_tiny_batch():
     task = Segmentation()
     opt = torch.optim.AdamW(seg.parameters(), 1e-2)
     losses = []
-    for _ in range(125):
+    for _ in range(200):
         loss = task.loss(seg(x), y)
         losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert losses[-1] < 0.1 * losses[0]
+    # BatchNorm's running statistics lag a model trained for a few steps at this learning rate: evaluated with
+    # them, the same trained weights scored anywhere from 0 to 92 % digit mIoU depending on the step count. Set
+    # them to this batch's statistics first (precise BN), so evaluation sees what training learned.
+    with torch.no_grad():
+        for m in seg.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average: after one batch, exactly its statistics
+        seg(x)
     seg.eval()
     with torch.no_grad():
         pred = seg(x).argmax(1)
     digit_miou, digit_acc = _digit_scores(pred, y)
-    assert digit_miou > 50 and digit_acc > 0.6, (digit_miou, digit_acc)  # 72.6 % and 0.90 when written
+    assert digit_miou > 50 and digit_acc > 0.6, (digit_miou, digit_acc)  # seeds 0-2: 81-93 %, 0.85-0.96
 
 
 def test_train_evaluate_predict_through_the_cli(tmp_path, capsys):
