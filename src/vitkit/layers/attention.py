@@ -85,14 +85,18 @@ def explicit_trains_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
 FLOAT32_TINY = torch.finfo(torch.float32).tiny
 
 
+def _flushed_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension with the outputs below :data:`FLOAT32_TINY` set to 0, in place."""
+    return torch.threshold_(logits.softmax(dim=-1), FLOAT32_TINY, 0.0)
+
+
 class _FlushedSoftmax(torch.autograd.Function):
-    """Softmax over the last dimension whose float32 outputs below :data:`FLOAT32_TINY` are set to 0, in place,
-    with softmax's gradient taken at those outputs (so the backward's products see no subnormals either)."""
+    """:func:`_flushed_softmax` with softmax's gradient taken at its outputs (so the backward's products see no
+    subnormals either)."""
 
     @staticmethod
     def forward(ctx, logits):  # noqa: D401 - autograd signature
-        probs = logits.softmax(dim=-1)
-        torch.threshold_(probs, FLOAT32_TINY, 0.0)
+        probs = _flushed_softmax(logits)
         ctx.save_for_backward(probs)
         return probs
 
@@ -118,7 +122,7 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     if logits.dtype != torch.float32 or logits.device.type != "cpu" or is_tracing():
         return logits.softmax(dim=-1)
     if not (torch.is_grad_enabled() and logits.requires_grad):
-        return torch.threshold_(logits.softmax(dim=-1), FLOAT32_TINY, 0.0)
+        return _flushed_softmax(logits)
     return _FlushedSoftmax.apply(logits)
 
 

@@ -22,7 +22,7 @@ class _Float32OnCpu:
     its faster backward (:func:`~vitkit.layers.depthwise.float32_clip_training`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (float32_on_this_device(x) or (float32_clip_training(x) and self.groups == x.shape[1])):  # type: ignore[attr-defined]
+        if not (float32_on_this_device(x) or float32_clip_training(x)):
             return super().forward(x)  # type: ignore[misc]
         return conv_float32_grads(x, self.weight, self.bias, self.stride, self.padding, self.groups)  # type: ignore[attr-defined]
 

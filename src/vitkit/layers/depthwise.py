@@ -46,7 +46,8 @@ def _depthwise_cl3d_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel: tup
                                 stride: tuple[int, ...], padding: tuple[int, ...]) -> torch.Tensor:
     """(C, 1, *kernel) weight gradient of a depthwise 3-D convolution from channels-last ``grad`` and ``x``: for each
     filter tap, the sum over output positions of the output gradient times the input under that tap (a strided
-    view of the padded input, channels contiguous), a few output frames at a time, accumulated in float32."""
+    view of the padded input, channels contiguous), a few output frames at a time; the chunks' sums are added
+    in float32."""
     gl = grad.permute(0, 2, 3, 4, 1)  # (N, T', H', W', C), contiguous
     pt, ph, pw = padding
     xl = F.pad(x.permute(0, 2, 3, 4, 1), (0, 0, pw, pw, ph, ph, pt, pt))

@@ -17,16 +17,16 @@ GEMMs. Numbers are autocast's to bf16 rounding: bf16 operands, fp32 accumulation
 the residual stream stays float32. 1x1 convolutions on channels-last maps (see :func:`fusable`) and row slices
 of a weight (``rows=``, MViT's q and kv of one qkv Linear) take the same path.
 
-Training under CPU bf16 autocast (a CPU with bf16 units) runs every Linear's forward through the same oneDNN
-kernel, bias in the epilogue, with autocast's own bf16 casts of input, weight and bias
-(:func:`projection`; the weight is cast again in the backward rather than kept, see :class:`_SplitLinear`). ``F.linear`` there is an ``addmm`` that first copies the bias into every output row (5 % of
-a Swin-T bf16 step), and its weight gradient comes out transposed, so the cast back to the float32 weight reads
-it strided (3 %). The backward is the same matrix products in the order aten runs them, the weight gradient
-produced in the weight's own layout: values and gradients are bit-identical to autocast's ``F.linear``
-(``tests/test_layers.py``), except that a wide layer's weight gradient (an MLP's second layer, see
-:func:`transposes_output_grad`) is the product on a transposed copy of the output gradient, which can differ from
-autocast's in its last bits (bf16 rounding). GELU and residual stay outside the kernel there, since the backward
-needs the pre-activation.
+Training under CPU bf16 autocast (a CPU with bf16 units) runs every Linear's forward through the same oneDNN kernel,
+bias in the epilogue, with autocast's own bf16 casts of input, weight and bias (:func:`projection`; the weight is
+cast again in the backward rather than kept, see :class:`_SplitLinear`). ``F.linear`` there is an ``addmm`` that
+first copies the bias into every output row (5 % of a Swin-T bf16 step), and its weight gradient comes out
+transposed, so the cast back to the float32 weight reads it strided (3 %). The backward is the same matrix products
+in the order aten runs them, the weight gradient produced in the weight's own layout: values and gradients are
+bit-identical to autocast's ``F.linear`` (``tests/test_layers.py``), except that a wide layer's weight gradient (an
+MLP's second layer, see :func:`transposes_output_grad`) is the product on a transposed copy of the output gradient,
+which can differ from autocast's in its last bits (bf16 rounding). GELU and residual stay outside the kernel there,
+since the backward needs the pre-activation.
 """
 from __future__ import annotations
 
