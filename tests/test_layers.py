@@ -577,28 +577,58 @@ def test_depthwise_conv_backward_equals_torch(grid, stride, kernel, monkeypatch)
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", [3, 5])
-def test_float32_depthwise_module_on_a_channels_last_clip_takes_the_fast_backward(kernel):
-    """UniFormer's depthwise Conv3d (with bias) in a float32 training step over a channels-last clip takes the
-    tap-by-tap backward (through conv_float32_grads) with the plain convolution's values and gradients; a
-    channels-first clip keeps the plain convolution."""
+@pytest.mark.parametrize("rank,kernel", [(3, 3), (3, 5), (2, 5), (2, 3)])
+def test_float32_depthwise_module_on_a_channels_last_map_takes_the_fast_backward(rank, kernel):
+    """UniFormer's depthwise convolutions (with bias) in a float32 training step over a channels-last clip, or an
+    image map with 5x5 filters, take the faster backward (through conv_float32_grads) with the plain
+    convolution's values and gradients; channels-first maps, and 3x3 filters on images (aten's own backward is
+    fast there), keep the plain convolution."""
     from vitkit.layers.conv_blocks import depthwise_conv
 
     torch.manual_seed(0)
-    conv = depthwise_conv(3, 6, kernel)
-    base = torch.randn(2, 6, 3, 9, 7)
+    conv = depthwise_conv(rank, 6, kernel)
+    base = torch.randn(2, 6, 3, 9, 7) if rank == 3 else torch.randn(2, 6, 9, 7)
+    plain_conv = F.conv3d if rank == 3 else F.conv2d
+    channels_last = torch.channels_last_3d if rank == 3 else torch.channels_last
     results = []
     for layout, module in (("cl", conv), ("cl", "plain"), ("cf", conv)):
         conv.zero_grad(set_to_none=True)
-        x = base.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else base.clone()
+        x = base.contiguous(memory_format=channels_last) if layout == "cl" else base.clone()
         x.requires_grad_()
-        y = (F.conv3d(x, conv.weight, conv.bias, 1, kernel // 2, 1, 6) if module == "plain" else module(x))
+        y = (plain_conv(x, conv.weight, conv.bias, 1, kernel // 2, 1, 6) if module == "plain" else module(x))
         y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
         results.append((type(y.grad_fn).__name__, y.detach(), x.grad, conv.weight.grad, conv.bias.grad))
     (fast, *ours), (_, *ref), (plain, *_) = results
-    assert "ConvFloat32Grads" in fast and "ConvFloat32Grads" not in plain
+    assert ("ConvFloat32Grads" in fast) is (rank == 3 or kernel == 5) and "ConvFloat32Grads" not in plain
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,padding,grid", [((5, 5), (2, 2), (9, 7)), ((3, 5), (1, 2), (6, 11)),
+                                                 ((5, 3), (2, 1), (8, 8)), ((5, 5), (0, 0), (9, 10)),
+                                                 ((5, 5), (1, 3), (7, 9))])
+def test_depthwise_2d_backward_from_3x3_blocks_equals_torch(kernel, padding, grid, monkeypatch):
+    """A channels-last 2-D depthwise backward with 5-wide filters (weight gradient from 3x3 blocks, input gradient
+    by the mirrored forward, or aten's for asymmetric padding) gives aten's gradients at odd sizes; the path is
+    the one taken."""
+    import vitkit.layers.depthwise as D
+
+    torch.manual_seed(0)
+    C = 6
+    x = torch.randn(2, C, *grid).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(C, 1, *kernel)
+    y = F.conv2d(x, w, None, 1, padding, 1, C)
+    g = torch.randn(y.shape).contiguous(memory_format=torch.channels_last)
+    ref = torch.ops.aten.convolution_backward(g, x, w, [C], (1, 1), padding, (1, 1), False, (0, 0), C,
+                                              [True, True, True])
+    calls = []
+    real = D._depthwise_cl2d_grads
+    monkeypatch.setattr(D, "_depthwise_cl2d_grads", lambda *a: calls.append(1) or real(*a))
+    got = D._conv_grads(g, x, w, True, (1, 1), padding, C, (True, True, True))
+    assert calls == [1]
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
 
 
 def _depthwise_grads(base: torch.Tensor, w: torch.Tensor, stride: tuple, pad: tuple) -> dict:

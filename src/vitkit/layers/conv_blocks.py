@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .depthwise import conv_float32_grads, float32_clip_training, float32_on_this_device
+from .depthwise import conv_float32_grads, float32_fast_backward, float32_on_this_device
 from .fused import projection
 from .nd import batchnorm_nd, conv_nd, to_tuple
 
@@ -18,11 +18,12 @@ from .nd import batchnorm_nd, conv_nd, to_tuple
 class _Float32OnCpu:
     """Forward of a depthwise convolution in reduced precision on the CPU with float32 gradients, and a float32
     forward where reduced precision is slow (see :func:`~vitkit.layers.depthwise.float32_on_this_device`); it
-    returns the dtype autocast would have. Float32 training on channels-last clips takes the same function for
-    its faster backward (:func:`~vitkit.layers.depthwise.float32_clip_training`)."""
+    returns the dtype autocast would have. Float32 training on channels-last clips, and on channels-last maps
+    with 5x5 filters, takes the same function for its faster backward
+    (:func:`~vitkit.layers.depthwise.float32_fast_backward`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (float32_on_this_device(x) or float32_clip_training(x)):
+        if not (float32_on_this_device(x) or float32_fast_backward(x, self.weight, self.stride)):  # type: ignore[attr-defined]
             return super().forward(x)  # type: ignore[misc]
         return conv_float32_grads(x, self.weight, self.bias, self.stride, self.padding, self.groups)  # type: ignore[attr-defined]
 

@@ -17,8 +17,10 @@ is fastest as:
   value pooling) the spread map is mostly zeros and PyTorch's kernel, on contiguous copies
   (:func:`vitkit.layers.layout.channels_first`, one 2-D transpose per sample), stays the faster.
 
-Results equal PyTorch's backward to float32 rounding. 2-D maps (MViTv2 image models) are fast either way and,
-like the GPU, no gradient, tracing and other layouts, take plain ``F.conv2d`` / ``F.conv3d``.
+Results equal PyTorch's backward to float32 rounding. On 2-D maps aten's backward is fast for 3x3 filters
+(MViTv2's image pooling); 5x5 ones (UniFormer's image blocks) get their weight gradient from four 3x3 ones
+(:func:`_depthwise_cl2d_grads`). The GPU, no gradient, tracing and other layouts take plain ``F.conv2d`` /
+``F.conv3d``.
 
 In reduced precision on the CPU (bf16 / fp16 maps or autocast), the depthwise convolutions of MViT's pooling
 and UniFormer's blocks go through :func:`conv_float32_grads`: gradients in float32, which the CPU computes
@@ -118,6 +120,62 @@ def _depthwise_cl3d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
     return grad_x, grad_w
 
 
+#: 2-D depthwise kernels whose weight gradient :func:`_depthwise_cl2d_grads` assembles from 3x3 ones: each side
+#: 3 or 5 (4 products of aten's 3x3 kernel for 5x5), not 3x3 itself, which aten runs directly
+TILED_2D_KERNEL_SIDES = (3, 5)
+
+
+def _tiles_2d_weight_grad(x: torch.Tensor, weight: torch.Tensor, groups: int, stride: tuple[int, ...]) -> bool:
+    """Whether a 2-D depthwise convolution's backward takes :func:`_depthwise_cl2d_grads`: channels-last ``x``,
+    stride 1, each kernel side in :data:`TILED_2D_KERNEL_SIDES` and not 3x3."""
+    kernel = tuple(weight.shape[2:])
+    return (x.dim() == 4 and groups == weight.shape[0] == x.shape[1] and x.movedim(1, -1).is_contiguous()
+            and all(s == 1 for s in stride) and all(k in TILED_2D_KERNEL_SIDES for k in kernel)
+            and kernel != (3, 3))
+
+
+def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, ...],
+                          want_x: bool, want_w: bool):
+    """Input and weight gradients of a stride-1 channels-last 2-D depthwise convolution whose kernel sides are 3
+    or 5 (UniFormer's 5x5 local aggregator).
+
+    aten's CPU weight gradient is fast for 3x3 filters only (8x64x56x56 channels-last, one Sapphire Rapids
+    thread: 1.1 ms for 3x3, 22 ms for 5x5), so a 5x5 filter's gradient is put together from four 3x3 ones: the
+    3x3 block of taps at offset (a, b) is the 3x3 weight gradient of the output gradient against the padded
+    input's window starting at (a, b) (overlapping blocks write the same values). The input gradient is the
+    forward kernel with the mirrored filter (the adjoint of a stride-1 correlation; asymmetric padding pads the
+    output gradient by the difference first)."""
+    kernel = tuple(weight.shape[2:])
+    channels = weight.shape[0]
+    grad = grad.contiguous(memory_format=torch.channels_last)
+    grad_w = grad_x = None
+    if want_w:
+        ph, pw = padding
+        xp = F.pad(x, (pw, pw, ph, ph))
+        out_h, out_w = grad.shape[2:]
+        tap3 = x.new_empty(channels, 1, 3, 3)
+        grad_w = x.new_empty(channels, 1, *kernel)
+        for a in sorted({0, kernel[0] - 3}):
+            for b in sorted({0, kernel[1] - 3}):
+                window = xp[:, :, a:a + out_h + 2, b:b + out_w + 2]
+                grad_w[:, :, a:a + 3, b:b + 3] = torch.ops.aten.convolution_backward(
+                    grad, window, tap3, None, (1, 1), (0, 0), (1, 1), False, (0, 0), channels,
+                    [False, True, False])[1]
+    if want_x:
+        # the output gradient padded to (in + k - 1) on each side is correlated with the mirrored filter
+        ph, pw = padding
+        (kh, kw), (h, w) = kernel, x.shape[2:]
+        top, left = kh - 1 - ph, kw - 1 - pw
+        bottom, right = h + kh - 1 - top - grad.shape[2], w + kw - 1 - left - grad.shape[3]
+        if top == bottom and left == right and top >= 0 and left >= 0:
+            grad_x = F.conv2d(grad, weight.flip([2, 3]), None, 1, (top, left), 1, channels)
+        else:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, (1, 1), padding, (1, 1), False, (0, 0), channels,
+                [True, False, False])[0]
+    return grad_x, grad_w
+
+
 def _is_cl3d_depthwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
     return x.dim() == 5 and groups == weight.shape[0] == x.shape[1] and x.movedim(1, -1).is_contiguous()
 
@@ -179,6 +237,9 @@ def _conv_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_b
     if _is_cl3d_depthwise(x, weight, groups):
         gx, gw = _depthwise_cl3d_grads(grad, x, weight, stride, padding, want_x, want_w)
         return gx, gw, grad.sum((0, 2, 3, 4)) if has_bias and want_b else None
+    if _tiles_2d_weight_grad(x, weight, groups, stride):
+        gx, gw = _depthwise_cl2d_grads(grad, x, weight, padding, want_x, want_w)
+        return gx, gw, grad.sum((0, 2, 3)) if has_bias and want_b else None
     rank = x.dim() - 2
     return torch.ops.aten.convolution_backward(
         grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, (1,) * rank, False, (0,) * rank,
@@ -277,12 +338,18 @@ def float32_on_this_device(x: torch.Tensor) -> bool:
     return not (dtype == torch.bfloat16 and not torch.is_grad_enabled() and native_bf16())
 
 
-def float32_clip_training(x: torch.Tensor) -> bool:
+def float32_fast_backward(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int]) -> bool:
     """Whether a depthwise convolution module (with its bias) on ``x`` should take :func:`conv_float32_grads` in
-    float32 too, for the backward of the module doc: a float32 CPU training step (no autocast) over a channels-last
-    clip, where aten's backward is several times slower (UniFormer-S 16x4: 2.1 s of a 6 s step)."""
-    return (x.device.type == "cpu" and x.dim() == 5 and x.dtype == torch.float32 and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and x.movedim(1, -1).is_contiguous() and not is_tracing())
+    float32 too, for the faster backward of the module doc, in a float32 CPU training step (no autocast): over a
+    channels-last clip, where aten's backward is several times slower (UniFormer-S 16x4: 2.1 s of a 6 s step),
+    or over a channels-last image map with a kernel aten's fast 3x3 weight gradient misses
+    (:func:`_depthwise_cl2d_grads`; UniFormer's 5x5)."""
+    if not (x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu") and not is_tracing()):
+        return False
+    if x.dim() == 5:
+        return x.movedim(1, -1).is_contiguous()
+    return _tiles_2d_weight_grad(x, weight, weight.shape[0], tuple(stride))
 
 
 def reduced_precision_dtype(x: torch.Tensor) -> torch.dtype:
