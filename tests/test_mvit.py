@@ -12,6 +12,7 @@ import vitkit
 from vitkit.checkpoints import CheckpointError, convert_state_dict, from_official, load_checkpoint
 from vitkit.checkpoints.mvit import official_to_config
 from vitkit.layers.pooling import make_pool, pool_tokens
+from vitkit.models import mvit as mvit_module
 from vitkit.models.mvit import MViT
 
 from op_calls import OpCalls
@@ -298,6 +299,36 @@ def test_pooling_backward_builds_no_zero_filled_gradient_of_the_whole_input():
         out.square().mean().backward()
     assert not zero_fills.seen, zero_fills.seen
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("head"))
+
+
+def test_training_step_copies_neither_strided_norm_inputs_nor_the_whole_rel_pos_bias():
+    """MViTv2 without class token: the embedded tokens are token-major, and k and v (interleaved in kv) are copied
+    once before their LayerNorms, so no LayerNorm gets a strided input (it would copy it in the forward and again
+    in the backward); the decomposed relative position bias comes out contiguous, so it is never copied whole.
+    The forward and backward still run and every parameter gets a gradient."""
+    torch.manual_seed(0)
+    model = vitkit.create_model("mvitv2_tiny").train()
+    x = torch.randn(1, 3, 96, 96)
+    norm_inputs = []
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.register_forward_pre_hook(lambda mod, args, name=name: norm_inputs.append((name, args[0].is_contiguous())))
+    bias_sizes = set()
+    real = mvit_module.decomposed_rel_pos_bias
+    def spy(*a):
+        bias = real(*a)
+        bias_sizes.add(bias.numel())
+        return bias
+    copies = OpCalls(lambda func, args, out: out.numel() if func is torch.ops.aten.clone.default else None)
+    try:
+        mvit_module.decomposed_rel_pos_bias = spy
+        with copies:
+            model(x).square().mean().backward()
+    finally:
+        mvit_module.decomposed_rel_pos_bias = real
+    assert norm_inputs and all(contiguous for _, contiguous in norm_inputs), [n for n, c in norm_inputs if not c]
+    assert bias_sizes and not bias_sizes & set(copies.seen), (bias_sizes, copies.seen)
+    assert all(p.grad is not None for n, p in model.named_parameters())
 
 
 @pytest.mark.parametrize("mode,pool_norm,has_norm,has_weight", [
