@@ -98,5 +98,7 @@ class PatchEmbed(nn.Module):
         self.check_input(x)
         x = self._embed_gemm(x) if self._as_gemm(x) else self.proj(x)
         if not isinstance(self.norm, nn.Identity):
-            x = self.norm(x.movedim(1, -1)).movedim(-1, 1)
+            # a channels-first map copied token-major once: LayerNorm would copy its strided view in the forward
+            # and again in the backward; the result is channels-last in memory, which the blocks after it read
+            x = self.norm(x.movedim(1, -1).contiguous()).movedim(-1, 1)
         return x
