@@ -69,9 +69,9 @@ def test_fused_attention_equals_explicit_softmax(with_bias, with_mask):
         torch.testing.assert_close(attention(q, k, v, bias, mask=mask), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_masked_softmax_flushes_subnormal_probabilities_only():
-    """Masked float32 scores: probabilities that plain softmax makes subnormal are 0, everything else and the
-    gradient agree with softmax to float32 rounding; bf16 runs plain softmax."""
+def test_masked_softmax_makes_no_subnormal_probabilities():
+    """Masked float32 scores: no probability is subnormal where plain softmax makes some (the floored exponent
+    leaves them at 0), and values and gradient agree with softmax to float32 rounding; bf16 runs plain softmax."""
     torch.manual_seed(0)
     logits = torch.randn(4, 3, 10, 10) + torch.where(torch.rand(4, 1, 10, 10) < 0.3, -100.0, 0.0)
     logits[..., 0] = 0.0  # no row fully masked
@@ -91,6 +91,15 @@ def test_masked_softmax_flushes_subnormal_probabilities_only():
         torch.testing.assert_close(masked_softmax(logits), plain.detach(), rtol=1e-6, atol=1e-30)
     half = logits.bfloat16()
     assert torch.equal(masked_softmax(half), half.softmax(-1))
+    # the exponentials themselves stay normal: every score reaching the softmax kernel is within
+    # -(log(tiny) + log(n) + 1) of its row's maximum (plain softmax gets the -100 scores as they are)
+    reach = OpCalls(lambda func, args, out: args[0].clone() if "softmax" in str(func) else None)
+    with reach:
+        masked_softmax(logits.clone())
+    (scores,) = reach.seen
+    depth = -(math.log(tiny) + math.log(logits.shape[-1]) + 1.0)
+    assert (scores - scores.amax(-1, keepdim=True)).min() >= -depth - 1e-4
+    assert (logits - logits.amax(-1, keepdim=True)).min() < -depth
 
 
 def test_record_attention_returns_probabilities():
