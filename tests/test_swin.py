@@ -571,3 +571,35 @@ def test_bias_cache_not_shared_by_copies():
     fresh = twin(x).detach()  # gradients on: computed, not cached
     with torch.no_grad():
         torch.testing.assert_close(twin(x), fresh, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("grid", [(14, 14), (13, 11)])
+def test_window_partition_backward_gathers_without_scattering(grid, monkeypatch):
+    """Unpadded, the shifted window partition and its reverse are permutations: their backward gathers with the
+    inverse one (no zero-filled index_add_), with the gradients of plain index_select; padded maps keep
+    index_select's own backward, and both agree with it."""
+    import vitkit.models.swin as swin_module
+
+    cfg = SwinConfig(embed_dim=8, num_heads=(2,), depths=(1,))
+    block = _randomise(SwinBlock(8, 2, (7, 7), (3, 3), cfg).train())
+    base = torch.randn(2, *grid, 8)
+    out_grad = torch.randn(2, *grid, 8)
+
+    def run():
+        x = base.clone().requires_grad_()
+        block.zero_grad(set_to_none=True)
+        y = block(x)
+        # on token tensors (B, N, C); the bias table's gather (2-D) keeps its own backward
+        with OpCalls(lambda func, args, out: str(func) if args[0].dim() == 3 else None,
+                     [torch.ops.aten.index_add_.default, torch.ops.aten.index_add.default]) as scatters:
+            y.backward(out_grad)
+        return y.detach(), x.grad, block.attn.qkv.weight.grad, scatters.seen
+
+    y, gx, gw, scatters = run()
+    monkeypatch.setattr(swin_module, "permute_tokens", lambda t, index, inverse: t.index_select(1, index))
+    y0, gx0, gw0, scatters0 = run()
+    assert torch.equal(y, y0)
+    torch.testing.assert_close(gx, gx0, rtol=0, atol=0)
+    torch.testing.assert_close(gw, gw0, rtol=1e-6, atol=1e-6)
+    assert len(scatters0) == 2  # index_select's backward: the partition's and the reverse's
+    assert len(scatters) == (0 if grid == (14, 14) else 2)

@@ -41,7 +41,9 @@ from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, attention, drop
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.fused import is_tracing, linear
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
-from vitkit.layers.windows import fit_window, padded_grid, relative_position_index, shift_mask, window_order
+from vitkit.layers.windows import (
+    fit_window, padded_grid, permute_tokens, relative_position_index, shift_mask, window_order,
+)
 
 from .base import VitkitModel, select_indices
 from .variants import declare
@@ -216,10 +218,16 @@ class SwinBlock(nn.Module):
             x = F.pad(x, [0, 0] + pad)
         order, inverse = window_order(grid, window, shift, x.device)
         n = math.prod(window)
-        x = x.reshape(B, -1, C).index_select(1, order).reshape(B, -1, n, C)
+        # unpadded, order and inverse are permutations undoing each other, and the backward gathers as well
+        # (not evaluated while tracing: the comparison would guard on the padding)
+        permutation = not is_tracing() and padded == tuple(grid)
+        tokens = x.reshape(B, -1, C)
+        x = permute_tokens(tokens, order, inverse) if permutation else tokens.index_select(1, order)
         meta = {"grid": tuple(grid), "shift": shift}
-        x = self.attn(x, window, shift_mask(padded, window, shift, x.device), meta)
-        return x.reshape(B, -1, C).index_select(1, inverse).reshape(B, *grid, C)
+        x = self.attn(x.reshape(B, -1, n, C), window, shift_mask(padded, window, shift, x.device), meta)
+        tokens = x.reshape(B, -1, C)
+        x = permute_tokens(tokens, inverse, order) if permutation else tokens.index_select(1, inverse)
+        return x.reshape(B, *grid, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.window_attention(self.norm1(x)))
