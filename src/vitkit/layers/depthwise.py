@@ -143,8 +143,8 @@ def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
     thread: 1.1 ms for 3x3, 22 ms for 5x5), so a 5x5 filter's gradient is put together from four 3x3 ones: the
     3x3 block of taps at offset (a, b) is the 3x3 weight gradient of the output gradient against the padded
     input's window starting at (a, b) (overlapping blocks write the same values). The input gradient is the
-    forward kernel with the mirrored filter (the adjoint of a stride-1 correlation; asymmetric padding pads the
-    output gradient by the difference first)."""
+    forward kernel with the mirrored filter (the adjoint of a stride-1 correlation) where that needs the same
+    padding on both sides of each axis, aten's otherwise."""
     kernel = tuple(weight.shape[2:])
     channels = weight.shape[0]
     grad = grad.contiguous(memory_format=torch.channels_last)
@@ -162,7 +162,8 @@ def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
                     grad, window, tap3, None, (1, 1), (0, 0), (1, 1), False, (0, 0), channels,
                     [False, True, False])[1]
     if want_x:
-        # the output gradient padded to (in + k - 1) on each side is correlated with the mirrored filter
+        # the output gradient, padded by k - 1 - p before and whatever reaches the input's size after, correlated
+        # with the mirrored filter
         ph, pw = padding
         (kh, kw), (h, w) = kernel, x.shape[2:]
         top, left = kh - 1 - ph, kw - 1 - pw
