@@ -123,7 +123,7 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     through it as in the official code); a masked probability is then about exp(-100) = 4e-44, a subnormal
     float32 number. x86 cores take a slow microcode path for every operation that makes or reads a subnormal
     number: the exponentials inside the softmax (in a microbenchmark with half of each 392-wide row masked, the
-    softmax took 2.7x as long as unmasked; ``exp`` alone of such scores 77 ns per element), and with 4 % of the
+    softmax took 2.7x as long as unmasked; ``exp`` alone over such scores 12x), and with 4 % of the
     probabilities of a shifted block subnormal, the products with them (probs v, and in the backward probs^T
     dout, dscores k and dscores^T q) ran 5-20x slower than on normal numbers, 15 % of a Swin-T fp32 training
     step (one Sapphire Rapids thread). Here every score is raised to at least its row's maximum minus about 80
