@@ -120,6 +120,15 @@ def _depthwise_cl3d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
     return grad_x, grad_w
 
 
+def _is_channels_last_depthwise(x: torch.Tensor, weight: torch.Tensor, groups: int, rank: int) -> bool:
+    """Whether ``x`` is a channels-last ``rank``-D map and the convolution with ``weight`` depthwise."""
+    return x.dim() == rank + 2 and groups == weight.shape[0] == x.shape[1] and x.movedim(1, -1).is_contiguous()
+
+
+def _is_cl3d_depthwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    return _is_channels_last_depthwise(x, weight, groups, 3)
+
+
 #: 2-D depthwise kernels whose weight gradient :func:`_depthwise_cl2d_grads` assembles from 3x3 ones: each side
 #: 3 or 5 (4 products of aten's 3x3 kernel for 5x5), not 3x3 itself, which aten runs directly
 TILED_2D_KERNEL_SIDES = (3, 5)
@@ -129,9 +138,8 @@ def _tiles_2d_weight_grad(x: torch.Tensor, weight: torch.Tensor, groups: int, st
     """Whether a 2-D depthwise convolution's backward takes :func:`_depthwise_cl2d_grads`: channels-last ``x``,
     stride 1, each kernel side in :data:`TILED_2D_KERNEL_SIDES` and not 3x3."""
     kernel = tuple(weight.shape[2:])
-    return (x.dim() == 4 and groups == weight.shape[0] == x.shape[1] and x.movedim(1, -1).is_contiguous()
-            and all(s == 1 for s in stride) and all(k in TILED_2D_KERNEL_SIDES for k in kernel)
-            and kernel != (3, 3))
+    return (_is_channels_last_depthwise(x, weight, groups, 2) and all(s == 1 for s in stride)
+            and all(k in TILED_2D_KERNEL_SIDES for k in kernel) and kernel != (3, 3))
 
 
 def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, ...],
@@ -147,10 +155,10 @@ def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
     padding on both sides of each axis, aten's otherwise."""
     kernel = tuple(weight.shape[2:])
     channels = weight.shape[0]
+    ph, pw = padding
     grad = grad.contiguous(memory_format=torch.channels_last)
     grad_w = grad_x = None
     if want_w:
-        ph, pw = padding
         xp = F.pad(x, (pw, pw, ph, ph))
         out_h, out_w = grad.shape[2:]
         tap3 = x.new_empty(channels, 1, 3, 3)
@@ -164,7 +172,6 @@ def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
     if want_x:
         # the output gradient, padded by k - 1 - p before and whatever reaches the input's size after, correlated
         # with the mirrored filter
-        ph, pw = padding
         (kh, kw), (h, w) = kernel, x.shape[2:]
         top, left = kh - 1 - ph, kw - 1 - pw
         bottom, right = h + kh - 1 - top - grad.shape[2], w + kw - 1 - left - grad.shape[3]
@@ -175,10 +182,6 @@ def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
                 grad, x, weight, None, (1, 1), padding, (1, 1), False, (0, 0), channels,
                 [True, False, False])[0]
     return grad_x, grad_w
-
-
-def _is_cl3d_depthwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
-    return x.dim() == 5 and groups == weight.shape[0] == x.shape[1] and x.movedim(1, -1).is_contiguous()
 
 
 class _DepthwiseCL3d(torch.autograd.Function):
