@@ -16,7 +16,7 @@ from vitkit.layers import (
     resample_pos_embed,
     resample_rel_pos_table,
 )
-from vitkit.layers.attention import masked_softmax
+from vitkit.layers.attention import masked_softmax, softmax_over_scores
 from op_calls import OpCalls
 
 
@@ -100,6 +100,61 @@ def test_masked_softmax_makes_no_subnormal_probabilities():
     depth = -(math.log(tiny) + math.log(logits.shape[-1]) + 1.0)
     assert (scores - scores.amax(-1, keepdim=True)).min() >= -depth - 1e-4
     assert (logits - logits.amax(-1, keepdim=True)).min() < -depth
+
+
+@pytest.mark.parametrize("dtype,masked", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False),
+                                          (torch.bfloat16, True)])
+def test_softmax_over_scores_overwrites_them_with_softmax_values_and_gradients(dtype, masked):
+    """Attention's own scores: the probabilities are written over them (no second scores-sized tensor), and values
+    and gradients through the product that made them are bitwise plain softmax's (masked float32:
+    :func:`masked_softmax`'s), in training, under no_grad and under inference_mode; odd sizes."""
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 3, 7, 5, dtype=dtype), torch.randn(2, 3, 5, 9, dtype=dtype)
+    mask = torch.where(torch.rand(7, 9) < 0.3, -100.0, 0.0).to(dtype)
+    reference = masked_softmax if masked else (lambda t: t.softmax(-1))
+    grad = torch.randn(2, 3, 7, 9, dtype=dtype)
+
+    def run(fn):
+        la, lb = a.clone().requires_grad_(), b.clone().requires_grad_()
+        scores = (la @ lb).add_(mask) if masked else la @ lb
+        address = scores.data_ptr()
+        probs = fn(scores)
+        probs.backward(grad)
+        return probs.detach(), la.grad, lb.grad, probs.data_ptr() == address
+
+    *want, want_shared = run(reference)
+    *got, shared = run(lambda t: softmax_over_scores(t, masked))
+    assert shared and not want_shared
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            scores = (a @ b).add_(mask) if masked else a @ b
+            address = scores.data_ptr()
+            probs = softmax_over_scores(scores, masked)
+        assert probs.data_ptr() == address and torch.equal(probs, want[0])
+
+
+def test_explicit_attention_training_takes_the_in_place_softmax():
+    """The explicit attention path (a trainable bias: Swin, MViT) runs its softmax over its own scores in place,
+    with and without a shift mask, and its gradients match the textbook formula."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 2, 6, 8, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, 2, 6, 6, requires_grad=True)
+    mask = torch.where(torch.rand(2, 6, 6) < 0.3, -100.0, 0.0)
+    for m in (None, mask):
+        with OpCalls(lambda func, args, out: str(func), [torch.ops.aten._softmax.default,
+                                                         torch.ops.aten._softmax.out]) as calls:
+            out = attention(q, k, v, bias, mask=m)
+        assert calls.seen == ["aten._softmax.out"], calls.seen
+        full = bias if m is None else bias + m.repeat(2, 1, 1).unsqueeze(1)
+        ref = F.softmax(q @ k.transpose(-2, -1) * 8**-0.5 + full, -1) @ v
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, (q, k, v, bias), grad)
+        want = torch.autograd.grad(ref, (q, k, v, bias), grad)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
 
 
 def test_record_attention_returns_probabilities():
