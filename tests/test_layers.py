@@ -105,34 +105,55 @@ def test_masked_softmax_makes_no_subnormal_probabilities():
 @pytest.mark.parametrize("dtype,masked", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False),
                                           (torch.bfloat16, True)])
 def test_softmax_over_scores_overwrites_them_with_softmax_values_and_gradients(dtype, masked):
-    """Attention's own scores: the probabilities are written over them (no second scores-sized tensor), and values
-    and gradients through the product that made them are bitwise plain softmax's (masked float32:
-    :func:`masked_softmax`'s), in training, under no_grad and under inference_mode; odd sizes."""
+    """Attention's own scores: the probabilities are written over them (no second scores-sized tensor), and the
+    scores' gradient over the probabilities' in the backward; values and gradients through the products before
+    and after are bitwise plain softmax's (masked float32: :func:`masked_softmax`'s), in training, under no_grad
+    and under inference_mode; odd sizes, 49- and 392-wide rows; the caller's tensors are left as they were."""
     torch.manual_seed(0)
-    a, b = torch.randn(2, 3, 7, 5, dtype=dtype), torch.randn(2, 3, 5, 9, dtype=dtype)
-    mask = torch.where(torch.rand(7, 9) < 0.3, -100.0, 0.0).to(dtype)
-    reference = masked_softmax if masked else (lambda t: t.softmax(-1))
-    grad = torch.randn(2, 3, 7, 9, dtype=dtype)
+    for rows, width in ((7, 9), (5, 49), (3, 392)):
+        a, b = torch.randn(2, 3, rows, 5, dtype=dtype), torch.randn(2, 3, 5, width, dtype=dtype)
+        v, grad = torch.randn(2, 3, width, 4, dtype=dtype), torch.randn(2, 3, rows, 4, dtype=dtype)
+        kept = [t.clone() for t in (a, b, v, grad)]
+        mask = torch.where(torch.rand(rows, width) < 0.3, -100.0, 0.0).to(dtype)
+        reference = masked_softmax if masked else (lambda t: t.softmax(-1))
 
-    def run(fn):
-        la, lb = a.clone().requires_grad_(), b.clone().requires_grad_()
-        scores = (la @ lb).add_(mask) if masked else la @ lb
-        address = scores.data_ptr()
-        probs = fn(scores)
-        probs.backward(grad)
-        return probs.detach(), la.grad, lb.grad, probs.data_ptr() == address
-
-    *want, want_shared = run(reference)
-    *got, shared = run(lambda t: softmax_over_scores(t, masked))
-    assert shared and not want_shared
-    for g, w in zip(got, want):
-        assert torch.equal(g, w)
-    for mode in (torch.no_grad, torch.inference_mode):
-        with mode():
-            scores = (a @ b).add_(mask) if masked else a @ b
+        def run(fn):
+            la, lb, lv = (t.clone().requires_grad_() for t in (a, b, v))
+            scores = (la @ lb).add_(mask) if masked else la @ lb
             address = scores.data_ptr()
-            probs = softmax_over_scores(scores, masked)
-        assert probs.data_ptr() == address and torch.equal(probs, want[0])
+            probs = fn(scores)
+            (probs @ lv).backward(grad)
+            return probs.detach(), la.grad, lb.grad, lv.grad, probs.data_ptr() == address
+
+        *want, want_shared = run(reference)
+        *got, shared = run(lambda t: softmax_over_scores(t, masked))
+        assert shared and not want_shared
+        for g, w in zip(got, want):
+            assert torch.equal(g, w)
+        assert all(torch.equal(t, k) for t, k in zip((a, b, v, grad), kept))
+        for mode in (torch.no_grad, torch.inference_mode):
+            with mode():
+                scores = (a @ b).add_(mask) if masked else a @ b
+                address = scores.data_ptr()
+                probs = softmax_over_scores(scores, masked)
+            assert probs.data_ptr() == address and torch.equal(probs, want[0])
+
+
+def test_softmax_over_scores_writes_the_gradient_over_the_incoming_one_only_when_it_may():
+    """The backward reuses the probabilities' gradient for the scores' only when it is a dense tensor of their
+    shape, and not while a graph of the backward is built (second derivatives stay right)."""
+    torch.manual_seed(0)
+    grads = OpCalls(lambda func, args, out: str(func), [torch.ops.aten._softmax_backward_data.default,
+                                                        torch.ops.aten._softmax_backward_data.out])
+    with grads:
+        a = torch.randn(2, 4, 6, requires_grad=True)
+        probs = softmax_over_scores(a * 1.0, False)
+        probs.sum().backward()  # an expanded gradient of ones: not written over
+    assert grads.seen == ["aten._softmax_backward_data.default"]
+    torch.testing.assert_close(a.grad, torch.zeros_like(a), atol=1e-7, rtol=0)
+    a2 = torch.randn(2, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: softmax_over_scores(t * 1.0, False) @ torch.ones(6, 3, dtype=t.dtype),
+                                        (a2,))
 
 
 def test_explicit_attention_training_takes_the_in_place_softmax():

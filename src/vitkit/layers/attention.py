@@ -110,7 +110,9 @@ def _softmax_values(logits: torch.Tensor, floored: bool, inplace: bool) -> torch
 
 class _Softmax(torch.autograd.Function):
     """:func:`_softmax_values` with softmax's gradient taken at its outputs (so the backward's products see no
-    subnormals either when floored); ``inplace`` marks ``logits`` as overwritten."""
+    subnormals either when floored); ``inplace`` marks ``logits`` as overwritten and writes the scores' gradient
+    over the probabilities' where that is a dense tensor of their shape and dtype (and no graph of the backward
+    is being built)."""
 
     @staticmethod
     def forward(ctx, logits, floored, inplace):  # noqa: D401 - autograd signature
@@ -118,11 +120,15 @@ class _Softmax(torch.autograd.Function):
         if inplace:
             ctx.mark_dirty(logits)
         ctx.save_for_backward(probs)
+        ctx.inplace = inplace
         return probs
 
     @staticmethod
     def backward(ctx, grad):
         probs, = ctx.saved_tensors
+        if (ctx.inplace and not torch.is_grad_enabled() and grad.is_contiguous() and grad.shape == probs.shape
+                and grad.dtype == probs.dtype):
+            return torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=grad), None, None
         return torch._softmax_backward_data(grad, probs, -1, probs.dtype), None, None
 
 
@@ -153,10 +159,12 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 def softmax_over_scores(logits: torch.Tensor, masked: bool) -> torch.Tensor:
     """Softmax over the last dimension of attention scores that nothing else holds (:func:`attention`'s own),
-    written over them on the CPU: the probabilities take the scores' memory instead of a second tensor of their
-    size (fresh pages for every tensor above malloc's mmap threshold: a plain softmax over 29.5 M float32 scores
-    took 122 ms into a new tensor and 45 ms in place, one Sapphire Rapids thread), and the forward's peak holds
-    one scores-sized tensor less. ``masked`` scores take :func:`masked_softmax`'s floor in float32. Values and
+    written over them on the CPU, and in the backward the scores' gradient written over the probabilities': each
+    takes the memory of the tensor it replaces instead of a new one (fresh pages for every tensor above malloc's
+    mmap threshold: a plain softmax over 29.5 M float32 scores took 122 ms into a new tensor and 45 ms in place,
+    one Sapphire Rapids thread), and the forward's peak holds one scores-sized tensor less. So the probabilities
+    must feed only a product whose backward makes their gradient a new tensor (``probs @ v``, dropout), never
+    a tensor the caller keeps. ``masked`` scores take :func:`masked_softmax`'s floor in float32. Values and
     gradients are plain softmax's (floored: :func:`masked_softmax`'s). Elsewhere, and while tracing, the
     functional forms run."""
     if logits.device.type != "cpu" or is_tracing():
