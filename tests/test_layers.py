@@ -517,6 +517,53 @@ def test_split_linear_equals_one_linear_per_block(mode, unused):
         split_linear(x0, layer, (16, 16))
 
 
+@pytest.mark.parametrize("rank", [None, 2, 3])
+@pytest.mark.parametrize("amp", [False, True])
+def test_mlp_gelu_backward_takes_fc2s_input_gradient_in_place(rank, amp):
+    """In training the MLP's exact GELU writes its input gradient over fc2's input gradient (no new tensor of
+    the hidden width): values and every gradient bitwise the plain ``fc2(gelu(fc1(x)))``'s, on tokens and on
+    channels-last maps, fp32 and bf16 autocast, odd sizes; a hook on the activation still runs it as a module."""
+    from vitkit.layers import Mlp
+    from vitkit.layers.grad_reuse import gelu_before_product
+
+    torch.manual_seed(0)
+    mlp = Mlp(8, 24, rank=rank).train()
+    shape = {None: (2, 7, 8), 2: (2, 8, 5, 7), 3: (2, 8, 3, 5, 7)}[rank]
+    fmt = {None: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}[rank]
+    x0 = torch.randn(shape).contiguous(memory_format=fmt)
+    grad = torch.randn(mlp.fc2(mlp.fc1(x0)).shape).contiguous(memory_format=fmt)
+    kept = grad.clone()
+    results = []
+    for ours in (True, False):
+        x = x0.clone().requires_grad_()
+        mlp.zero_grad(set_to_none=True)
+        backward_ops = OpCalls(lambda func, args, out: str(func), [torch.ops.aten.gelu_backward.default,
+                                                                   torch.ops.aten.gelu_backward.grad_input])
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            if ours:
+                y = mlp(x)
+            elif rank is None:
+                y = mlp.fc2(F.gelu(mlp.fc1(x)))
+            else:  # GELU on the map's token view, as the module runs it (the last bits differ on the map)
+                y = mlp.fc2(F.gelu(mlp.fc1(x).movedim(1, -1)).movedim(-1, 1))
+        with backward_ops:
+            y.backward(grad)
+        if ours:
+            assert backward_ops.seen == ["aten.gelu_backward.grad_input"], backward_ops.seen
+        results.append((y, x.grad, mlp.fc1.weight.grad, mlp.fc1.bias.grad, mlp.fc2.weight.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    assert torch.equal(grad, kept)
+    calls = []
+    mlp.act.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    mlp(x0.clone().requires_grad_()).sum().backward()
+    assert len(calls) == (0 if rank is None else 1)  # the token path fuses the GELU (it never ran the module)
+    # a gradient that is not a dense tensor of the output's shape is not written over
+    t = torch.randn(3, 5, requires_grad=True)
+    gelu_before_product(t * 1.0).sum().backward()
+    assert torch.equal(t.grad, torch.ops.aten.gelu_backward(torch.ones(3, 5), t.detach()))
+
+
 @pytest.mark.parametrize("rank", [2, 3])
 def test_conv_mlp_activation_runs_on_the_token_view_of_channels_last_maps(rank):
     """In training, UniFormer's convolutional FFN applies its GELU to the (B, *grid, C) view of a channels-last

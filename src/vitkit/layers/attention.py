@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .cpu_features import native_bf16
 from .fused import is_tracing, linear
+from .grad_reuse import overwritable
 
 _state = threading.local()
 _NATIVE_MHA = hasattr(torch, "_native_multi_head_attention")
@@ -126,8 +127,7 @@ class _Softmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         probs, = ctx.saved_tensors
-        if (ctx.inplace and not torch.is_grad_enabled() and grad.is_contiguous() and grad.shape == probs.shape
-                and grad.dtype == probs.dtype):
+        if ctx.inplace and overwritable(grad, probs):
             return torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=grad), None, None
         return torch._softmax_backward_data(grad, probs, -1, probs.dtype), None, None
 
@@ -162,7 +162,8 @@ def softmax_over_scores(logits: torch.Tensor, masked: bool) -> torch.Tensor:
     written over them on the CPU, and in the backward the scores' gradient written over the probabilities': each
     takes the memory of the tensor it replaces instead of a new one (fresh pages for every tensor above malloc's
     mmap threshold: a plain softmax over 29.5 M float32 scores took 122 ms into a new tensor and 45 ms in place,
-    one Sapphire Rapids thread), and the forward's peak holds one scores-sized tensor less. So the probabilities
+    one Sapphire Rapids thread); while it runs, one scores-sized tensor is alive
+    instead of two (a training step's peak lies elsewhere and stays as it was). So the probabilities
     must feed only a product whose backward makes their gradient a new tensor (``probs @ v``, dropout), never
     a tensor the caller keeps. ``masked`` scores take :func:`masked_softmax`'s floor in float32. Values and
     gradients are plain softmax's (floored: :func:`masked_softmax`'s). Elsewhere, and while tracing, the
