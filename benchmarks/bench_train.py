@@ -25,7 +25,8 @@ the peers run under it too. ``bench_allocator.py`` measures what it saves.
 
 --profile adds, per model and dtype, the per-op profile of one step of each implementation (interleaved, fastest
 of 3 runs per op) and the share of the dense kernels (matrix products, attention, convolutions): with those
-running equally fast in both, total / dense bounds the ratio any implementation can reach (Amdahl's law).
+running equally fast in both, total / dense bounds the ratio any implementation can reach (Amdahl's law); and
+the minor page faults each op took in one step (fresh pages for new tensors above malloc's mmap threshold).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory
 from vitkit.engine.optim import build_optimizer
-from vitkit.analysis.step_profile import dense_split, format_op_tables, profile_train_steps
+from vitkit.analysis.step_profile import (count_step_faults, dense_split, format_fault_tables,
+                                          format_op_tables, profile_train_steps)
 
 #: vitkit name -> (peer library, peer's name, input shape of one item)
 SUITE = {
@@ -130,9 +132,14 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
             tables = profile_train_steps(models, x, kinds[d])
             print(f"\n{name} {d}: one training step per op (fastest of 3 interleaved runs)")
             print(format_op_tables(tables))
+            faults = count_step_faults(models, x, kinds[d])
+            print(f"\n{name} {d}: minor page faults per op, one training step")
+            print(format_fault_tables(faults))
             profiles.setdefault(name, {})[d] = {
                 impl: {"total_ms": dense_split(t)[1], "dense_ms": dense_split(t)[0],
-                       "ops": {op: v for op, v in sorted(t.ops.items(), key=lambda kv: -kv[1][0])[:25]}}
+                       "ops": {op: v for op, v in sorted(t.ops.items(), key=lambda kv: -kv[1][0])[:25]},
+                       "page_faults": sum(f for f, _ in faults[impl].values()),
+                       "page_faults_by_op": dict(sorted(faults[impl].items(), key=lambda kv: -kv[1][0])[:15])}
                 for impl, t in tables.items()}
     return rows
 

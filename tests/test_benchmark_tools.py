@@ -261,6 +261,28 @@ def test_dense_kernels_include_onednn_linear():
     assert not is_dense("aten::gelu") and not is_dense("aten::copy_")
 
 
+def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
+    """A new 64 MB tensor (above malloc's mmap threshold) takes its page faults in the op that first writes it,
+    one per 4 KiB page or fewer (huge pages); a write into memory already touched takes none; the step counter
+    gives every model a table and the formatter names each op and total."""
+    resource = pytest.importorskip("resource")
+    from vitkit.analysis.step_profile import PageFaults, count_step_faults, format_fault_tables
+
+    reused = torch.zeros(16 * 2**20)
+    with PageFaults() as seen:
+        torch.empty(16 * 2**20).fill_(1.0)
+        reused.fill_(2.0)
+    fill = seen.ops["aten.fill_.Scalar"]
+    assert fill[1] == 2 and 0 < fill[0] <= 16 * 2**20 * 4 // resource.getpagesize() + 64, fill
+    with PageFaults() as again:
+        reused.fill_(3.0)
+    assert again.ops["aten.fill_.Scalar"][0] < 64
+    counts = count_step_faults({"a": nn.Sequential(nn.Flatten(), nn.Linear(12, 3))}, torch.randn(2, 3, 2, 2))
+    assert "aten.addmm.default" in counts["a"] and counts["a"]["aten.addmm.default"][1] == 1
+    text = format_fault_tables(counts, top=100)
+    assert "aten.addmm.default" in text and "a: " in text and "minor page faults in the step" in text
+
+
 def test_bench_allocator_compares_the_same_step_with_and_without_reuse(tmp_path):
     """One model, one precision, one round: both settings timed, faults counted, the JSON written."""
     from vitkit.engine import allocator
