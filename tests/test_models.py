@@ -139,3 +139,44 @@ def test_grad_checkpointing_rejects_unknown_stages():
     model = vitkit.create_model("uniformer_demo_32")
     with pytest.raises(ValueError, match=r"stages of UniFormer are 0\.\.3, got \[4\]"):
         model.set_grad_checkpointing(True, stages=[4])
+
+
+@pytest.mark.parametrize("name,shape,kw", [
+    ("swin_tiny_patch4_window7_224", (2, 3, 61, 75), {"embed_dim": 24, "depths": (2, 2), "num_heads": (1, 2)}),
+    ("mvit_demo_8x32", (1, 3, 8, 32, 32), {}),
+    ("uniformer_demo_32", (2, 3, 32, 32), {}),
+    ("vit_demo_patch4_32", (2, 3, 32, 32), {}),
+])
+@pytest.mark.parametrize("amp", [False, True])
+def test_in_place_softmax_and_gelu_backward_leave_a_training_step_bitwise_unchanged(monkeypatch, name, shape, kw,
+                                                                                     amp):
+    """Whole models at odd sizes, fp32 and bf16 autocast: the loss and every parameter's gradient with attention's
+    in-place softmax and the MLP's in-place GELU backward equal, bit for bit, those of the functional ops."""
+    import importlib
+
+    import torch.nn.functional as F
+
+    attention_module = importlib.import_module("vitkit.layers.attention")  # the package's name is the function
+    mlp_module = importlib.import_module("vitkit.layers.mlp")
+
+    torch.manual_seed(0)
+    model = vitkit.create_model(name, num_classes=5, **kw).train()
+    x = torch.randn(shape)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same drop-path draws
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            loss = model(x).float().square().mean()
+        loss.backward()
+        return [loss.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    ours = step()
+    monkeypatch.setattr(attention_module, "softmax_over_scores",
+                        lambda logits, masked: attention_module.masked_softmax(logits) if masked
+                        else logits.softmax(dim=-1))
+    monkeypatch.setattr(mlp_module, "gelu_before_product", F.gelu)
+    plain = step()
+    assert len(ours) == len(plain) > 10
+    for a, b in zip(ours, plain):
+        assert torch.equal(a, b)
