@@ -152,8 +152,9 @@ def format_fault_tables(counts: dict[str, dict[str, tuple[int, int]]], top: int 
     head = f"{'op':<48}" + "".join(f"{n[:14] + ' faults':>22}{'calls':>7}" for n in names)
     lines = [head, "-" * len(head)]
     for op in ranked:
-        lines.append(f"{op[:46]:<48}" + "".join(f"{counts[n].get(op, (0, 0))[0]:>22}{counts[n].get(op, (0, 0))[1]:>7}"
-                                            for n in names))
+        cells = (counts[n].get(op, (0, 0)) for n in names)
+        lines.append(f"{op[:46]:<48}" + "".join(f"{faults:>22}{calls:>7}" for faults, calls in cells))
     lines.append("-" * len(head))
-    lines.append("; ".join(f"{n}: {sum(f for f, _ in counts[n].values())} minor page faults in the step" for n in names))
+    totals = (f"{n}: {sum(f for f, _ in counts[n].values())} minor page faults in the step" for n in names)
+    lines.append("; ".join(totals))
     return "\n".join(lines)

@@ -161,13 +161,12 @@ def softmax_over_scores(logits: torch.Tensor, masked: bool) -> torch.Tensor:
     """Softmax over the last dimension of attention scores that nothing else holds (:func:`attention`'s own),
     written over them on the CPU, and in the backward the scores' gradient written over the probabilities': each
     takes the memory of the tensor it replaces instead of a new one (fresh pages for every tensor above malloc's
-    mmap threshold: a plain softmax over 29.5 M float32 scores took 122 ms into a new tensor and 45 ms in place,
-    one Sapphire Rapids thread); while it runs, one scores-sized tensor is alive
-    instead of two (a training step's peak lies elsewhere and stays as it was). So the probabilities
-    must feed only a product whose backward makes their gradient a new tensor (``probs @ v``, dropout), never
-    a tensor the caller keeps. ``masked`` scores take :func:`masked_softmax`'s floor in float32. Values and
-    gradients are plain softmax's (floored: :func:`masked_softmax`'s). Elsewhere, and while tracing, the
-    functional forms run."""
+    mmap threshold: a plain softmax over 29.5 M float32 scores took 122 ms into a new tensor and 45 ms in place, one
+    Sapphire Rapids thread); while it runs, one scores-sized tensor is alive instead of two (a training step's peak
+    lies elsewhere and stays as it was). So the probabilities must feed only a product whose backward makes their
+    gradient a new tensor (``probs @ v``, dropout), never a tensor the caller keeps. ``masked`` scores take
+    :func:`masked_softmax`'s floor in float32. Values and gradients are plain softmax's (floored:
+    :func:`masked_softmax`'s). Elsewhere, and while tracing, the functional forms run."""
     if logits.device.type != "cpu" or is_tracing():
         return masked_softmax(logits) if masked else logits.softmax(dim=-1)
     floored = masked and logits.dtype == torch.float32
