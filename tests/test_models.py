@@ -151,7 +151,8 @@ def test_grad_checkpointing_rejects_unknown_stages():
 def test_in_place_softmax_and_gelu_backward_leave_a_training_step_bitwise_unchanged(monkeypatch, name, shape, kw,
                                                                                      amp):
     """Whole models at odd sizes, fp32 and bf16 autocast: the loss and every parameter's gradient with attention's
-    in-place softmax and the MLP's in-place GELU backward equal, bit for bit, those of the functional ops."""
+    in-place softmax, its products on huge pages and the MLP's in-place GELU backward equal, bit for bit, those of
+    the functional ops."""
     import importlib
 
     import torch.nn.functional as F
@@ -171,11 +172,13 @@ def test_in_place_softmax_and_gelu_backward_leave_a_training_step_bitwise_unchan
         loss.backward()
         return [loss.detach()] + [p.grad.clone() for p in model.parameters()]
 
+    monkeypatch.setattr(importlib.import_module("vitkit.layers.huge_pages"), "HUGE_PAGE_MIN_BYTES", 0)  # every product
     ours = step()
     monkeypatch.setattr(attention_module, "softmax_over_scores",
                         lambda logits, masked: attention_module.masked_softmax(logits) if masked
                         else logits.softmax(dim=-1))
     monkeypatch.setattr(mlp_module, "gelu_before_product", F.gelu)
+    monkeypatch.setattr(attention_module, "batched_product", torch.matmul)
     plain = step()
     assert len(ours) == len(plain) > 10
     for a, b in zip(ours, plain):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .cpu_features import native_bf16
 from .fused import is_tracing, linear
 from .grad_reuse import overwritable
+from .huge_pages import batched_product
 
 _state = threading.local()
 _NATIVE_MHA = hasattr(torch, "_native_multi_head_attention")
@@ -213,7 +214,8 @@ def attention(
         q, k, v = (t.reshape(-1, mask.shape[0], *t.shape[1:]) for t in (q, k, v))
         if bias is not None and bias.dim() == 4 and bias.shape[0] == batch > 1:
             bias = bias.reshape(q.shape[:2] + bias.shape[1:])
-    logits = (q * scale) @ k.transpose(-2, -1)  # a new tensor: the additions and the softmax below go in place
+    # a new tensor (on huge pages where large): the additions and the softmax below go in place
+    logits = batched_product(q * scale, k.transpose(-2, -1))
     if bias is not None:
         logits.add_(bias.to(logits.dtype))
     if mask is not None:
@@ -224,7 +226,7 @@ def attention(
         recorder.append({"probs": recorded.detach().float().cpu(), **(meta or {})})
     if dropout_p > 0.0:
         probs = F.dropout(probs, dropout_p)
-    out = probs @ v
+    out = batched_product(probs, v)  # its backward makes the probabilities' gradient on huge pages too
     return out if mask is None else out.flatten(0, 1)
 
 

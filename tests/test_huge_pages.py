@@ -1,0 +1,88 @@
+"""Attention's large products on transparent huge pages: same values, advised memory, nothing advised elsewhere."""
+import importlib
+
+import pytest
+import torch
+
+huge_pages = importlib.import_module("vitkit.layers.huge_pages")
+from vitkit.layers.huge_pages import HUGE_PAGE_BYTES, advise_huge_pages, batched_product  # noqa: E402
+
+on_request = huge_pages._madvise() is not None
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's flags of the mapping that holds ``address`` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(s, 16) for s in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not on_request, reason="transparent huge pages are not given on request (madvise mode) here")
+def test_a_large_product_is_made_on_memory_advised_for_huge_pages():
+    """The kernel marks the output's memory 'hg' (MADV_HUGEPAGE) before the product writes it; a small tensor is
+    not advised."""
+    a, b = torch.randn(6, 300, 8), torch.randn(6, 8, 1000)  # 7.2 MB of output
+    out = huge_pages._product(a, b)
+    inner = -(-out.data_ptr() // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES
+    assert "hg" in _vm_flags(inner)
+    assert torch.equal(out, a @ b)
+    assert not advise_huge_pages(torch.empty(1000))
+
+
+def test_nothing_is_advised_where_huge_pages_are_always_on_or_never(tmp_path, monkeypatch):
+    for mode in ("[always] madvise never", "always madvise [never]"):
+        (tmp_path / "enabled").write_text(mode + "\n")
+        monkeypatch.setattr(huge_pages, "_THP_MODE", str(tmp_path / "enabled"))
+        huge_pages._madvise.cache_clear()
+        try:
+            assert huge_pages._madvise() is None
+            assert not advise_huge_pages(torch.empty(8 << 20))
+        finally:
+            monkeypatch.undo()
+            huge_pages._madvise.cache_clear()
+
+
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_batched_product_equals_matmul_values_and_gradients(amp, masked, monkeypatch):
+    """Attention's two products at odd sizes (4-D and Swin's 5-D masked layout, the keys a transposed view), each
+    through the huge-page path (threshold lowered) and as ``matmul``: outputs and gradients bit for bit equal,
+    fp32 and bf16 autocast; under no_grad too."""
+    monkeypatch.setattr(huge_pages, "HUGE_PAGE_MIN_BYTES", 0)
+    torch.manual_seed(0)
+    shape = (2, 3, 4, 13, 5) if masked else (3, 4, 13, 5)
+    q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
+    grad = torch.randn(shape)
+
+    def run(product):
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            scores = product(q * 0.5, k.transpose(-2, -1))
+            out = product(scores.softmax(-1), v)
+        return [out, *torch.autograd.grad(out, (q, k, v), grad.to(out.dtype))]
+
+    calls = []
+    real = huge_pages._Product.apply
+    monkeypatch.setattr(huge_pages._Product, "apply", lambda *t: calls.append(1) or real(*t))
+    ours = run(batched_product)
+    assert len(calls) == (2 if on_request else 0)
+    plain = run(torch.matmul)
+    assert ours[0].dtype == (torch.bfloat16 if amp else torch.float32)
+    for a, b in zip(ours, plain):
+        assert torch.equal(a, b)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        assert torch.equal(batched_product(q, k.transpose(-2, -1)), q @ k.transpose(-2, -1))
+
+
+def test_batched_product_leaves_broadcasting_and_mismatched_dtypes_to_matmul(monkeypatch):
+    monkeypatch.setattr(huge_pages, "HUGE_PAGE_MIN_BYTES", 0)
+    a, b = torch.randn(3, 4, 5), torch.randn(5, 6)
+    assert torch.equal(batched_product(a, b), a @ b)
+    with pytest.raises(RuntimeError, match="Float but found Double"):  # matmul's own message
+        batched_product(torch.randn(2, 3, 4), torch.randn(2, 4, 3, dtype=torch.float64))
