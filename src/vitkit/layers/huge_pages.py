@@ -63,28 +63,35 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
     return end > start and fn(start, end - start, _MADV_HUGEPAGE) == 0
 
 
-def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` of (..., n, m) and (..., m, p) with the same batch dims, into a new tensor advised for huge pages
-    before the product writes it (one ``bmm`` over the flattened batch, as ``matmul`` runs it)."""
-    out = torch.empty(*a.shape[:-1], b.shape[-1], dtype=a.dtype, device=a.device)
+def _product(a: torch.Tensor, b: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """``bmm(a, b)`` of (batch, n, m) and (batch, m, p), returned as a new tensor of ``shape`` (batch dims split
+    as the caller's) advised for huge pages before the product writes it."""
+    out = torch.empty(shape, dtype=a.dtype, device=a.device)
     advise_huge_pages(out)
-    torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]), out=out.view(-1, *out.shape[-2:]))
+    torch.bmm(a, b, out=out.view(a.shape[0], a.shape[1], b.shape[2]))
     return out
 
 
 class _Product(torch.autograd.Function):
-    """:func:`_product` with ``matmul``'s gradients, each through :func:`_product` too."""
+    """``a @ b`` as ``matmul`` runs it for equal batch dims (one ``bmm`` over the flattened batch, which keeps the
+    flattened operands for the backward: copies where the batch dims do not flatten in place, so a view into a
+    larger tensor, such as q, k and v of one qkv projection, does not keep that tensor alive), with ``bmm``'s
+    gradients; every product through :func:`_product`."""
 
     @staticmethod
     def forward(ctx, a, b):  # noqa: D401 - autograd signature
-        ctx.save_for_backward(a, b)
-        return _product(a, b)
+        a3, b3 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+        ctx.save_for_backward(a3, b3)
+        ctx.shapes = a.shape, b.shape
+        return _product(a3, b3, (*a.shape[:-1], b.shape[-1]))
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        grad_a = _product(grad, b.transpose(-2, -1)) if ctx.needs_input_grad[0] else None
-        grad_b = _product(a.transpose(-2, -1), grad) if ctx.needs_input_grad[1] else None
+        a3, b3 = ctx.saved_tensors
+        a_shape, b_shape = ctx.shapes
+        grad3 = grad.reshape(-1, *grad.shape[-2:])
+        grad_a = _product(grad3, b3.transpose(1, 2), a_shape) if ctx.needs_input_grad[0] else None
+        grad_b = _product(a3.transpose(1, 2), grad3, b_shape) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
@@ -105,4 +112,4 @@ def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     with torch.autocast("cpu", enabled=False):
         if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
             return _Product.apply(a, b)
-        return _product(a, b)
+        return _product(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]), (*a.shape[:-1], b.shape[-1]))
