@@ -1,16 +1,22 @@
-"""Training step with malloc keeping freed memory (``vitkit train``'s CPU default) against glibc's defaults.
+"""Training step with and without a setting of where memory comes from, one process, alternating.
 
-Same model, same batch, one process; each round times one step with glibc's defaults and one inside
-:func:`vitkit.engine.allocator.reuse_freed_memory` (after one untimed step there, as a run's steady state), in
-alternating order. Prints per model and precision the median step time of each, the ratio with its spread over
-the rounds, and the page faults and kernel CPU time per timed step; writes the JSON to
-benchmarks/results/allocator.json (a time-stamped name when it exists, unless --overwrite).
+``--setting allocator`` (the default): malloc keeping freed memory (``vitkit train``'s CPU default,
+:func:`vitkit.engine.allocator.reuse_freed_memory`) against glibc's defaults. The setting is process-wide, so a
+peer model in the same process gains the same: it is a property of the training loop, not of vitkit's models
+(``bench_train.py`` runs every model with glibc's defaults).
 
-Usage: python benchmarks/bench_allocator.py [--models swin3d_tiny,swin_tiny_patch4_window7_224]
-       [--dtypes fp32,bf16] [--rounds 3] [--threads 1] [--clock cpu]
+``--setting huge_pages``: attention's large products on transparent huge pages
+(:mod:`vitkit.layers.huge_pages`, on by default) against the same products on 4 KiB pages
+(``huge_page_advice(False)``), both with glibc's defaults, as ``bench_train.py`` runs.
 
-The setting is process-wide, so a peer model in the same process gains the same: it is a property of the
-training loop, not of vitkit's models (``bench_train.py`` runs every model with glibc's defaults).
+Same model, same batch; each round times one step without the setting and one with it (after one untimed step
+with it, as a run's steady state), in alternating order. Prints per model and precision the median step time of
+each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
+the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
+
+Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages]
+       [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
+       [--clock cpu]
 """
 from __future__ import annotations
 
@@ -26,11 +32,17 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
+from vitkit.layers.huge_pages import _madvise, huge_page_advice
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train import SUITE  # noqa: E402 - the training benchmark's models and input shapes
 
 KINDS = {"fp32": None, "bf16": torch.bfloat16}
+#: per setting: the context that turns it on (``True``) or leaves it off, and the labels of its two sides
+SETTINGS = {
+    "allocator": (reuse_freed_memory, ("default", "reuse")),
+    "huge_pages": (huge_page_advice, ("default", "advised")),
+}
 
 
 def timed_step(step, clock) -> tuple[float, int, float]:
@@ -41,7 +53,7 @@ def timed_step(step, clock) -> tuple[float, int, float]:
     return seconds, r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime
 
 
-def run(name: str, dtypes: list[str], rounds: int, batch: int, clock) -> list[dict]:
+def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: str = "allocator") -> list[dict]:
     shape = SUITE[name][2]
     torch.manual_seed(0)
     model = vitkit.create_model(name).train()
@@ -53,16 +65,17 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock) -> list[di
         step = lambda: B.train_step(model, x, target, opt, KINDS[d])  # noqa: E731
         step()
         got: dict[bool, list[tuple[float, int, float]]] = {False: [], True: []}
+        context, labels = SETTINGS[setting]
         for i in range(rounds):
-            for reuse in ((False, True) if i % 2 == 0 else (True, False)):
-                with reuse_freed_memory(reuse):
-                    if reuse:
-                        step()  # the heap grows to the step's peak: a run's steady state from here on
-                    got[reuse].append(timed_step(step, clock))
+            for on in ((False, True) if i % 2 == 0 else (True, False)):
+                with context(on):
+                    if on:
+                        step()  # e.g. the heap grows to the step's peak: a run's steady state from here on
+                    got[on].append(timed_step(step, clock))
         ratios = sorted(a[0] / b[0] for a, b in zip(got[False], got[True]))
         row = {"model": name, "dtype": d, "batch": x.shape[0], "rounds": rounds, "ratio": statistics.median(ratios),
-               "ratio_min": ratios[0], "ratio_max": ratios[-1]}
-        for reuse, label in ((False, "default"), (True, "reuse")):
+               "ratio_min": ratios[0], "ratio_max": ratios[-1], "setting": setting, "labels": list(labels)}
+        for reuse, label in zip((False, True), labels):
             ms = [g[0] * 1e3 for g in got[reuse]]
             row[label] = {"median_ms": statistics.median(ms), "round_ms": ms,
                           "faults_per_step": statistics.median(g[1] for g in got[reuse]),
@@ -73,30 +86,36 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock) -> list[di
 
 
 def format_row(r: dict) -> str:
-    d, u = r["default"], r["reuse"]
+    d, u = (r[label] for label in r.get("labels", ("default", "reuse")))
     return (f"{r['model']:<30}{r['dtype']:<6}{d['median_ms']:>10.0f}{u['median_ms']:>10.0f}"
             f"{r['ratio']:>8.2f}x [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]"
             f"{d['faults_per_step']:>12.0f}{u['faults_per_step']:>9.0f}{d['kernel_s_per_step']:>9.2f}"
             f"{u['kernel_s_per_step']:>8.2f}")
 
 
-HEADER = (f"{'model':<30}{'dtype':<6}{'glibc ms':>10}{'reuse ms':>10}{'ratio':>9} {'[per round]':<12}"
-          f"{'faults':>11}{'reuse':>9}{'sys s':>9}{'reuse':>8}")
+def header(on: str) -> str:
+    """The table's header, ``on`` naming the side with the setting."""
+    return (f"{'model':<30}{'dtype':<6}{'off ms':>10}{on[:7] + ' ms':>10}{'ratio':>9} {'[per round]':<12}"
+            f"{'faults':>11}{on[:8]:>9}{'sys s':>9}{on[:7]:>8}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setting", choices=list(SETTINGS), default="allocator")
     p.add_argument("--models", default="swin3d_tiny,swin_tiny_patch4_window7_224,uniformer_small_16x4")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch", type=int, default=8, help="image batch (video: one clip)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=list(B.CLOCKS), default="cpu")
-    p.add_argument("--out", default="benchmarks/results/allocator.json")
+    p.add_argument("--out", help="default: benchmarks/results/<setting>.json")
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
     if not supported():
         print("malloc here is not glibc's (or another allocator is preloaded): nothing to compare")
+        return 1
+    if args.setting == "huge_pages" and _madvise() is None:
+        print("transparent huge pages are not given on request here (madvise mode): nothing to compare")
         return 1
     torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
@@ -105,14 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown models {unknown}; choose from {', '.join(SUITE)}")
     load_before = B.machine_load()
     print(B.describe_load(load_before))
-    print(HEADER)
-    print("-" * len(HEADER))
+    head = header(SETTINGS[args.setting][1][1])
+    print(head)
+    print("-" * len(head))
     rows = []
     for name in models:
-        rows += run(name, args.dtypes.split(","), args.rounds, args.batch, B.CLOCKS[args.clock])
+        rows += run(name, args.dtypes.split(","), args.rounds, args.batch, B.CLOCKS[args.clock], args.setting)
     load_after = B.machine_load()
     print(B.describe_load(load_after))
-    out = B.free_path(args.out, args.overwrite)
+    out = B.free_path(args.out or f"benchmarks/results/{args.setting}.json", args.overwrite)
     B.write_json(out, [], {}, allocator_rows=rows, load_before=load_before, load_after=load_after,
                  clock=args.clock, threads=args.threads,
                  max_resident_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -283,21 +283,26 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
     assert "aten.addmm.default" in text and "a: " in text and "minor page faults in the step" in text
 
 
-def test_bench_allocator_compares_the_same_step_with_and_without_reuse(tmp_path):
-    """One model, one precision, one round: both settings timed, faults counted, the JSON written."""
+@pytest.mark.parametrize("setting,on", [("allocator", "reuse"), ("huge_pages", "advised")])
+def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, on):
+    """One model, one precision, one round: both sides timed, faults counted, the JSON written."""
     from vitkit.engine import allocator
+    from vitkit.layers import huge_pages
 
     if not allocator.supported():
         pytest.skip("needs glibc malloc without a preloaded allocator")
+    if setting == "huge_pages" and huge_pages._madvise() is None:
+        pytest.skip("transparent huge pages are not given on request here")
     spec = importlib.util.spec_from_file_location("bench_allocator",
                                                   os.path.join(ROOT, "benchmarks", "bench_allocator.py"))
     ba = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ba)
     out = tmp_path / "allocator.json"
-    assert ba.main(["--models", "vit_small_patch16_224", "--dtypes", "fp32", "--rounds", "1", "--batch", "1",
-                    "--out", str(out)]) == 0
+    assert ba.main(["--setting", setting, "--models", "vit_small_patch16_224", "--dtypes", "fp32", "--rounds", "1",
+                    "--batch", "1", "--out", str(out)]) == 0
     row, = json.loads(out.read_text())["allocator_rows"]
-    assert (row["model"], row["dtype"], row["rounds"]) == ("vit_small_patch16_224", "fp32", 1)
-    for setting in ("default", "reuse"):
-        assert len(row[setting]["round_ms"]) == 1 and row[setting]["faults_per_step"] >= 0
-    assert row["ratio"] == pytest.approx(row["default"]["median_ms"] / row["reuse"]["median_ms"])
+    assert (row["model"], row["dtype"], row["rounds"], row["setting"]) == ("vit_small_patch16_224", "fp32", 1, setting)
+    for side in ("default", on):
+        assert len(row[side]["round_ms"]) == 1 and row[side]["faults_per_step"] >= 0
+    assert row["ratio"] == pytest.approx(row["default"]["median_ms"] / row[on]["median_ms"])
+    assert huge_pages._state["advise"]  # left as it was

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 huge_pages = importlib.import_module("vitkit.layers.huge_pages")
-from vitkit.layers.huge_pages import HUGE_PAGE_BYTES, advise_huge_pages, batched_product  # noqa: E402
+from vitkit.layers.huge_pages import HUGE_PAGE_BYTES, advise_huge_pages, batched_product, huge_page_advice  # noqa: E402
 
 on_request = huge_pages._madvise() is not None
 
@@ -27,13 +27,19 @@ def _vm_flags(address: int) -> list[str]:
 @pytest.mark.skipif(not on_request, reason="transparent huge pages are not given on request (madvise mode) here")
 def test_a_large_product_is_made_on_memory_advised_for_huge_pages():
     """The kernel marks the output's memory 'hg' (MADV_HUGEPAGE) before the product writes it; a small tensor is
-    not advised."""
+    not advised, nor a large one inside ``huge_page_advice(False)``."""
     a, b = torch.randn(6, 300, 8), torch.randn(6, 8, 1000)  # 7.2 MB of output
     out = huge_pages._product(a, b, (6, 300, 1000))
     inner = -(-out.data_ptr() // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES
     assert "hg" in _vm_flags(inner)
     assert torch.equal(out, a @ b)
     assert not advise_huge_pages(torch.empty(1000))
+    with huge_page_advice(False):
+        assert not advise_huge_pages(torch.empty(8 << 20))
+        with huge_page_advice(True):
+            assert advise_huge_pages(torch.empty(8 << 20))
+        assert not advise_huge_pages(torch.empty(8 << 20))
+    assert advise_huge_pages(torch.empty(8 << 20))
 
 
 def test_nothing_is_advised_where_huge_pages_are_always_on_or_never(tmp_path, monkeypatch):
