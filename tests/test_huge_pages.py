@@ -86,6 +86,17 @@ def test_batched_product_equals_matmul_values_and_gradients(amp, masked, monkeyp
         assert torch.equal(batched_product(q, k.transpose(-2, -1)), q @ k.transpose(-2, -1))
 
 
+def test_second_derivatives_through_the_product_are_matmuls(monkeypatch):
+    """A graph of the backward can be built (gradient penalties): ``gradgradcheck`` passes through both products."""
+    monkeypatch.setattr(huge_pages, "HUGE_PAGE_MIN_BYTES", 0)
+    q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+
+    def attend(q, k, v):
+        return batched_product(batched_product(q, k.transpose(-2, -1)).softmax(-1), v)
+
+    assert torch.autograd.gradgradcheck(attend, (q, k, v))
+
+
 def test_batched_product_leaves_broadcasting_and_mismatched_dtypes_to_matmul(monkeypatch):
     monkeypatch.setattr(huge_pages, "HUGE_PAGE_MIN_BYTES", 0)
     a, b = torch.randn(3, 4, 5), torch.randn(5, 6)
@@ -111,3 +122,27 @@ def test_the_backward_keeps_what_matmul_keeps_not_the_tensor_q_k_and_v_are_views
 
     assert kept(batched_product) == kept(torch.matmul)
     assert qkv.untyped_storage().nbytes() not in kept(batched_product)
+
+
+@pytest.mark.parametrize("name,shape,kw", [
+    ("swin_tiny_patch4_window7_224", (2, 3, 61, 75), {"embed_dim": 24, "depths": (2, 2), "num_heads": (1, 2)}),
+    ("mvit_demo_8x32", (1, 3, 8, 32, 32), {}),
+])
+def test_a_training_step_peaks_where_matmuls_does(monkeypatch, name, shape, kw):
+    """Whole demo models through every product's huge-page path: the step's peak memory (live tensors) equals the
+    peak with ``matmul`` (an output that is a view, modified in place by the bias and softmax, would make autograd
+    keep a copy; Video Swin-T fp32 1401 -> 1417 MB)."""
+    import vitkit
+    from vitkit.analysis.benchmark import train_memory
+
+    attention_module = importlib.import_module("vitkit.layers.attention")
+    monkeypatch.setattr(huge_pages, "HUGE_PAGE_MIN_BYTES", 0)
+    torch.manual_seed(0)
+    model = vitkit.create_model(name, num_classes=5, **kw)
+    x = torch.randn(shape)
+    train_memory(model, x)  # first-call allocations
+    ours = train_memory(model, x)
+    monkeypatch.setattr(attention_module, "batched_product", torch.matmul)
+    assert ours == train_memory(model, x)
+    out = batched_product(torch.randn(2, 3, 4, requires_grad=True), torch.randn(2, 4, 5))
+    assert out._base is None

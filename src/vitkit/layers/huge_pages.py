@@ -23,7 +23,7 @@ import contextlib
 import ctypes
 import functools
 import platform
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -79,8 +79,8 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
     return end > start and fn(start, end - start, _MADV_HUGEPAGE) == 0
 
 
-def _product(a: torch.Tensor, b: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
-    """``bmm(a, b)`` of (batch, n, m) and (batch, m, p), returned as a new tensor of ``shape`` (batch dims split
+def _product(a: torch.Tensor, b: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``bmm(a, b)`` of (batch, n, m) and (batch, m, p), returned as a new tensor of ``shape`` (the batch dims split
     as the caller's) advised for huge pages before the product writes it."""
     out = torch.empty(shape, dtype=a.dtype, device=a.device)
     advise_huge_pages(out)
@@ -89,26 +89,27 @@ def _product(a: torch.Tensor, b: torch.Tensor, shape: torch.Size | tuple[int, ..
 
 
 class _Product(torch.autograd.Function):
-    """``a @ b`` as ``matmul`` runs it for equal batch dims (one ``bmm`` over the flattened batch, which keeps the
-    flattened operands for the backward: copies where the batch dims do not flatten in place, so a view into a
-    larger tensor, such as q, k and v of one qkv projection, does not keep that tensor alive), with ``bmm``'s
-    gradients; every product through :func:`_product`."""
+    """``bmm`` of 3-D ``a`` and ``b``, its output shaped ``shape``, with ``bmm``'s gradients, each product through
+    :func:`_product` (while a graph of the backward is built, ``create_graph``, through plain ``bmm``: a product
+    into a given tensor has no derivative). The output is not a view, so the caller may modify it in place without
+    autograd copying it for the backward."""
 
     @staticmethod
-    def forward(ctx, a, b):  # noqa: D401 - autograd signature
-        a3, b3 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
-        ctx.save_for_backward(a3, b3)
-        ctx.shapes = a.shape, b.shape
-        return _product(a3, b3, (*a.shape[:-1], b.shape[-1]))
+    def forward(ctx, a, b, shape):  # noqa: D401 - autograd signature
+        ctx.save_for_backward(a, b)
+        return _product(a, b, shape)
 
     @staticmethod
     def backward(ctx, grad):
-        a3, b3 = ctx.saved_tensors
-        a_shape, b_shape = ctx.shapes
-        grad3 = grad.reshape(-1, *grad.shape[-2:])
-        grad_a = _product(grad3, b3.transpose(1, 2), a_shape) if ctx.needs_input_grad[0] else None
-        grad_b = _product(a3.transpose(1, 2), grad3, b_shape) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
+        a, b = ctx.saved_tensors
+        grad = grad.reshape(a.shape[0], a.shape[1], b.shape[2])
+        if torch.is_grad_enabled():
+            product = torch.bmm
+        else:
+            product = lambda x, y: _product(x, y, (x.shape[0], x.shape[1], y.shape[2]))  # noqa: E731
+        grad_a = product(grad, b.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        grad_b = product(a.transpose(1, 2), grad) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b, None
 
 
 def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -116,8 +117,8 @@ def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     whose output and gradients are made on huge pages (module doc) when one of them is
     :data:`HUGE_PAGE_MIN_BYTES` or more: bit for bit ``matmul``'s values and gradients. Elsewhere (no huge pages
     on request, small tensors, GPU, tracing, broadcast batch dims) it is ``a @ b``."""
-    if (_madvise() is None or a.device.type != "cpu" or is_tracing() or a.dim() < 3
-            or a.shape[:-2] != b.shape[:-2]):
+    if (is_tracing() or a.device.type != "cpu" or a.dim() < 3 or a.shape[:-2] != b.shape[:-2]
+            or _madvise() is None):  # tracing first: Dynamo must not trace the file read
         return a @ b
     if torch.is_autocast_enabled("cpu"):
         dtype = torch.get_autocast_dtype("cpu")
@@ -125,7 +126,12 @@ def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     out_bytes = a.shape[:-1].numel() * b.shape[-1] * a.element_size()
     if a.dtype != b.dtype or max(out_bytes, a.nbytes, b.nbytes) < HUGE_PAGE_MIN_BYTES:
         return a @ b  # small (or matmul's own error)
+    # as matmul runs it: one bmm over the flattened batch, keeping the flattened operands for the backward (copies
+    # where the batch dims do not flatten in place, so that a view into a larger tensor, such as q, k and v of one
+    # qkv projection, does not keep that tensor alive)
+    a3, b3 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+    shape = (*a.shape[:-1], b.shape[-1])
     with torch.autocast("cpu", enabled=False):
-        if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-            return _Product.apply(a, b)
-        return _product(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]), (*a.shape[:-1], b.shape[-1]))
+        if torch.is_grad_enabled() and (a3.requires_grad or b3.requires_grad):
+            return _Product.apply(a3, b3, shape)
+        return _product(a3, b3, shape)
