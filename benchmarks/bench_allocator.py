@@ -32,7 +32,7 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
-from vitkit.layers.huge_pages import _madvise, huge_page_advice
+from vitkit.layers import huge_pages
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train import SUITE  # noqa: E402 - the training benchmark's models and input shapes
@@ -41,7 +41,7 @@ KINDS = {"fp32": None, "bf16": torch.bfloat16}
 #: per setting: the context that turns it on (``True``) or leaves it off, and the labels of its two sides
 SETTINGS = {
     "allocator": (reuse_freed_memory, ("default", "reuse")),
-    "huge_pages": (huge_page_advice, ("default", "advised")),
+    "huge_pages": (huge_pages.huge_page_advice, ("default", "advised")),
 }
 
 
@@ -61,11 +61,11 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: s
     x = torch.randn(1 if len(shape) == 4 else batch, *shape)
     target = torch.zeros(x.shape[0], dtype=torch.long)
     rows = []
+    context, labels = SETTINGS[setting]
     for d in dtypes:
         step = lambda: B.train_step(model, x, target, opt, KINDS[d])  # noqa: E731
         step()
         got: dict[bool, list[tuple[float, int, float]]] = {False: [], True: []}
-        context, labels = SETTINGS[setting]
         for i in range(rounds):
             for on in ((False, True) if i % 2 == 0 else (True, False)):
                 with context(on):
@@ -86,7 +86,7 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: s
 
 
 def format_row(r: dict) -> str:
-    d, u = (r[label] for label in r.get("labels", ("default", "reuse")))
+    d, u = (r[label] for label in r["labels"])
     return (f"{r['model']:<30}{r['dtype']:<6}{d['median_ms']:>10.0f}{u['median_ms']:>10.0f}"
             f"{r['ratio']:>8.2f}x [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]"
             f"{d['faults_per_step']:>12.0f}{u['faults_per_step']:>9.0f}{d['kernel_s_per_step']:>9.2f}"
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if not supported():
         print("malloc here is not glibc's (or another allocator is preloaded): nothing to compare")
         return 1
-    if args.setting == "huge_pages" and _madvise() is None:
+    if args.setting == "huge_pages" and not huge_pages.supported():
         print("transparent huge pages are not given on request here (madvise mode): nothing to compare")
         return 1
     torch.set_num_threads(args.threads)

@@ -291,7 +291,7 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
 
     if not allocator.supported():
         pytest.skip("needs glibc malloc without a preloaded allocator")
-    if setting == "huge_pages" and huge_pages._madvise() is None:
+    if setting == "huge_pages" and not huge_pages.supported():
         pytest.skip("transparent huge pages are not given on request here")
     spec = importlib.util.spec_from_file_location("bench_allocator",
                                                   os.path.join(ROOT, "benchmarks", "bench_allocator.py"))

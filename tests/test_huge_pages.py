@@ -7,7 +7,7 @@ import torch
 huge_pages = importlib.import_module("vitkit.layers.huge_pages")
 from vitkit.layers.huge_pages import HUGE_PAGE_BYTES, advise_huge_pages, batched_product, huge_page_advice  # noqa: E402
 
-on_request = huge_pages._madvise() is not None
+on_request = huge_pages.supported()
 
 
 def _vm_flags(address: int) -> list[str]:

@@ -67,6 +67,11 @@ def _madvise():
     return fn
 
 
+def supported() -> bool:
+    """Whether large products are advised here at all (Linux, transparent huge pages given on request)."""
+    return _madvise() is not None
+
+
 def advise_huge_pages(t: torch.Tensor) -> bool:
     """Ask the kernel to back the whole 2 MiB pages inside ``t``'s memory with huge pages; call it before the
     memory is first written. True when advised (a large CPU tensor, Linux with ``madvise`` mode)."""
@@ -79,10 +84,10 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
     return end > start and fn(start, end - start, _MADV_HUGEPAGE) == 0
 
 
-def _product(a: torch.Tensor, b: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+def _product(a: torch.Tensor, b: torch.Tensor, shape: Sequence[int] | None = None) -> torch.Tensor:
     """``bmm(a, b)`` of (batch, n, m) and (batch, m, p), returned as a new tensor of ``shape`` (the batch dims split
-    as the caller's) advised for huge pages before the product writes it."""
-    out = torch.empty(shape, dtype=a.dtype, device=a.device)
+    as the caller's; default (batch, n, p)) advised for huge pages before the product writes it."""
+    out = torch.empty(shape or (a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device=a.device)
     advise_huge_pages(out)
     torch.bmm(a, b, out=out.view(a.shape[0], a.shape[1], b.shape[2]))
     return out
@@ -103,10 +108,7 @@ class _Product(torch.autograd.Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         grad = grad.reshape(a.shape[0], a.shape[1], b.shape[2])
-        if torch.is_grad_enabled():
-            product = torch.bmm
-        else:
-            product = lambda x, y: _product(x, y, (x.shape[0], x.shape[1], y.shape[2]))  # noqa: E731
+        product = torch.bmm if torch.is_grad_enabled() else _product
         grad_a = product(grad, b.transpose(1, 2)) if ctx.needs_input_grad[0] else None
         grad_b = product(a.transpose(1, 2), grad) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b, None
@@ -118,7 +120,7 @@ def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     :data:`HUGE_PAGE_MIN_BYTES` or more: bit for bit ``matmul``'s values and gradients. Elsewhere (no huge pages
     on request, small tensors, GPU, tracing, broadcast batch dims) it is ``a @ b``."""
     if (is_tracing() or a.device.type != "cpu" or a.dim() < 3 or a.shape[:-2] != b.shape[:-2]
-            or _madvise() is None):  # tracing first: Dynamo must not trace the file read
+            or not supported()):  # tracing first: Dynamo must not trace the file read
         return a @ b
     if torch.is_autocast_enabled("cpu"):
         dtype = torch.get_autocast_dtype("cpu")
