@@ -21,3 +21,13 @@ def one_thread():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def threads(request):
+    """Run the test with one and with two intra-op threads (attention's masked softmax flushes subnormals with
+    one thread and floors float32 scores with more)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(n)

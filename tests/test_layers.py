@@ -69,12 +69,17 @@ def test_fused_attention_equals_explicit_softmax(with_bias, with_mask):
         torch.testing.assert_close(attention(q, k, v, bias, mask=mask), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_masked_softmax_makes_no_subnormal_probabilities():
-    """Masked float32 scores: no probability is subnormal where plain softmax makes some (the floored exponent
-    leaves them at 0), and values and gradient agree with softmax to float32 rounding; bf16 runs plain softmax."""
+def _masked_scores(dtype: torch.dtype = torch.float32) -> torch.Tensor:
     torch.manual_seed(0)
     logits = torch.randn(4, 3, 10, 10) + torch.where(torch.rand(4, 1, 10, 10) < 0.3, -100.0, 0.0)
     logits[..., 0] = 0.0  # no row fully masked
+    return logits.to(dtype)
+
+
+def test_masked_softmax_makes_no_subnormal_probabilities(threads):
+    """Masked float32 scores: no probability is subnormal where plain softmax makes some, and values and gradient
+    agree with softmax to float32 rounding, in training and without autograd, with one thread and with two."""
+    logits = _masked_scores()
     tiny = torch.finfo(torch.float32).tiny
     leaf = logits.clone().requires_grad_()
     plain = leaf.softmax(-1)
@@ -89,17 +94,62 @@ def test_masked_softmax_makes_no_subnormal_probabilities():
     torch.testing.assert_close(mine.grad, leaf.grad, rtol=1e-6, atol=1e-30)
     with torch.no_grad():
         torch.testing.assert_close(masked_softmax(logits), plain.detach(), rtol=1e-6, atol=1e-30)
-    half = logits.bfloat16()
-    assert torch.equal(masked_softmax(half), half.softmax(-1))
-    # the exponentials themselves stay normal: every score reaching the softmax kernel is within
-    # -(log(tiny) + log(n) + 1) of its row's maximum (plain softmax gets the -100 scores as they are)
-    reach = OpCalls(lambda func, args, out: args[0].clone() if "softmax" in str(func) else None)
-    with reach:
-        masked_softmax(logits.clone())
-    (scores,) = reach.seen
-    depth = -(math.log(tiny) + math.log(logits.shape[-1]) + 1.0)
-    assert (scores - scores.amax(-1, keepdim=True)).min() >= -depth - 1e-4
-    assert (logits - logits.amax(-1, keepdim=True)).min() < -depth
+
+
+def test_masked_softmax_keeps_its_exponentials_normal_by_flushing_or_by_the_floor(threads):
+    """With one thread the softmax kernel (forward and backward) runs with the processor flushing subnormals to
+    zero, and the thread's own mode is as before afterwards; with two, float32 scores reach the kernel raised to
+    within -(log(tiny) + log(n) + 1) of their row's maximum (plain softmax gets the -100 scores as they are) and
+    nothing flushes."""
+    from vitkit.layers.subnormals import flushing
+
+    logits = _masked_scores()
+    ops = [torch.ops.aten._softmax.default, torch.ops.aten._softmax.out, torch.ops.aten._softmax_backward_data.default]
+    calls = OpCalls(lambda func, args, out: (str(func), flushing(), args[0].clone()), ops)
+    with calls:
+        masked_softmax(logits.clone().requires_grad_()).backward(torch.randn_like(logits))
+    kinds = {name.split(".")[1]: (flush, arg) for name, flush, arg in calls.seen}
+    assert set(kinds) == {"_softmax", "_softmax_backward_data"}
+    assert not flushing()
+    depth = -(math.log(torch.finfo(torch.float32).tiny) + math.log(logits.shape[-1]) + 1.0)
+    flush, scores = kinds["_softmax"]
+    if threads == 1:
+        assert flush and kinds["_softmax_backward_data"][0]
+        assert torch.equal(scores, logits)
+    else:
+        assert not flush and not kinds["_softmax_backward_data"][0]
+        assert (scores - scores.amax(-1, keepdim=True)).min() >= -depth - 1e-4
+        assert (logits - logits.amax(-1, keepdim=True)).min() < -depth
+
+
+def test_masked_softmax_leaves_a_thread_that_already_flushes_flushing():
+    from vitkit.layers.subnormals import flush_subnormals, flushing
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals")
+    try:
+        with flush_subnormals() as on:
+            assert on and flushing()
+        assert flushing()
+    finally:
+        torch.set_flush_denormal(False)
+    assert not flushing()
+
+
+def test_masked_softmax_in_bf16_is_plain_softmax_with_subnormal_terms_at_zero(threads):
+    """bf16 scores: one thread flushes (probabilities bitwise plain softmax's, except those plain softmax leaves
+    below float32's smallest normal: 0), two threads run plain softmax."""
+    half = _masked_scores(torch.bfloat16)
+    plain = half.softmax(-1)
+    tiny = torch.finfo(torch.float32).tiny
+    want = plain.masked_fill(plain.float() < tiny, 0.0) if threads == 1 else plain
+    assert torch.equal(masked_softmax(half), want)
+    leaf = half.clone().requires_grad_()
+    grad = torch.randn_like(plain)
+    masked_softmax(leaf).backward(grad)
+    ref = half.clone().requires_grad_()
+    ref.softmax(-1).backward(grad)
+    torch.testing.assert_close(leaf.grad, ref.grad, rtol=0, atol=tiny)
 
 
 @pytest.mark.parametrize("dtype,masked", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, False),

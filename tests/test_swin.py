@@ -317,9 +317,10 @@ def test_shifted_window_training_builds_no_bias_plus_mask_tensor():
     assert block.attn.relative_position_bias_table.grad is not None
 
 
-def test_shifted_window_training_multiplies_no_subnormal_numbers(monkeypatch):
+def test_shifted_window_training_multiplies_no_subnormal_numbers(monkeypatch, threads):
     """fp32 training of a shifted block: no batched matrix product (probs v, and the backward's) gets a subnormal
-    operand, which x86 cores multiply 5-20x slower; with plain softmax the -100 shift mask makes some."""
+    operand, which x86 cores multiply 5-20x slower, with one thread (flushed softmax) or two (floored); with plain
+    softmax the -100 shift mask makes some."""
     import importlib
 
     attention_module = importlib.import_module("vitkit.layers.attention")  # the package's name is the function

@@ -30,6 +30,7 @@ from .cpu_features import native_bf16
 from .fused import is_tracing, linear
 from .grad_reuse import overwritable
 from .huge_pages import batched_product
+from .subnormals import flush_subnormals, flushes_whole_kernel
 
 _state = threading.local()
 _NATIVE_MHA = hasattr(torch, "_native_multi_head_attention")
@@ -87,50 +88,91 @@ def explicit_trains_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
 #: float32's smallest normal number: probabilities below it are subnormal (:func:`masked_softmax`)
 FLOAT32_TINY = torch.finfo(torch.float32).tiny
 
+#: dtypes whose CPU softmax computes float32 exponentials (subnormal for masked scores); float64's are not
+_FLOAT32_ARITHMETIC = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _depth(n: int) -> float:
+    """How far below its row's maximum a score of an n-wide row may lie before ``exp`` of it, divided by the
+    row's sum, can be a subnormal float32: ``-(log(tiny) + log(n) + 1)`` (80.3 for n = 392)."""
+    return -(math.log(FLOAT32_TINY) + math.log(n) + 1.0)
+
 
 def _floored_softmax(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Softmax over the last dimension of float32 ``logits`` that makes no subnormal number on the way: each score
-    is first raised to at least its row's maximum minus ``depth = -(log(tiny) + log(n) + 1)`` (80.3 for n = 392),
-    so that ``exp`` of it, divided by a sum of at most n terms of at most 1, stays above :data:`FLOAT32_TINY`; the
-    softmax runs in place on the raised scores (a copy, or ``logits`` itself with ``inplace``). Then every
-    probability at or below ``exp(-depth)`` (the raised scores' and any as small) is set to 0, so that the
-    gradients of the scores, ``p (g - sum(g p))``, are 0 there instead of subnormal."""
-    depth = -(math.log(FLOAT32_TINY) + math.log(logits.shape[-1]) + 1.0)
+    is first raised to at least its row's maximum minus :func:`_depth`, so that ``exp`` of it, divided by a sum
+    of at most n terms of at most 1, stays above :data:`FLOAT32_TINY`; the softmax runs in place on the raised
+    scores (a copy, or ``logits`` itself with ``inplace``). Then every probability at or below ``exp(-depth)``
+    (the raised scores' and any as small) is set to 0, so that the gradients of the scores, ``p (g - sum(g p))``,
+    are 0 there instead of subnormal."""
+    depth = _depth(logits.shape[-1])
     floor = logits.amax(-1, keepdim=True).sub_(depth)
     probs = torch.maximum(logits, floor, out=logits) if inplace else torch.maximum(logits, floor)
     torch._softmax(probs, -1, False, out=probs)
     return torch.threshold_(probs, math.exp(-depth), 0.0)
 
 
-def _softmax_values(logits: torch.Tensor, floored: bool, inplace: bool) -> torch.Tensor:
-    """Softmax over the last dimension: floored (:func:`_floored_softmax`) or plain, written over ``logits`` or
-    into a new tensor."""
-    if floored:
+def _flushed_softmax(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Softmax with its subnormal terms made 0 by the processor's flush-to-zero mode
+    (:func:`~vitkit.layers.subnormals.flush_subnormals`, one thread) instead of the floor. In float32 every
+    probability at or below ``exp(-depth)`` is then set to 0, which gives :func:`_floored_softmax`'s values in
+    two passes over the scores instead of five. bf16 and float16 stop at the softmax: their probabilities that
+    small are harmless normal numbers, bf16's products run on matrix units that flush anyway, and an in-place
+    pass over large bf16 tensors is slow here (the threshold over Video Swin-T's 59 MB of stage-1 scores: 38 ms,
+    against 24 for the softmax)."""
+    with flush_subnormals():
+        probs = torch._softmax(logits, -1, False, out=logits) if inplace else torch._softmax(logits, -1, False)
+    if probs.dtype != torch.float32:
+        return probs
+    return torch.threshold_(probs, math.exp(-_depth(logits.shape[-1])), 0.0)
+
+
+def _subnormal_guard(logits: torch.Tensor) -> str | None:
+    """How a softmax over masked ``logits`` keeps subnormal numbers out: ``"flush"`` (CPU, one intra-op thread:
+    :func:`_flushed_softmax`), ``"floor"`` (CPU float32 with more threads: :func:`_floored_softmax`; the floor's
+    extra passes cost more than bf16's slow exponentials save, so bf16 runs plain there), or None (plain
+    softmax: other devices and dtypes, tracing)."""
+    if logits.device.type != "cpu" or logits.dtype not in _FLOAT32_ARITHMETIC or is_tracing():
+        return None
+    if flushes_whole_kernel(logits):
+        return "flush"
+    return "floor" if logits.dtype == torch.float32 else None
+
+
+def _softmax_values(logits: torch.Tensor, guard: str | None, inplace: bool) -> torch.Tensor:
+    """Softmax over the last dimension with ``guard`` (:func:`_subnormal_guard`) or plain, written over ``logits``
+    or into a new tensor."""
+    if guard == "flush":
+        return _flushed_softmax(logits, inplace)
+    if guard == "floor":
         return _floored_softmax(logits, inplace)
     return torch._softmax(logits, -1, False, out=logits) if inplace else logits.softmax(-1)
 
 
 class _Softmax(torch.autograd.Function):
     """:func:`_softmax_values` with softmax's gradient taken at its outputs (so the backward's products see no
-    subnormals either when floored); ``inplace`` marks ``logits`` as overwritten and writes the scores' gradient
-    over the probabilities' where that is a dense tensor of their shape and dtype (and no graph of the backward
-    is being built)."""
+    subnormals either when guarded; with ``"flush"`` the backward's own kernel flushes too); ``inplace`` marks
+    ``logits`` as overwritten and writes the scores' gradient over the probabilities' where that is a dense tensor
+    of their shape and dtype (and no graph of the backward is being built)."""
 
     @staticmethod
-    def forward(ctx, logits, floored, inplace):  # noqa: D401 - autograd signature
-        probs = _softmax_values(logits, floored, inplace)
+    def forward(ctx, logits, guard, inplace):  # noqa: D401 - autograd signature
+        probs = _softmax_values(logits, guard, inplace)
         if inplace:
             ctx.mark_dirty(logits)
         ctx.save_for_backward(probs)
-        ctx.inplace = inplace
+        ctx.inplace, ctx.flush = inplace, guard == "flush"
         return probs
 
     @staticmethod
     def backward(ctx, grad):
         probs, = ctx.saved_tensors
-        if ctx.inplace and overwritable(grad, probs):
-            return torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=grad), None, None
-        return torch._softmax_backward_data(grad, probs, -1, probs.dtype), None, None
+        with flush_subnormals() if ctx.flush and flushes_whole_kernel(probs) else contextlib.nullcontext():
+            if ctx.inplace and overwritable(grad, probs):
+                out = torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=grad)
+            else:
+                out = torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+        return out, None, None
 
 
 def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -140,22 +182,29 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     through it as in the official code); a masked probability is then about exp(-100) = 4e-44, a subnormal
     float32 number. x86 cores take a slow microcode path for every operation that makes or reads a subnormal
     number: the exponentials inside the softmax (in a microbenchmark with half of each 392-wide row masked, the
-    softmax took 2.7x as long as unmasked; ``exp`` alone over such scores 12x), and with 4 % of the
-    probabilities of a shifted block subnormal, the products with them (probs v, and in the backward probs^T
-    dout, dscores k and dscores^T q) ran 5-20x slower than on normal numbers, 15 % of a Swin-T fp32 training
-    step (one Sapphire Rapids thread). Here every score is raised to at least its row's maximum minus about 80
-    (:func:`_floored_softmax`), so the exponentials stay normal numbers, and the probabilities this leaves at
-    about 1e-35 or below are set to 0, as a GPU's or AMX's flush-to-zero arithmetic would make them: each changes
-    an output of probabilities summing to 1 far below float32 rounding, so outputs and gradients agree with
-    plain softmax to float32 rounding. (Swin's masked blocks mask 12-43 % of their scores; at none, the floor
-    costs about 10 % more than plain softmax, so only masked scores take it.) Other dtypes (bf16 has no such slow
-    path on the matrix units) and tracing run plain softmax.
+    softmax took 2.7x as long as unmasked; ``exp`` alone over such scores 12x; bf16 scores alike, since the
+    kernel's arithmetic is float32: 16.9 vs 8.6 ms), and with 4 % of the probabilities of a shifted block
+    subnormal, the products with them (probs v, and in the backward probs^T dout, dscores k and dscores^T q) ran
+    5-20x slower than on normal numbers, 15 % of a Swin-T fp32 training step (one Sapphire Rapids thread). Here
+    the exponentials stay fast, by the processor's flush-to-zero mode around the kernel where one thread runs it
+    (:func:`_flushed_softmax`) or, in float32 with more threads, by raising every score to at least its row's
+    maximum minus about 80 (:func:`_floored_softmax`). In float32 the probabilities at about 1e-35 or below are
+    then set to 0, as a GPU's or AMX's flush-to-zero arithmetic would make them: each changes an output of
+    probabilities summing to 1 far below float32 rounding, so outputs and gradients agree with plain softmax to
+    float32 rounding. bf16 probabilities are plain softmax's bit for bit, except those below float32's smallest
+    normal number, which are 0. Flushing in the backward as well keeps the scores' gradient free of subnormals,
+    and with it the products that read it: Video Swin-T's fp32 training step at one 16x224 clip, one thread,
+    4.03 -> 3.48 s against the floor (``bmm`` 1242 -> 784 ms), bf16 2.23 -> 2.00 s against plain softmax.
+    (Swin's masked blocks mask 12-43 % of their scores; at none, the floor costs about 10 % more than plain
+    softmax, so only masked scores take a guard.) bf16 with more than one thread, float64, other devices and
+    tracing run plain softmax.
     """
-    if logits.dtype != torch.float32 or logits.device.type != "cpu" or is_tracing():
+    guard = _subnormal_guard(logits)
+    if guard is None:
         return logits.softmax(dim=-1)
     if not (torch.is_grad_enabled() and logits.requires_grad):
-        return _floored_softmax(logits)
-    return _Softmax.apply(logits, True, False)
+        return _softmax_values(logits, guard, False)
+    return _Softmax.apply(logits, guard, False)
 
 
 def softmax_over_scores(logits: torch.Tensor, masked: bool) -> torch.Tensor:
@@ -166,14 +215,14 @@ def softmax_over_scores(logits: torch.Tensor, masked: bool) -> torch.Tensor:
     Sapphire Rapids thread); while it runs, one scores-sized tensor is alive instead of two (a training step's peak
     lies elsewhere and stays as it was). So the probabilities must feed only a product whose backward makes their
     gradient a new tensor (``probs @ v``, dropout), never a tensor the caller keeps. ``masked`` scores take
-    :func:`masked_softmax`'s floor in float32. Values and gradients are plain softmax's (floored:
+    :func:`masked_softmax`'s guard against subnormals. Values and gradients are plain softmax's (masked:
     :func:`masked_softmax`'s). Elsewhere, and while tracing, the functional forms run."""
     if logits.device.type != "cpu" or is_tracing():
         return masked_softmax(logits) if masked else logits.softmax(dim=-1)
-    floored = masked and logits.dtype == torch.float32
+    guard = _subnormal_guard(logits) if masked else None
     if torch.is_grad_enabled() and logits.requires_grad:
-        return _Softmax.apply(logits, floored, True)
-    return _softmax_values(logits, floored, True)
+        return _Softmax.apply(logits, guard, True)
+    return _softmax_values(logits, guard, True)
 
 
 def attention(
