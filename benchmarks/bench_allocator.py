@@ -1,4 +1,5 @@
-"""Training step with and without a setting of where memory comes from, one process, alternating.
+"""Training step with and without a process setting (where memory comes from, how subnormals are kept out),
+one process, alternating.
 
 ``--setting allocator`` (the default): malloc keeping freed memory (``vitkit train``'s CPU default,
 :func:`vitkit.engine.allocator.reuse_freed_memory`) against glibc's defaults. The setting is process-wide, so a
@@ -9,12 +10,17 @@ peer model in the same process gains the same: it is a property of the training 
 (:mod:`vitkit.layers.huge_pages`, on by default) against the same products on 4 KiB pages
 (``huge_page_advice(False)``), both with glibc's defaults, as ``bench_train.py`` runs.
 
+``--setting subnormals``: the masked softmax of Swin's shifted windows flushing subnormals to zero where one
+thread runs it (:mod:`vitkit.layers.subnormals`, on by default) against the arithmetic floor in float32 and plain
+softmax in bf16 (``subnormal_flushing(False)``, what runs with more than one thread). Only models with a shift
+mask (Swin, Video Swin) differ; run it with ``--threads 1``.
+
 Same model, same batch; each round times one step without the setting and one with it (after one untimed step
 with it, as a run's steady state), in alternating order. Prints per model and precision the median step time of
 each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
-Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages]
+Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu]
 """
@@ -32,7 +38,7 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
-from vitkit.layers import huge_pages
+from vitkit.layers import huge_pages, subnormals
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train import SUITE  # noqa: E402 - the training benchmark's models and input shapes
@@ -42,6 +48,7 @@ KINDS = {"fp32": None, "bf16": torch.bfloat16}
 SETTINGS = {
     "allocator": (reuse_freed_memory, ("default", "reuse")),
     "huge_pages": (huge_pages.huge_page_advice, ("default", "advised")),
+    "subnormals": (subnormals.subnormal_flushing, ("floor", "flushed")),
 }
 
 

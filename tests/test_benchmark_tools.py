@@ -283,11 +283,12 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
     assert "aten.addmm.default" in text and "a: " in text and "minor page faults in the step" in text
 
 
-@pytest.mark.parametrize("setting,on", [("allocator", "reuse"), ("huge_pages", "advised")])
-def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, on):
+@pytest.mark.parametrize("setting,off,on", [("allocator", "default", "reuse"), ("huge_pages", "default", "advised"),
+                                            ("subnormals", "floor", "flushed")])
+def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, off, on):
     """One model, one precision, one round: both sides timed, faults counted, the JSON written."""
     from vitkit.engine import allocator
-    from vitkit.layers import huge_pages
+    from vitkit.layers import huge_pages, subnormals
 
     if not allocator.supported():
         pytest.skip("needs glibc malloc without a preloaded allocator")
@@ -302,7 +303,7 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
                     "--batch", "1", "--out", str(out)]) == 0
     row, = json.loads(out.read_text())["allocator_rows"]
     assert (row["model"], row["dtype"], row["rounds"], row["setting"]) == ("vit_small_patch16_224", "fp32", 1, setting)
-    for side in ("default", on):
+    for side in (off, on):
         assert len(row[side]["round_ms"]) == 1 and row[side]["faults_per_step"] >= 0
-    assert row["ratio"] == pytest.approx(row["default"]["median_ms"] / row[on]["median_ms"])
-    assert huge_pages._state["advise"]  # left as it was
+    assert row["ratio"] == pytest.approx(row[off]["median_ms"] / row[on]["median_ms"])
+    assert huge_pages._state["advise"] and subnormals._state["enabled"]  # left as they were

@@ -122,6 +122,18 @@ def test_masked_softmax_keeps_its_exponentials_normal_by_flushing_or_by_the_floo
         assert (logits - logits.amax(-1, keepdim=True)).min() < -depth
 
 
+def test_masked_softmax_floors_float32_when_flushing_is_turned_off(one_thread):
+    """``subnormal_flushing(False)``: one thread runs the float32 floor, not the flushing kernel; on again after."""
+    from vitkit.layers.subnormals import flushes_whole_kernel, flushing, subnormal_flushing
+
+    logits = _masked_scores()
+    calls = OpCalls(lambda func, args, out: flushing(), [torch.ops.aten._softmax.default, torch.ops.aten._softmax.out])
+    with subnormal_flushing(False), calls:
+        probs = masked_softmax(logits.clone())
+    assert calls.seen == [False] and flushes_whole_kernel(logits)
+    torch.testing.assert_close(probs, masked_softmax(logits.clone()), rtol=1e-6, atol=1e-30)
+
+
 def test_masked_softmax_leaves_a_thread_that_already_flushes_flushing():
     from vitkit.layers.subnormals import flush_subnormals, flushing
 

@@ -12,6 +12,8 @@ The mode is a per-thread register, so :func:`flush_subnormals` sets it for one k
 was there: it never changes the numerics of anything else (an optimiser's second moments can be subnormal), and
 it is used only where the whole kernel runs on the calling thread (:func:`flushes_whole_kernel`: one intra-op
 thread; with more, ATen's worker threads keep their own registers and attention keeps its arithmetic floor).
+:func:`subnormal_flushing` turns it off for a block (an A/B: ``benchmarks/bench_allocator.py --setting
+subnormals``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,20 @@ import torch
 
 # read at run time (never folded by the compiler): their product is subnormal, so 0.0 under flush-to-zero
 _SMALLEST_NORMAL, _HALF = sys.float_info.min, 0.5
+_state = {"enabled": True}
+
+
+@contextlib.contextmanager
+def subnormal_flushing(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, kernels may flush subnormals where :func:`flushes_whole_kernel` allows (``enabled``, the
+    default everywhere) or never (attention's float32 floor then runs at every thread count); the previous state
+    comes back after."""
+    before = _state["enabled"]
+    _state["enabled"] = enabled
+    try:
+        yield
+    finally:
+        _state["enabled"] = before
 
 
 def flushing() -> bool:
@@ -47,5 +63,5 @@ def flush_subnormals() -> Iterator[bool]:
 
 def flushes_whole_kernel(t: torch.Tensor) -> bool:
     """Whether a kernel over CPU tensor ``t`` runs entirely on the calling thread (one intra-op thread), so that
-    :func:`flush_subnormals` covers all of it."""
-    return t.device.type == "cpu" and torch.get_num_threads() == 1
+    :func:`flush_subnormals` covers all of it, and flushing is not turned off (:func:`subnormal_flushing`)."""
+    return _state["enabled"] and t.device.type == "cpu" and torch.get_num_threads() == 1
