@@ -193,8 +193,10 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     probabilities summing to 1 far below float32 rounding, so outputs and gradients agree with plain softmax to
     float32 rounding. bf16 probabilities are plain softmax's bit for bit, except those below float32's smallest
     normal number, which are 0. Flushing in the backward as well keeps the scores' gradient free of subnormals,
-    and with it the products that read it: Video Swin-T's fp32 training step at one 16x224 clip, one thread,
-    4.03 -> 3.48 s against the floor (``bmm`` 1242 -> 784 ms), bf16 2.23 -> 2.00 s against plain softmax.
+    and with it the products that read it. Measured (Sapphire Rapids, one thread, alternating in one process,
+    ``benchmarks/bench_allocator.py --setting subnormals``, 5 and 7 rounds): Video Swin-T's training step at one
+    16x224 clip 1.10x in bf16 (softmax 296 -> 118 ms per step) and 1.02-1.03x in fp32 against the floor; Swin-T
+    bf16 1.00-1.04x (softmax 60 -> 35 ms), fp32 unchanged.
     (Swin's masked blocks mask 12-43 % of their scores; at none, the floor costs about 10 % more than plain
     softmax, so only masked scores take a guard.) bf16 with more than one thread, float64, other devices and
     tracing run plain softmax.
