@@ -4,10 +4,9 @@ x86 cores take a slow microcode path for every operation that makes or reads a s
 float32's smallest normal, 1.18e-38). A softmax over scores that carry Swin's -100 shift mask computes
 ``exp(-100)``-sized terms, float32 subnormals, in bf16 as in float32 (its arithmetic is float32): on a Sapphire
 Rapids core a bf16 softmax over masked scores the size of Swin-T's first stage at batch 8 (3.7 M) took 16.9 ms
-where unmasked it took 8.6. The
-processor's flush-to-zero and denormals-are-zero modes (``torch.set_flush_denormal``, the MXCSR register) make
-those terms 0 at full speed: 7.6 ms, the bf16 probabilities bitwise the same (bf16 rounds such terms to 0 or to
-subnormals of its own, below 1.2e-38, which :func:`vitkit.layers.attention.masked_softmax` sets to 0 either way).
+where unmasked it took 8.6. The processor's flush-to-zero and denormals-are-zero modes
+(``torch.set_flush_denormal``, the MXCSR register) make those terms 0 at full speed: 7.6 ms, the bf16
+probabilities bitwise plain softmax's except those below float32's smallest normal number, which are 0.
 
 The mode is a per-thread register, so :func:`flush_subnormals` sets it for one kernel call and puts back what
 was there: it never changes the numerics of anything else (an optimiser's second moments can be subnormal), and
