@@ -122,16 +122,29 @@ def test_masked_softmax_keeps_its_exponentials_normal_by_flushing_or_by_the_floo
         assert (logits - logits.amax(-1, keepdim=True)).min() < -depth
 
 
-def test_masked_softmax_floors_float32_when_flushing_is_turned_off(one_thread):
-    """``subnormal_flushing(False)``: one thread runs the float32 floor, not the flushing kernel; on again after."""
-    from vitkit.layers.subnormals import flushes_whole_kernel, flushing, subnormal_flushing
+@pytest.mark.parametrize("why", ["turned off", "the CPU cannot flush"])
+def test_masked_softmax_floors_float32_where_it_does_not_flush(one_thread, monkeypatch, why):
+    """``subnormal_flushing(False)``, or a CPU that cannot flush: one thread runs the float32 floor (its raised
+    scores reach the kernel), not the flushing kernel; with values as the flushed softmax's."""
+    import contextlib
+    import importlib
 
+    subnormals = importlib.import_module("vitkit.layers.subnormals")
     logits = _masked_scores()
-    calls = OpCalls(lambda func, args, out: flushing(), [torch.ops.aten._softmax.default, torch.ops.aten._softmax.out])
-    with subnormal_flushing(False), calls:
+    flushed = masked_softmax(logits.clone())
+    if why == "turned off":
+        off = subnormals.subnormal_flushing(False)
+    else:
+        off = contextlib.nullcontext()
+        monkeypatch.setattr(subnormals, "can_flush", lambda: False)
+    calls = OpCalls(lambda func, args, out: (subnormals.flushing(), args[0].clone()),
+                    [torch.ops.aten._softmax.default, torch.ops.aten._softmax.out])
+    with off, calls:
         probs = masked_softmax(logits.clone())
-    assert calls.seen == [False] and flushes_whole_kernel(logits)
-    torch.testing.assert_close(probs, masked_softmax(logits.clone()), rtol=1e-6, atol=1e-30)
+    ((flush, scores),) = calls.seen
+    assert not flush and not torch.equal(scores, logits)  # the floor raised them
+    torch.testing.assert_close(probs, flushed, rtol=1e-6, atol=1e-30)
+    assert subnormals._state["enabled"]
 
 
 def test_masked_softmax_leaves_a_thread_that_already_flushes_flushing():

@@ -18,6 +18,7 @@ subnormals``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from typing import Iterator
 
@@ -61,7 +62,16 @@ def flush_subnormals() -> Iterator[bool]:
             torch.set_flush_denormal(False)
 
 
+@functools.lru_cache(maxsize=None)
+def can_flush() -> bool:
+    """Whether this CPU flushes subnormals on request (x86 with denormals-are-zero; ``torch.set_flush_denormal``
+    says so); asked once, the asking thread left as it was."""
+    with flush_subnormals() as on:
+        return on
+
+
 def flushes_whole_kernel(t: torch.Tensor) -> bool:
     """Whether a kernel over CPU tensor ``t`` runs entirely on the calling thread (one intra-op thread), so that
-    :func:`flush_subnormals` covers all of it, and flushing is not turned off (:func:`subnormal_flushing`)."""
-    return _state["enabled"] and t.device.type == "cpu" and torch.get_num_threads() == 1
+    :func:`flush_subnormals` covers all of it, on a CPU that can flush (:func:`can_flush`; elsewhere attention
+    keeps its float32 floor), with flushing not turned off (:func:`subnormal_flushing`)."""
+    return (_state["enabled"] and t.device.type == "cpu" and torch.get_num_threads() == 1 and can_flush())
