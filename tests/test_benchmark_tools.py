@@ -262,15 +262,20 @@ def test_dense_kernels_include_onednn_linear():
 
 
 def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
-    """A new 64 MB tensor (above malloc's mmap threshold) takes its page faults in the op that first writes it,
-    one per 4 KiB page or fewer (huge pages); a write into memory already touched takes none; the step counter
-    gives every model a table and the formatter names each op and total."""
+    """A tensor on fresh pages (64 MB of a new anonymous mapping: malloc could serve ``torch.empty`` from heap
+    memory an earlier test touched) takes its page faults in the op that first writes it, one per 4 KiB page or
+    fewer (huge pages); a write into memory already touched takes none; the step counter gives every model a table
+    and the formatter names each op and total."""
+    import mmap
+
     resource = pytest.importorskip("resource")
     from vitkit.analysis.step_profile import PageFaults, count_step_faults, format_fault_tables
 
     reused = torch.zeros(16 * 2**20)
+    fresh_pages = mmap.mmap(-1, 16 * 2**20 * 4)
+    fresh = torch.frombuffer(fresh_pages, dtype=torch.float32)
     with PageFaults() as seen:
-        torch.empty(16 * 2**20).fill_(1.0)
+        fresh.fill_(1.0)
         reused.fill_(2.0)
     fill = seen.ops["aten.fill_.Scalar"]
     assert fill[1] == 2 and 0 < fill[0] <= 16 * 2**20 * 4 // resource.getpagesize() + 64, fill
