@@ -1,4 +1,5 @@
 """Shared test settings: deterministic, two threads at most (CI has 2 cores)."""
+import contextlib
 import os
 
 import pytest
@@ -7,14 +8,23 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@contextlib.contextmanager
+def intra_op_threads(n: int):
+    """``n`` intra-op threads inside the block, the previous count restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for the test, restored after it: small models run many times faster than with two
     threads spinning against each other on a busy 2-core machine (measured 0.2 s vs 4.7 s a training step)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with intra_op_threads(1):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +37,5 @@ def _seed():
 def threads(request):
     """Run the test with one and with two intra-op threads (attention's masked softmax flushes subnormals with
     one thread and floors float32 scores with more)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(n)
+    with intra_op_threads(request.param) as n:
+        yield n

@@ -25,14 +25,9 @@ def _tiny_segmentor(head="upernet", channels=16, num_classes=5, **kw):
     return build_segmentor(bb, num_classes, head, channels, aux_channels=8, **kw)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small convolutional models run many times faster than with two threads
-    spinning against each other on a busy 2-core machine (measured 0.2 s vs 4.7 s a training step)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# one intra-op thread for every test here (conftest's ``one_thread``): these small convolutional models run many
+# times faster than with two threads spinning against each other on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- heads and official layouts ---------------------------------------------------------------------------------
