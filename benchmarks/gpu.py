@@ -5,14 +5,20 @@ MFU = achieved FLOP/s / the device's dense bf16 peak, counting 2 FLOPs per MAC (
 inference and 3x the forward FLOPs for a training step (forward + backward). The peak comes from the table of
 published dense bf16 figures below by device name; an unknown device falls back to a measured bf16 matmul peak
 (and the JSON says which). Timing reuses ``vitkit.analysis.benchmark`` (round-robin, median and spread, CUDA
-synchronised). ``--smoke`` runs the same code on the CPU with tiny models and one step (the test suite's check).
+synchronised). Each family's fp32 logits and gradients on the device are also compared with a float64 copy on the
+CPU (``agreement`` in the JSON). The eager pass runs every family first; compiled families follow while
+``--budget-s`` lasts, and the JSON is rewritten after every family, so a run cut off at a lease's limit keeps
+what it measured. ``--smoke`` runs the same code on the CPU with tiny models and one step (the test suite's check).
 
-Usage: python benchmarks/gpu.py [--out benchmarks/results/gpu.json] [--overwrite] [--no-compile] [--smoke]
+Usage: python benchmarks/gpu.py [--out benchmarks/results/gpu.json] [--overwrite] [--no-compile] [--budget-s S]
+       [--families vit,swin] [--smoke]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+import time
 
 import torch
 
@@ -53,36 +59,78 @@ def device_peak(device: torch.device) -> tuple[float, str]:
         "measured bf16 matmul peak"
 
 
+def agreement(model: torch.nn.Module, ref: torch.nn.Module, shape: tuple, device: torch.device) -> dict[str, float]:
+    """Relative error ``|a - ref| / |ref|`` of the fp32 logits and parameter gradients on ``device`` (TF32 off)
+    against a float64 copy on the CPU: the device's kernels (SDPA backends, cuDNN, vitkit's device-gated paths)
+    must compute what the CPU does. ``ref``: a CPU copy of ``model`` taken before its move to ``device``. One item,
+    eval mode (no dropout or drop path), loss = sum of the logits."""
+    torch.manual_seed(1)
+    x = torch.randn(1, *shape)
+    ref = ref.to(torch.float64).eval()
+    out_ref = ref(x.double())
+    out_ref.sum().backward()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        model.eval().zero_grad(set_to_none=True)
+        out = model(x.to(device))
+        out.sum().backward()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a.detach().double().cpu() - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+    grads = [(p.grad, q.grad) for p, q in zip(model.parameters(), ref.parameters()) if q.grad is not None]
+    missing = sum(g is None for g, _ in grads)
+    grad = rel(torch.cat([g.flatten() for g, _ in grads if g is not None]),
+               torch.cat([r.flatten() for g, r in grads if g is not None]))
+    model.zero_grad(set_to_none=True)
+    return {"logits_rel_err": rel(out, out_ref.detach()), "grad_rel_err": grad, "grads_missing": missing}
+
+
 def run_family(family: str, spec: tuple, device: torch.device, peak: float, compile: bool, rounds: int,
-               warmup: int) -> list[B.BenchRow]:
+               warmup: int, check: bool = False) -> tuple[list[B.BenchRow], dict[str, float]]:
+    """Rows for one family (eager, or compiled when ``compile``), and with ``check`` its :func:`agreement`."""
     name, overrides, lib, peer_name, peer_kwargs, shape, batch = spec
     torch.manual_seed(0)
     ours = vitkit.create_model(name, **overrides)
     macs = vitkit.profile(ours, shape).macs  # counted on the CPU, before the move
+    ref = copy.deepcopy(ours) if check else None
     models = {"vitkit": ours.to(device)}
+    agree = {}
+    if check:
+        try:
+            agree = agreement(ours, ref, shape, device)
+        except Exception as e:  # noqa: BLE001 - a failed check is reported, the timing still runs
+            agree = {"error": f"{type(e).__name__}: {e}"[:2000]}
+            print(f"  {family}: agreement check FAILED: {agree['error'][:300]}", flush=True)
+        del ref
+    if "logits_rel_err" in agree:
+        print(f"  {family}: fp32 on {device.type} vs float64 on the CPU: logits {agree['logits_rel_err']:.1e}, "
+              f"gradients {agree['grad_rel_err']:.1e}", flush=True)
     if lib:
         models[lib] = B.build_peer(lib, peer_name, **peer_kwargs).to(device)
     x = torch.randn(batch, *shape, device=device)
     peaks = {"bf16": peak}
-    rows = []
-    for comp in ([False, True] if compile else [False]):
-        tag = " compiled" if comp else ""
-        timed = {k: maybe_compile(m, comp) for k, m in models.items()}
-        inf = B.measure_interleaved(timed, f"{family}:{name}", x, macs, peaks, ["bf16"], iters=rounds,
-                                    warmup=warmup)
-        for r in inf:
-            r.extra.update(kind="inference", compiled=comp,
-                           peak_mem_mb=B.forward_memory(models[r.impl], x, torch.bfloat16) / 2**20)
-        tr = B.measure_train_interleaved(timed, f"{family}:{name}", x, macs, peaks, ["bf16"], rounds=rounds,
-                                         warmup=warmup, compiled=comp, eager=models)
-        for r in tr:
-            r.extra["kind"] = "train"
-        for group in (inf, tr):
-            for r in group:
-                r.impl += tag
-            B.add_ratios(group, ours="vitkit" + tag)
-        rows += inf + tr
-    return rows
+    tag = " compiled" if compile else ""
+    timed = {k: maybe_compile(m, compile) for k, m in models.items()}
+    inf = B.measure_interleaved(timed, f"{family}:{name}", x, macs, peaks, ["bf16"], iters=rounds, warmup=warmup)
+    for r in inf:
+        r.extra.update(kind="inference", compiled=compile,
+                       peak_mem_mb=B.forward_memory(models[r.impl], x, torch.bfloat16) / 2**20)
+    tr = B.measure_train_interleaved(timed, f"{family}:{name}", x, macs, peaks, ["bf16"], rounds=rounds,
+                                     warmup=warmup, compiled=compile, eager=models)
+    for r in tr:
+        r.extra["kind"] = "train"
+    for group in (inf, tr):
+        for r in group:
+            r.impl += tag
+        B.add_ratios(group, ours="vitkit" + tag)
+    for r in inf + tr:
+        print(f"  {r.impl:<20}{family:<16}{r.extra['kind']:<10}{r.latency_ms:9.2f} ms  MFU {100 * r.frac_peak:5.1f} %"
+              f"  {' '.join(f'{k} {v:.2f}x' for k, v in r.ratios.items())}", flush=True)
+    return inf + tr, agree
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="eager only")
     ap.add_argument("--families", help="comma-separated subset of the families")
+    ap.add_argument("--budget-s", type=float, default=300.0,
+                    help="start no compiled family after this many seconds (the eager pass always runs in full)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny models, one step (the test suite's check)")
     args = ap.parse_args(argv)
     suite = SMOKE if args.smoke else FULL
@@ -101,36 +151,56 @@ def main(argv: list[str] | None = None) -> int:
     elif torch.cuda.is_available():
         device = torch.device("cuda")
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     else:
         ap.error("no CUDA device here; use --smoke for the CPU check")
+    start = time.perf_counter()
     before = B.machine_load()
-    print(B.describe_load(before))
+    print(B.describe_load(before), f"torch {torch.__version__}", flush=True)
     peak, source = device_peak(device)
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}: "
-          f"bf16 peak {peak / 1e12:.3f} TFLOP/s ({source})")
+          f"bf16 peak {peak / 1e12:.3f} TFLOP/s ({source})", flush=True)
     rounds, warmup = (1, 1) if args.smoke else (10, 3)
-    rows, failed = [], {}
-    for family, spec in suite.items():
-        try:
-            rows += run_family(family, spec, device, peak, compile=not args.no_compile and not args.smoke,
-                               rounds=rounds, warmup=warmup)
-        except Exception as e:  # noqa: BLE001 - one family failing must not lose the others' figures
-            failed[family] = f"{type(e).__name__}: {e}"
-            print(f"  {family} FAILED: {failed[family]}")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    path = B.free_path(args.out, args.overwrite)
+    rows: list[B.BenchRow] = []
+    failed: dict[str, str] = {}
+    agree: dict[str, dict[str, float]] = {}
+    skipped: list[str] = []
+    # eager for every family first, then compiled while the budget lasts: a run cut short keeps the eager figures
+    passes = [False] if args.smoke or args.no_compile else [False, True]
+    for compiled in passes:
+        for family, spec in suite.items():
+            key = family + (" compiled" if compiled else "")
+            if compiled and time.perf_counter() - start > args.budget_s:
+                skipped.append(key)
+                continue
+            try:
+                got, agree_f = run_family(family, spec, device, peak, compile=compiled, rounds=rounds,
+                                          warmup=warmup, check=not compiled)
+                rows += got
+                if agree_f:
+                    agree[family] = agree_f
+            except Exception as e:  # noqa: BLE001 - one family failing must not lose the others' figures
+                failed[key] = f"{type(e).__name__}: {e}"[:2000]
+                print(f"  {key} FAILED: {failed[key][:300]}", flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            # written after every family, so that a run stopped at its time limit keeps what it measured
+            B.write_json(path, rows, {"bf16": peak}, peak_source=source, smoke=args.smoke, failed=failed,
+                         agreement=agree, skipped_for_time=skipped, load_before=before,
+                         load_after=B.machine_load(), elapsed_s=time.perf_counter() - start,
+                         benchmark="bf16 inference and training step (forward + backward + AdamW), MFU against "
+                                   "the peak; agreement: fp32 on the device vs float64 on the CPU")
     print(B.format_table(rows, unit="items/s").replace("%peak", "  MFU"))
     for r in rows:
         mem = r.extra.get("peak_train_mem_mb", r.extra.get("peak_mem_mb", float("nan")))
+        first = f"  first step {r.extra['first_step_wall_s']:.1f} s" if r.extra.get("compiled") and \
+            "first_step_wall_s" in r.extra else ""
         print(f"  {r.impl:<22}{r.model:<40}{r.extra['kind']:<10} MFU {100 * r.frac_peak:5.1f} %  "
-              f"peak memory {mem:.0f} MB")
-    after = B.machine_load()
-    path = B.free_path(args.out, args.overwrite)
-    B.write_json(path, rows, {"bf16": peak}, peak_source=source, smoke=args.smoke, failed=failed,
-                 load_before=before, load_after=after,
-                 benchmark="bf16 inference and training step (forward + backward + AdamW), MFU against the peak")
-    print("wrote", path)
+              f"peak memory {mem:.0f} MB{first}")
+    if skipped:
+        print("skipped for time:", ", ".join(skipped))
+    print(f"wrote {path} after {time.perf_counter() - start:.0f} s")
     return 1 if failed else 0
 
 

@@ -46,6 +46,15 @@ def test_compile_modes_reach_torch_compile(monkeypatch):
         maybe_compile(m, "fast")
 
 
+def test_inductor_options_this_torch_lacks_are_left_out(monkeypatch):
+    """An older torch (the lent GPU machine's, say) has no ``strict_output_strides``: the compile must not ask
+    for it, or torch.compile refuses the unknown option."""
+    from vitkit.models import compile as C
+
+    monkeypatch.setattr(C, "INDUCTOR_OPTIONS", {**C.INDUCTOR_OPTIONS, "an_option_no_torch_has": True})
+    assert C.inductor_options() == {"strict_output_strides": True}
+
+
 @pytest.mark.slow
 def test_compiled_training_runs_two_steps(tmp_path):
     """Two optimiser steps through torch.compile (automatic dynamic shapes); the checkpoint keeps the model's own

@@ -26,6 +26,10 @@ def test_gpu_script_smoke(tmp_path, capsys):
     for r in rows:
         assert r["items_per_s"] > 0 and r["frac_peak"] > 0 and r["macs_per_item"] > 0
         assert (r["extra"].get("peak_train_mem_mb") or r["extra"].get("peak_mem_mb")) > 0
+    # fp32 logits and gradients agree with a float64 copy (on the GPU this checks the device's kernels)
+    assert set(data["agreement"]) == set(mod.SMOKE)
+    for fam, a in data["agreement"].items():
+        assert a["logits_rel_err"] < 1e-5 and a["grad_rel_err"] < 1e-5 and a["grads_missing"] == 0, (fam, a)
     assert "MFU" in capsys.readouterr().out
     # a known GPU name maps to its published peak
     assert dict(mod.BF16_PEAKS)["H200"] == 989e12

@@ -506,8 +506,9 @@ def _fresh_inductor_cache(parent: str | None) -> Iterator[None]:
     if parent is None:
         yield
         return
-    from torch._inductor.utils import fresh_cache
+    from torch._inductor import utils
 
+    fresh_cache = getattr(utils, "fresh_cache", None) or utils.fresh_inductor_cache  # the older torch's name
     with fresh_cache(dir=parent, delete=False):
         yield
 

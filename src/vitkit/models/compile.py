@@ -53,4 +53,12 @@ def maybe_compile(module: nn.Module, enabled: bool | str = True, dynamic: bool |
 
     if enabled == "dynamic":
         dynamic = True
-    return torch.compile(module, dynamic=dynamic, options=dict(INDUCTOR_OPTIONS))
+    return torch.compile(module, dynamic=dynamic, options=inductor_options())
+
+
+def inductor_options() -> dict[str, object]:
+    """:data:`INDUCTOR_OPTIONS` that this torch's Inductor knows (an older torch lacks ``strict_output_strides``
+    and would refuse the compile over it; it also lacks the stride sorting the option works around)."""
+    from torch._inductor import config
+
+    return {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(config, k)}
