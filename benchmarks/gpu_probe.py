@@ -1,0 +1,160 @@
+"""Follow-up probes for what ``benchmarks/gpu.py`` found on a lent GPU, in one short run (about 4 minutes).
+
+1. ``grads``: per-parameter relative error of a family's fp32 gradients on the GPU (TF32 off) against a float64
+   copy on the CPU, worst first (``gpu.py`` reports only the whole-model figure).
+2. ``profile``: the top CUDA kernels by self device time of one bf16 inference forward and one training step,
+   vitkit beside its peer (``torch.profiler``).
+3. ``mfu``: ViT-B/16 training steps at a larger batch with fused AdamW (eager), MFU against the published peak.
+4. ``breaks``: ``torch._dynamo.explain`` on a family's forward: graph breaks and their reasons.
+
+Usage: python benchmarks/gpu_probe.py [--out DIR] [--smoke]   (``--smoke``: the CPU, tiny models)
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+
+import torch
+
+import vitkit
+from vitkit.analysis import benchmark as B
+
+
+def worst_grads(name: str, shape: tuple, device: torch.device, top: int = 8) -> list[tuple[str, float, float]]:
+    """(parameter, |error| / |whole reference gradient|, own relative error) of the ``top`` parameters whose fp32
+    device gradients differ most from float64 on the CPU (some gradients are 0 in exact arithmetic, such as a key
+    bias under softmax, so their own relative error alone would rank noise first)."""
+    torch.manual_seed(0)
+    model = vitkit.create_model(name).eval()
+    ref = copy.deepcopy(model).double()
+    model.to(device)
+    x = torch.randn(1, *shape)
+    ref(x.double()).sum().backward()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        model(x.to(device)).sum().backward()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    pairs = [(n, p.grad.double().cpu(), q.grad) for (n, p), q in zip(model.named_parameters(), ref.parameters())
+             if q.grad is not None]
+    total = torch.cat([r.flatten() for _, _, r in pairs]).norm().item()
+    rows = [(n, (g - r).norm().item() / total, (g - r).norm().item() / max(r.norm().item(), 1e-300))
+            for n, g, r in pairs]
+    return sorted(rows, key=lambda r: -r[1])[:top]
+
+
+def kernel_table(fn, device: torch.device, top: int = 15) -> str:
+    """The profiler's table of one call of ``fn`` (after two warm-up calls), by self device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(2):
+        fn()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
+
+
+def profile_pair(ours: str, lib: str, peer: str, shape: tuple, batch: int, device: torch.device) -> str:
+    """Kernel tables of bf16 inference and a bf16 training step, vitkit and the peer."""
+    torch.manual_seed(0)
+    models = {"vitkit": vitkit.create_model(ours).to(device), lib: B.build_peer(lib, peer).to(device)}
+    x = torch.randn(batch, *shape, device=device)
+    target = torch.zeros(batch, dtype=torch.long, device=device)
+    out = []
+    for impl, m in models.items():
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+
+        def infer(m=m):
+            m.eval()
+            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16):
+                m(x)
+
+        def train(m=m, opt=opt):
+            m.train()
+            B.train_step(m, x, target, opt, torch.bfloat16)
+
+        out.append(f"== {impl} {ours if impl == 'vitkit' else peer} inference, bf16, batch {batch}\n"
+                   + kernel_table(infer, device))
+        out.append(f"== {impl} training step, bf16, batch {batch}\n" + kernel_table(train, device))
+    return "\n".join(out)
+
+
+def vit_mfu(batch: int, device: torch.device, peak: float, name: str = "vit_base_patch16_224",
+            rounds: int = 10) -> dict[str, float]:
+    """Median bf16 training step of ViT at ``batch`` with fused AdamW (eager), and its MFU."""
+    torch.manual_seed(0)
+    m = vitkit.create_model(name).to(device).train()
+    macs = vitkit.profile(vitkit.create_model(name), (3, 224, 224)).macs
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    target = torch.zeros(batch, dtype=torch.long, device=device)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=device.type == "cuda")
+    times = []
+    for i in range(rounds + 3):
+        B._sync(device)
+        t = time.perf_counter()
+        B.train_step(m, x, target, opt, torch.bfloat16)
+        B._sync(device)
+        if i >= 3:
+            times.append(time.perf_counter() - t)
+    med = sorted(times)[len(times) // 2]
+    return {"batch": batch, "step_ms": med * 1e3, "mfu": 6 * macs * batch / med / peak}
+
+
+def graph_breaks(name: str, shape: tuple, device: torch.device) -> str:
+    """``torch._dynamo.explain`` of the forward: graph count, break count, the first reasons."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    m = vitkit.create_model(name).to(device).train()
+    x = torch.randn(2, *shape, device=device)
+    ex = torch._dynamo.explain(m)(x)
+    reasons = [f"    {getattr(b, 'reason', b)}"[:600] for b in ex.break_reasons[:6]]
+    return "\n".join([f"{name}: graphs {ex.graph_count}, breaks {ex.graph_break_count}"] + reasons)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=".")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args(argv)
+    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    video = (3, 8, 32, 32) if args.smoke else (3, 16, 224, 224)
+    image = (3, 32, 32) if args.smoke else (3, 224, 224)
+    mvit = "mvit_demo_8x32" if args.smoke else "mvit_base_16x4"
+    compiled = "uniformer_demo_32" if args.smoke else "swin_tiny_patch4_window7_224"
+    sections = []
+
+    def section(title, fn):
+        t = time.perf_counter()
+        try:
+            text = fn()
+        except Exception as e:  # noqa: BLE001 - one probe failing must not lose the others
+            text = f"FAILED: {type(e).__name__}: {e}"[:2000]
+        text = f"## {title} ({time.perf_counter() - t:.1f} s)\n{text}\n"
+        print(text, flush=True)
+        sections.append(text)
+        with open(os.path.join(args.out, "probe.txt"), "w") as f:
+            f.write("\n".join(sections))
+
+    section("grads: " + mvit, lambda: "\n".join(f"  {n:<50} of total {e:.2e}  own {d:.2e}"
+                                               for n, e, d in worst_grads(mvit, video, device)))
+    if not args.smoke:
+        section("profile: mvit", lambda: profile_pair(mvit, "torchvision", "video.mvit_v1_b", video, 4, device))
+        peak = 989e12
+        section("mfu: vit-b", lambda: "\n".join(str(vit_mfu(b, device, peak)) for b in (64, 256)))
+    section("breaks: " + compiled, lambda: graph_breaks(compiled, image, device))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
