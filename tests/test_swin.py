@@ -604,3 +604,23 @@ def test_window_partition_backward_gathers_without_scattering(grid, monkeypatch)
     torch.testing.assert_close(gw, gw0, rtol=1e-6, atol=1e-6)
     assert len(scatters0) == 2  # index_select's backward: the partition's and the reverse's
     assert len(scatters) == (0 if grid == (14, 14) else 2)
+
+
+def test_bias_cache_is_left_alone_under_tracing(monkeypatch):
+    """Under torch.compile the bias is built in the graph: no cache key (torch 2.11's Dynamo broke the graph on
+    ``id(None)`` there, seen on a lent GPU) and no entry."""
+    import builtins
+
+    from vitkit.models import swin as S
+
+    attn = S.WindowAttention(8, 2, (4, 4)).eval()
+    real_id = builtins.id
+    monkeypatch.setattr(S, "is_tracing", lambda: True)
+    monkeypatch.setattr(builtins, "id", lambda o: pytest.fail("id() under tracing") if o is None else real_id(o))
+    with torch.no_grad():
+        traced = attn.attention_bias((4, 4), None, torch.float32)
+    monkeypatch.undo()
+    assert len(attn._bias_cache._data) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(traced, attn.attention_bias((4, 4), None, torch.float32))
+    assert len(attn._bias_cache._data) == 1

@@ -141,7 +141,9 @@ class WindowAttention(Attention):
                 bias = bias + mask.unsqueeze(1)
             return table, table._version, mask, bias.to(dtype)
 
-        if torch.is_grad_enabled() or table.device.type == "meta":  # a graph is never kept
+        # a graph is never kept; under torch.compile the bias is part of the traced graph (and the key below is
+        # never built: torch 2.11's Dynamo cannot trace id(None), a graph break that fell back to eager per block)
+        if torch.is_grad_enabled() or table.device.type == "meta" or is_tracing():
             return build()[3]
         # an entry holds its mask, so id(mask) names that mask for as long as the entry lives
         key = (tuple(window), dtype, id(mask))
