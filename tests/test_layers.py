@@ -743,6 +743,21 @@ def test_depthwise_precision_follows_the_cpu_and_the_mode(monkeypatch):
             assert D.float32_on_this_device(x.bfloat16()) is (not native or grad)
 
 
+def test_gpu_depthwise_input_is_contiguous_for_channels_last_clips():
+    """On CUDA a channels-last 3-D map goes to the depthwise convolution contiguous (PyTorch's depthwise 3-D
+    kernel, not cuDNN's grouped direct ones: vitkit.layers.depthwise doc); the CPU and other maps keep theirs."""
+    from vitkit.layers.depthwise import gpu_depthwise_input
+
+    clip = torch.randn(2, 6, 4, 5, 5).contiguous(memory_format=torch.channels_last_3d)
+    moved = gpu_depthwise_input(clip, "cuda")
+    assert moved.is_contiguous() and torch.equal(moved, clip)
+    assert gpu_depthwise_input(clip, "cpu") is clip
+    image = torch.randn(2, 6, 5, 5).contiguous(memory_format=torch.channels_last)
+    assert gpu_depthwise_input(image, "cuda") is image
+    dense = torch.randn(2, 6, 4, 5, 5)
+    assert gpu_depthwise_input(dense, "cuda") is dense
+
+
 @pytest.mark.skipif(not _native_bf16(), reason="bf16 depthwise inference runs only on CPUs with bf16 units")
 def test_depthwise_module_in_bf16_inference_matches_float32_to_bf16_rounding():
     from vitkit.layers.conv_blocks import depthwise_conv

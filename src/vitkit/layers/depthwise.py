@@ -22,6 +22,12 @@ Results equal PyTorch's backward to float32 rounding. On 2-D maps aten's backwar
 (:func:`_depthwise_cl2d_grads`). The GPU, no gradient, tracing and other layouts take plain ``F.conv2d`` /
 ``F.conv3d``.
 
+On CUDA a channels-last 3-D map is made contiguous first (:func:`gpu_depthwise_input`): PyTorch sends a
+channels-last depthwise 3-D convolution to cuDNN, whose grouped direct kernels took 4.3 ms (19 calls) and its
+layout transforms 1.4 ms of MViT-B's 11 ms bf16 inference forward (batch 4, H200, ``benchmarks/gpu_probe.py``),
+where torchvision's contiguous maps take PyTorch's own depthwise 3-D kernel: 0.94 ms over its 35 calls. Not
+yet measured on a GPU after the change (no second lease): ``benchmarks/gpu.py`` will show it.
+
 In reduced precision on the CPU (bf16 / fp16 maps or autocast), the depthwise convolutions of MViT's pooling
 and UniFormer's blocks go through :func:`conv_float32_grads`: gradients in float32, which the CPU computes
 several times faster than in bf16, without keeping a float32 copy of the input (:func:`float32_on_this_device`).
@@ -207,10 +213,21 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int],
     is the one of the module doc; otherwise the plain convolution.
     """
     stride, padding = tuple(int(s) for s in stride), tuple(int(p) for p in padding)
+    x = gpu_depthwise_input(x, x.device.type)
     if (_is_cl3d_depthwise(x, weight, weight.shape[0]) and x.device.type == "cpu" and torch.is_grad_enabled()
             and (x.requires_grad or weight.requires_grad) and x.dtype == weight.dtype and not is_tracing()):
         return _DepthwiseCL3d.apply(x, weight, stride, padding)
     return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
+
+
+def gpu_depthwise_input(x: torch.Tensor, device_type: str) -> torch.Tensor:
+    """``x`` as a depthwise convolution on ``device_type`` should get it: on CUDA a channels-last 3-D map is made
+    contiguous (N, C, T, H, W), which PyTorch's own depthwise 3-D kernel takes instead of cuDNN (module doc);
+    anything else is returned as it is."""
+    if device_type == "cuda" and x.dim() == 5 and not x.is_contiguous() \
+            and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return x.contiguous()
+    return x
 
 
 @dataclass(frozen=True)
