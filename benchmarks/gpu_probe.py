@@ -6,6 +6,10 @@
    vitkit beside its peer (``torch.profiler``).
 3. ``mfu``: ViT-B/16 training steps at a larger batch with fused AdamW (eager), MFU against the published peak.
 4. ``breaks``: ``torch._dynamo.explain`` on a family's forward: graph breaks and their reasons.
+5. ``host``: per family, the host's time to issue a bf16 forward (no synchronise) beside the whole forward, vitkit
+   and its peer, and vitkit MViT-B's ops by their own CPU time: is a step bound by the host?
+6. ``layouts``: every depthwise convolution shape of MViTv2-T, UniFormer-S and MViT-B, forward + backward in bf16
+   on contiguous and on channels-last input under ``cudnn.benchmark``: the first call (autotuning) and the median.
 
 Usage: python benchmarks/gpu_probe.py [--out DIR] [--smoke]   (``--smoke``: the CPU, tiny models)
 """
@@ -46,8 +50,8 @@ def worst_grads(name: str, shape: tuple, device: torch.device, top: int = 8) -> 
     return sorted(rows, key=lambda r: -r[1])[:top]
 
 
-def kernel_table(fn, device: torch.device, top: int = 15) -> str:
-    """The profiler's table of one call of ``fn`` (after two warm-up calls), by self device time."""
+def kernel_table(fn, device: torch.device, top: int = 15, by_cpu: bool = False) -> str:
+    """The profiler's table of one call of ``fn`` (after two warm-up calls), by self device time (or CPU time)."""
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(2):
@@ -57,7 +61,7 @@ def kernel_table(fn, device: torch.device, top: int = 15) -> str:
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    key = "self_cuda_time_total" if device.type == "cuda" and not by_cpu else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
 
 
@@ -119,6 +123,100 @@ def graph_breaks(name: str, shape: tuple, device: torch.device) -> str:
     return "\n".join([f"{name}: graphs {ex.graph_count}, breaks {ex.graph_break_count}"] + reasons)
 
 
+#: family -> (vitkit name, peer library, peer name, item shape, batch), for ``host``
+PAIRS = {"vit": ("vit_base_patch16_224", "timm", "vit_base_patch16_224", (3, 224, 224), 64),
+         "swin": ("swin_tiny_patch4_window7_224", "timm", "swin_tiny_patch4_window7_224", (3, 224, 224), 64),
+         "mvitv2": ("mvitv2_tiny", "timm", "mvitv2_tiny", (3, 224, 224), 64),
+         "swin3d": ("swin3d_tiny", "torchvision", "video.swin3d_t", (3, 16, 224, 224), 4),
+         "mvit": ("mvit_base_16x4", "torchvision", "video.mvit_v1_b", (3, 16, 224, 224), 4)}
+
+
+def host_times(pairs: dict, device: torch.device, rounds: int = 10) -> str:
+    """Per model: median ms to issue a bf16 inference forward (host clock, no synchronise) and for the whole
+    forward (synchronised). Issue time near the whole time means the host bounds the step."""
+    lines = []
+    for family, (ours, lib, peer, shape, batch) in pairs.items():
+        torch.manual_seed(0)
+        x = torch.randn(batch, *shape, device=device)
+        for impl, m in (("vitkit", vitkit.create_model(ours)), (lib, B.build_peer(lib, peer))):
+            m = m.to(device).eval()
+            issue, whole = [], []
+            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16):
+                for i in range(rounds + 3):
+                    B._sync(device)
+                    t = time.perf_counter()
+                    m(x)
+                    t1 = time.perf_counter()
+                    B._sync(device)
+                    if i >= 3:
+                        issue.append(t1 - t)
+                        whole.append(time.perf_counter() - t)
+            lines.append(f"  {family:<8}{impl:<12} issue {sorted(issue)[rounds // 2] * 1e3:7.2f} ms  "
+                         f"whole {sorted(whole)[rounds // 2] * 1e3:7.2f} ms")
+            del m
+    return "\n".join(lines)
+
+
+def depthwise_shapes(name: str, shape: tuple) -> list[tuple]:
+    """(input shape, weight shape, stride, padding) of every distinct depthwise convolution of a forward."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: list[tuple] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.mkldnn_convolution,
+                                       torch.ops.aten._convolution):
+                x, w = args[0], args[1]
+                groups = args[-1] if isinstance(args[-1], int) else 1
+                if groups > 1 and groups == x.shape[1] == w.shape[0]:
+                    key = (tuple(x.shape), tuple(w.shape), tuple(args[3]), tuple(args[4]))
+                    if key not in seen:
+                        seen.append(key)
+            return func(*args, **(kwargs or {}))
+
+    m = vitkit.create_model(name).eval()
+    with torch.no_grad(), Record():
+        m(torch.randn(1, *shape))
+    return seen
+
+
+def layout_times(names: dict, device: torch.device, batch: dict, rounds: int = 5) -> str:
+    """Depthwise forward + backward in bf16, contiguous against channels-last input: first call and median ms."""
+    import torch.nn.functional as F
+
+    lines = []
+    for name, shape in names.items():
+        for xs, ws, stride, pad in depthwise_shapes(name, shape):
+            xs = (batch[name] * xs[0],) + xs[1:]
+            conv = F.conv3d if len(xs) == 5 else F.conv2d
+            cl = torch.channels_last_3d if len(xs) == 5 else torch.channels_last
+            w = torch.randn(ws, device=device, dtype=torch.bfloat16, requires_grad=True)
+            row = f"  {name:<22}{str(xs):<26}{str(tuple(ws[2:])):<11}s{str(stride):<11}"
+            for label, fmt in (("contiguous", torch.contiguous_format), ("channels-last", cl)):
+                x = torch.randn(xs, device=device, dtype=torch.bfloat16).contiguous(memory_format=fmt)
+                x.requires_grad_(True)
+                times = []
+                for _ in range(rounds + 1):
+                    B._sync(device)
+                    t = time.perf_counter()
+                    conv(x, w, None, stride, pad, 1, ws[0]).sum().backward()
+                    B._sync(device)
+                    times.append(time.perf_counter() - t)
+                rest = sorted(times[1:])
+                row += f"  {label} first {times[0] * 1e3:8.1f} ms, then {rest[len(rest) // 2] * 1e3:6.2f} ms"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def _mvit_forward(name: str, shape: tuple, device: torch.device, _cache: dict = {}) -> None:
+    if name not in _cache:
+        _cache[name] = (vitkit.create_model(name).to(device).eval(), torch.randn(4, *shape, device=device))
+    m, x = _cache[name]
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16):
+        m(x)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".")
@@ -153,6 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         peak = 989e12
         section("mfu: vit-b", lambda: "\n".join(str(vit_mfu(b, device, peak)) for b in (64, 256)))
     section("breaks: " + compiled, lambda: graph_breaks(compiled, image, device))
+    if args.smoke:
+        pairs = {"vit": ("vit_tiny_patch16_224", "timm", "vit_tiny_patch16_224", (3, 224, 224), 1)}
+        shapes, batch = {"uniformer_demo_32": (3, 32, 32), "mvit_demo_8x32": (3, 8, 32, 32)}, \
+            {"uniformer_demo_32": 1, "mvit_demo_8x32": 1}
+    else:
+        pairs = PAIRS
+        shapes = {"mvitv2_tiny": (3, 224, 224), "uniformer_small": (3, 224, 224), "mvit_base_16x4": video}
+        batch = {"mvitv2_tiny": 64, "uniformer_small": 64, "mvit_base_16x4": 4}
+    section("host", lambda: host_times(pairs, device))
+    if not args.smoke:
+        section("host: vitkit mvit ops by own CPU time", lambda: kernel_table(
+            lambda: _mvit_forward(mvit, video, device), device, top=25, by_cpu=True))
+    section("layouts", lambda: layout_times(shapes, device, batch))
     return 0
 
 
