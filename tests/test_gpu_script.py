@@ -33,3 +33,20 @@ def test_gpu_script_smoke(tmp_path, capsys):
     assert "MFU" in capsys.readouterr().out
     # a known GPU name maps to its published peak
     assert dict(mod.BF16_PEAKS)["H200"] == 989e12
+
+
+def test_gpu_probe_smoke(tmp_path):
+    """benchmarks/gpu_probe.py --smoke: every probe runs on the CPU with tiny models and writes its report."""
+    spec = importlib.util.spec_from_file_location("vitkit_gpu_probe", SCRIPT.with_name("gpu_probe.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "probe.txt").read_text()
+    assert "FAILED" not in report, report
+    for title in ("## grads", "## breaks", "## host", "## layouts"):
+        assert title in report
+    assert "graphs 1, breaks 0" in report
+    # both layouts timed for every depthwise shape found, 2-D (UniFormer) and 3-D (MViT)
+    layout_rows = report.split("## layouts")[1].strip().splitlines()[1:]
+    assert any("uniformer" in r for r in layout_rows) and any("mvit" in r for r in layout_rows)
+    assert all("contiguous first" in r and "channels-last first" in r for r in layout_rows)
