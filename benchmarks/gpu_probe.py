@@ -112,15 +112,21 @@ def vit_mfu(batch: int, device: torch.device, peak: float, name: str = "vit_base
 
 
 def graph_breaks(name: str, shape: tuple, device: torch.device) -> str:
-    """``torch._dynamo.explain`` of the forward: graph count, break count, the first reasons."""
+    """``torch._dynamo.explain`` of the forward in training and in inference (eval, no gradients: the paths differ,
+    e.g. Swin's cached attention bias): graph count, break count, the first reasons."""
     import torch._dynamo
 
-    torch._dynamo.reset()
-    m = vitkit.create_model(name).to(device).train()
+    m = vitkit.create_model(name).to(device)
     x = torch.randn(2, *shape, device=device)
-    ex = torch._dynamo.explain(m)(x)
-    reasons = [f"    {getattr(b, 'reason', b)}"[:600] for b in ex.break_reasons[:6]]
-    return "\n".join([f"{name}: graphs {ex.graph_count}, breaks {ex.graph_break_count}"] + reasons)
+    lines = []
+    for mode, grad in (("train", True), ("eval", False)):
+        torch._dynamo.reset()
+        m.train(grad)
+        with torch.set_grad_enabled(grad):
+            ex = torch._dynamo.explain(m)(x)
+        lines.append(f"{name} {mode}: graphs {ex.graph_count}, breaks {ex.graph_break_count}")
+        lines += [f"    {getattr(b, 'reason', b)}"[:600] for b in ex.break_reasons[:6]]
+    return "\n".join(lines)
 
 
 #: family -> (vitkit name, peer library, peer name, item shape, batch), for ``host``

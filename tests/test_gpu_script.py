@@ -45,7 +45,7 @@ def test_gpu_probe_smoke(tmp_path):
     assert "FAILED" not in report, report
     for title in ("## grads", "## breaks", "## host", "## layouts"):
         assert title in report
-    assert "graphs 1, breaks 0" in report
+    assert "train: graphs 1, breaks 0" in report and "eval: graphs 1, breaks 0" in report
     # both layouts timed for every depthwise shape found, 2-D (UniFormer) and 3-D (MViT)
     layout_rows = report.split("## layouts")[1].strip().splitlines()[1:]
     assert any("uniformer" in r for r in layout_rows) and any("mvit" in r for r in layout_rows)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One call for a lent GPU (about 9.5 minutes): benchmarks/gpu.py (every family eager, then compiled ones while its
+# budget lasts), then benchmarks/gpu_probe.py. Results go to $OUT (the device tool's folder) or to
+# benchmarks/results/gpu_lease. From the repository root:  bash benchmarks/gpu_lease.sh
+set -u
+out=${OUT:-benchmarks/results/gpu_lease}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu,memory.used --format=csv \
+    > "$out/smi.txt" 2>&1
+python3 -c "import torch, timm, torchvision; print('torch', torch.__version__, 'timm', timm.__version__,
+ 'torchvision', torchvision.__version__)" >> "$out/smi.txt" 2>&1
+cat "$out/smi.txt"
+timeout "${GPU_BENCH_S:-400}" python3 benchmarks/gpu.py --out "$out/gpu.json" --overwrite \
+    --budget-s "${GPU_BUDGET_S:-230}" > "$out/gpu_log.txt" 2>&1
+echo "gpu.py exit $?"
+timeout "${GPU_PROBE_S:-160}" python3 benchmarks/gpu_probe.py --out "$out" > "$out/probe_log.txt" 2>&1
+echo "gpu_probe.py exit $?"
+tail -n 40 "$out/gpu_log.txt"
+grep -A 12 "^## host\b\|^## breaks" "$out/probe.txt"
