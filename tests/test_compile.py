@@ -94,6 +94,19 @@ def test_every_family_traces_without_graph_breaks(family):
     assert result.graph_breaks == 0 and result.graphs == 1, result.reasons
 
 
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_every_family_traces_without_graph_breaks_in_inference(family):
+    """The same in eval mode without gradients, whose path differs (Swin's cached attention bias: torch 2.11's
+    Dynamo broke the graph at every block there on ``id(None)``, seen on a lent H200)."""
+    import vitkit
+    from vitkit.analysis.graph_breaks import audit
+
+    name, kw, shape = _FAMILIES[family]
+    result = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), [shape], recompiles=False, inference=True)
+    assert result.graph_breaks == 0 and result.graphs == 1, result.reasons
+
+
 # -- recompiles: one compiled model fed three sizes, dynamic=True explicitly (train.compile: dynamic; the default
 # automatic mode compiles the first size static, then once symbolic) -------------------------------------------
 _SIZES = {

@@ -68,17 +68,23 @@ def recompile_log() -> Iterator[list[str]]:
         torch._logging.set_logs()
 
 
-def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = True) -> CompileAudit:
+def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = True,
+          inference: bool = False) -> CompileAudit:
     """Trace ``model`` on random inputs of each shape in ``shapes`` (first for :func:`torch._dynamo.explain`,
     then, with ``recompiles``, every shape through ``torch.compile(backend='eager', dynamic=True)`` with a
-    backward pass; without, ``graphs`` is the count of the first trace)."""
+    backward pass; without, ``graphs`` is the count of the first trace). ``inference``: the first trace runs in
+    eval mode without gradients (the path of a compiled model's evaluation and ``vitkit benchmark --compile``,
+    which differs from training's, e.g. Swin's cached attention bias); it needs ``recompiles=False``."""
     import torch._dynamo as dynamo
     from torch._dynamo.utils import counters
 
-    model.train()
+    if inference and recompiles:
+        raise ValueError("audit(inference=True) traces one forward; pass recompiles=False")
+    model.train(not inference)
     first = torch.randn(*shapes[0])
     dynamo.reset()
-    explained = dynamo.explain(model)(first)
+    with torch.set_grad_enabled(not inference):
+        explained = dynamo.explain(model)(first)
     reasons = [f"{getattr(b, 'reason', b)}".splitlines()[0] for b in explained.break_reasons]
     dynamo.reset()
     if not recompiles:
