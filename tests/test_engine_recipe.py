@@ -212,3 +212,26 @@ def test_create_model_validates_its_overrides():
             vitkit.create_model("vit_demo_patch8_32", **kw)
     with pytest.raises(ValueError, match="depths"):
         vitkit.create_model("swin_tiny_patch4_window7_224", depths=(2, 0, 6, 2))
+
+
+def test_cudnn_benchmark_follows_the_task_unless_set():
+    """CUDA runs search cuDNN's algorithms per shape where a task's batches share one shape; detection (a shape
+    per batch) and deterministic runs leave it off; train.cudnn_benchmark overrides either way."""
+    from vitkit.engine.trainer import wants_cudnn_benchmark
+    from vitkit.tasks import get_task
+
+    demo = find_recipe("demo/digits")
+    train = load_recipe(demo).train
+    assert train.cudnn_benchmark is None
+    assert wants_cudnn_benchmark(train, get_task("classification")) is True
+    assert wants_cudnn_benchmark(train, get_task("segmentation")) is True
+    assert wants_cudnn_benchmark(train, get_task("pose")) is True
+    assert wants_cudnn_benchmark(train, get_task("detection")) is False
+    assert wants_cudnn_benchmark(load_recipe(demo, ["train.deterministic=true"]).train,
+                                 get_task("classification")) is False
+    forced = load_recipe(demo, ["train.cudnn_benchmark=true"]).train
+    assert forced.cudnn_benchmark is True and wants_cudnn_benchmark(forced, get_task("detection")) is True
+    off = load_recipe(demo, ["train.cudnn_benchmark=false"]).train
+    assert wants_cudnn_benchmark(off, get_task("classification")) is False
+    with pytest.raises(RecipeError, match="cudnn_benchmark"):
+        load_recipe(demo, ["train.cudnn_benchmark=fast"])

@@ -58,6 +58,8 @@ A recipe has these sections (every key optional; the defaults below apply)::
                                  # dynamic: symbolic sizes from the start; the first step pays the compile time
       seed: 0
       deterministic: false       # torch.use_deterministic_algorithms
+      cudnn_benchmark: null      # CUDA: cuDNN's per-shape algorithm search; null: on where the task's batches
+                                 # share one shape (all but detection) and not deterministic
       reuse_freed_memory: true   # CPU, glibc: malloc keeps freed memory (no page faults per step; holds the peak)
       workers: 2                 # DataLoader worker processes per training process
       label_smoothing: 0.0
@@ -183,6 +185,7 @@ class TrainSection:
     compile: bool | str = False  # false | true | dynamic (vitkit.models.compile.COMPILE_MODES)
     seed: int = 0
     deterministic: bool = False
+    cudnn_benchmark: bool | None = None  # null: vitkit.engine.trainer.wants_cudnn_benchmark decides
     reuse_freed_memory: bool = True  # vitkit.engine.allocator: CPU runs only
     workers: int = 2
     label_smoothing: float = 0.0

@@ -123,6 +123,19 @@ def to_device(obj: Any, dev: torch.device) -> Any:
     return obj
 
 
+
+def wants_cudnn_benchmark(train: Any, task: Any) -> bool:
+    """Whether a CUDA run turns on ``cudnn.benchmark``: ``train.cudnn_benchmark`` where set, else on when the
+    task's training batches share one shape (:attr:`vitkit.tasks.base.Task.fixed_input_shapes`) and the run is
+    not ``train.deterministic``. cuDNN then picks the fastest convolution algorithm per input shape (patch
+    embeddings, UniFormer's local blocks, MViT's pooling), at a search cost per new shape: on an H200 the first
+    eager training step of MViTv2-T took 22.7 s and UniFormer-S's 14.9 s against timm's 0.1 s
+    (``benchmarks/results/gpu_h200.json``), which detection's shape per batch would pay again and again.
+    A deterministic run keeps it off: the choice could differ between runs."""
+    if train.cudnn_benchmark is not None:
+        return bool(train.cudnn_benchmark)
+    return task.fixed_input_shapes and not train.deterministic
+
 class Trainer:
     """Holds the state of one run; :meth:`fit` trains it to the end (or ``train.max_steps``)."""
 
@@ -147,10 +160,8 @@ class Trainer:
         self._was_cudnn_benchmark = torch.backends.cudnn.benchmark
         if r.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        elif dev.type == "cuda":
-            # cuDNN picks the fastest convolution algorithm per input shape (patch embeddings, UniFormer's local
-            # blocks, MViT's pooling); not under train.deterministic, where the choice could vary between runs
-            torch.backends.cudnn.benchmark = True
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = wants_cudnn_benchmark(r.train, get_task(r.task.name))
         seed_all(r.train.seed)
 
         self.log = lambda msg: _log(self.dist, msg)

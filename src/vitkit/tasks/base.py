@@ -21,6 +21,10 @@ class Task:
     #: :func:`vitkit.engine.data.resolve_input`); False: ``data.input_size`` is the task's own crop / scale and the
     #: backbone runs at any size (dense tasks)
     input_follows_model: bool = True
+    #: True: every training batch has one shape, so cuDNN's per-shape algorithm search (``cudnn.benchmark``) is
+    #: paid once; False: shapes vary per batch (detection's multi-scale resizing), where the search would run for
+    #: each new shape (as mmdet's and detectron2's defaults, it is then left off; ``train.cudnn_benchmark``)
+    fixed_input_shapes: bool = True
     options: type = NoOptions
     headline: str = ""  # main metric key in evaluate()'s dict
     train_metric: str = "train_top1"  # metrics-log key of the running training accuracy

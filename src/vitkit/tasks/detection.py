@@ -178,6 +178,7 @@ class Detection(CocoTask):
     name = "detection"
     options = DetectionOptions
     headline = "box_AP"
+    fixed_input_shapes = False  # a short side drawn per batch and any aspect ratio: one shape per batch
 
     def build_datasets(self, recipe: Any, spec: Any) -> tuple[Any, Any]:
         from vitkit.data.coco import CocoDetection
