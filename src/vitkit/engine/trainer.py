@@ -128,9 +128,10 @@ def wants_cudnn_benchmark(train: Any, task: Any) -> bool:
     """Whether a CUDA run turns on ``cudnn.benchmark``: ``train.cudnn_benchmark`` where set, else on when the
     task's training batches share one shape (:attr:`vitkit.tasks.base.Task.fixed_input_shapes`) and the run is
     not ``train.deterministic``. cuDNN then picks the fastest convolution algorithm per input shape (patch
-    embeddings, UniFormer's local blocks, MViT's pooling), at a search cost per new shape: on an H200 the first
+    embeddings, UniFormer's local blocks, MViT's pooling), at a search cost per new shape. On an H200 the first
     eager training step of MViTv2-T took 22.7 s and UniFormer-S's 14.9 s against timm's 0.1 s
-    (``benchmarks/results/gpu_h200.json``), which detection's shape per batch would pay again and again.
+    (``benchmarks/results/gpu_h200.json``; most likely that search over their channels-last depthwise
+    convolutions, which go to cuDNN: not profiled), a cost detection's shape per batch would pay again and again.
     A deterministic run keeps it off: the choice could differ between runs."""
     if train.cudnn_benchmark is not None:
         return bool(train.cudnn_benchmark)
