@@ -35,16 +35,17 @@ FULL = {
     "vit": ("vit_base_patch16_224", {}, "timm", "vit_base_patch16_224", {}, (3, 224, 224), 64),
     "swin": ("swin_tiny_patch4_window7_224", {}, "timm", "swin_tiny_patch4_window7_224", {}, (3, 224, 224), 64),
     "mvitv2": ("mvitv2_tiny", {}, "timm", "mvitv2_tiny", {}, (3, 224, 224), 64),
-    "uniformer": ("uniformer_small", {}, None, None, {}, (3, 224, 224), 64),
+    "uniformer": ("uniformer_small", {}, "timm", "swin_tiny_patch4_window7_224", {}, (3, 224, 224), 64),
     "swin3d": ("swin3d_tiny", {}, "torchvision", "video.swin3d_t", {}, (3, 16, 224, 224), 4),
     "mvit": ("mvit_base_16x4", {}, "torchvision", "video.mvit_v1_b", {}, (3, 16, 224, 224), 4),
-    "uniformer_video": ("uniformer_small_16x4", {}, None, None, {}, (3, 16, 224, 224), 4),
+    "uniformer_video": ("uniformer_small_16x4", {}, "torchvision", "video.mvit_v1_b", {}, (3, 16, 224, 224), 4),
 }
 SMOKE = {
     "vit": ("vit_tiny_patch16_224", {"img_size": 32, "depth": 1}, "timm", "vit_tiny_patch16_224",
             {"img_size": 32, "depth": 1}, (3, 32, 32), 2),
     "mvit": ("mvit_demo_8x32", {}, None, None, {}, (3, 8, 32, 32), 1),
-    "uniformer": ("uniformer_demo_32", {}, None, None, {}, (3, 32, 32), 2),
+    "uniformer": ("uniformer_demo_32", {}, "timm", "vit_tiny_patch16_224", {"img_size": 32, "depth": 1}, (3, 32, 32),
+                  2),
 }
 
 
@@ -57,6 +58,16 @@ def device_peak(device: torch.device) -> tuple[float, str]:
                 return peak, f"published dense bf16 peak of {key}"
     return B.matmul_peak(torch.bfloat16, size=4096 if device.type == "cuda" else 256, device=device), \
         "measured bf16 matmul peak"
+
+
+#: families whose peer is another architecture (UniFormer's goals are ratios to the Swin-T / MViT-B of one run):
+#: the peer is labelled with its model name there
+AGAINST_OTHER_ARCHITECTURE = {"uniformer", "uniformer_video"}
+
+
+def peer_label(family: str, lib: str, peer_name: str) -> str:
+    """``lib``, or ``"lib model"`` where the peer is another architecture (:data:`AGAINST_OTHER_ARCHITECTURE`)."""
+    return f"{lib} {peer_name.split('.')[-1]}" if family in AGAINST_OTHER_ARCHITECTURE else lib
 
 
 def agreement(model: torch.nn.Module, ref: torch.nn.Module, shape: tuple, device: torch.device) -> dict[str, float]:
@@ -110,7 +121,8 @@ def run_family(family: str, spec: tuple, device: torch.device, peak: float, comp
         print(f"  {family}: fp32 on {device.type} vs float64 on the CPU: logits {agree['logits_rel_err']:.1e}, "
               f"gradients {agree['grad_rel_err']:.1e}", flush=True)
     if lib:
-        models[lib] = B.build_peer(lib, peer_name, **peer_kwargs).to(device)
+        # the peer's own name where it is another architecture (UniFormer against Swin-T / MViT-B)
+        models[peer_label(family, lib, peer_name)] = B.build_peer(lib, peer_name, **peer_kwargs).to(device)
     x = torch.randn(batch, *shape, device=device)
     peaks = {"bf16": peak}
     tag = " compiled" if compile else ""

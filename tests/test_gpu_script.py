@@ -23,6 +23,10 @@ def test_gpu_script_smoke(tmp_path, capsys):
     vit_train = [r for r in rows if r["model"].startswith("vit:") and r["extra"]["kind"] == "train"]
     assert {r["impl"] for r in vit_train} == {"vitkit", "timm"}
     assert "timm" in next(r for r in vit_train if r["impl"] == "vitkit")["ratios"]
+    # a peer of another architecture (UniFormer against Swin-T / MViT-B on the GPU) is named by its model
+    uni_train = [r for r in rows if r["model"].startswith("uniformer:") and r["extra"]["kind"] == "train"]
+    assert {r["impl"] for r in uni_train} == {"vitkit", "timm vit_tiny_patch16_224"}
+    assert "timm vit_tiny_patch16_224" in next(r for r in uni_train if r["impl"] == "vitkit")["ratios"]
     for r in rows:
         assert r["items_per_s"] > 0 and r["frac_peak"] > 0 and r["macs_per_item"] > 0
         assert (r["extra"].get("peak_train_mem_mb") or r["extra"].get("peak_mem_mb")) > 0
