@@ -4,7 +4,8 @@
    copy on the CPU, worst first (``gpu.py`` reports only the whole-model figure).
 2. ``profile``: the top CUDA kernels by self device time of one bf16 inference forward and one training step,
    vitkit beside its peer (``torch.profiler``).
-3. ``mfu``: ViT-B/16 training steps at a larger batch with fused AdamW (eager), MFU against the published peak.
+3. ``mfu``: ViT-B/16 training steps at a larger batch with fused AdamW (eager; compiled at the end of the run),
+   MFU against the published peak.
 4. ``breaks``: ``torch._dynamo.explain`` on a family's forward: graph breaks and their reasons.
 5. ``host``: per family, the host's time to issue a bf16 forward (no synchronise) beside the whole forward, vitkit
    and its peer, and vitkit MViT-B's ops by their own CPU time: is a step bound by the host?
@@ -91,14 +92,17 @@ def profile_pair(ours: str, lib: str, peer: str, shape: tuple, batch: int, devic
 
 
 def vit_mfu(batch: int, device: torch.device, peak: float, name: str = "vit_base_patch16_224",
-            rounds: int = 10) -> dict[str, float]:
-    """Median bf16 training step of ViT at ``batch`` with fused AdamW (eager), and its MFU."""
+            rounds: int = 10, compiled: bool = False) -> dict[str, float]:
+    """Median bf16 training step of ViT at ``batch`` with fused AdamW (eager, or compiled), and its MFU."""
+    from vitkit.models.compile import maybe_compile
+
     torch.manual_seed(0)
-    m = vitkit.create_model(name).to(device).train()
+    model = vitkit.create_model(name).to(device).train()
+    m = maybe_compile(model, compiled)
     macs = vitkit.profile(vitkit.create_model(name), (3, 224, 224)).macs
     x = torch.randn(batch, 3, 224, 224, device=device)
     target = torch.zeros(batch, dtype=torch.long, device=device)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     times = []
     for i in range(rounds + 3):
         B._sync(device)
@@ -108,7 +112,7 @@ def vit_mfu(batch: int, device: torch.device, peak: float, name: str = "vit_base
         if i >= 3:
             times.append(time.perf_counter() - t)
     med = sorted(times)[len(times) // 2]
-    return {"batch": batch, "step_ms": med * 1e3, "mfu": 6 * macs * batch / med / peak}
+    return {"batch": batch, "compiled": compiled, "step_ms": med * 1e3, "mfu": 6 * macs * batch / med / peak}
 
 
 def graph_breaks(name: str, shape: tuple, device: torch.device) -> str:
@@ -270,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         section("host: vitkit mvit ops by own CPU time", lambda: kernel_table(
             lambda: _mvit_forward(mvit, video, device), device, top=25, by_cpu=True))
     section("layouts", lambda: layout_times(shapes, device, batch))
+    if not args.smoke:  # last: a compile of a minute or so, the first thing a short lease drops
+        section("mfu: vit-b compiled", lambda: str(vit_mfu(256, device, 989e12, compiled=True)))
     return 0
 
 
