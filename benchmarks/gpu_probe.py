@@ -1,6 +1,6 @@
 """Follow-up probes for what ``benchmarks/gpu.py`` found on a lent GPU, in one short run (about 4 minutes).
 
-1. ``grads``: per-parameter relative error of a family's fp32 gradients on the GPU (TF32 off) against a float64
+1. ``grads`` (with ``--grads``): per-parameter relative error of a family's fp32 gradients on the GPU (TF32 off) against a float64
    copy on the CPU, worst first (``gpu.py`` reports only the whole-model figure).
 2. ``profile``: the top CUDA kernels by self device time of one bf16 inference forward and one training step,
    vitkit beside its peer (``torch.profiler``).
@@ -9,7 +9,9 @@
 4. ``breaks``: ``torch._dynamo.explain`` on a family's forward: graph breaks and their reasons.
 5. ``host``: per family, the host's time to issue a bf16 forward (no synchronise) beside the whole forward, vitkit
    and its peer, and vitkit MViT-B's ops by their own CPU time: is a step bound by the host?
-6. ``layouts``: every depthwise convolution shape of MViTv2-T, UniFormer-S and MViT-B, forward + backward in bf16
+6. ``layout A/B``: whole steps of UniFormer-S (image and video), MViTv2-T and MViT-B with every depthwise
+   convolution on contiguous input against the layouts as they are, alternating.
+7. ``layouts``: every depthwise convolution shape of MViTv2-T, UniFormer-S and MViT-B, forward + backward in bf16
    on contiguous and on channels-last input under ``cudnn.benchmark``: the first call (autotuning) and the median.
 
 Usage: python benchmarks/gpu_probe.py [--out DIR] [--smoke]   (``--smoke``: the CPU, tiny models)
@@ -17,6 +19,7 @@ Usage: python benchmarks/gpu_probe.py [--out DIR] [--smoke]   (``--smoke``: the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import time
@@ -219,6 +222,73 @@ def layout_times(names: dict, device: torch.device, batch: dict, rounds: int = 5
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def contiguous_depthwise(enabled: bool):
+    """While on, every depthwise convolution of the models (MViT's pooling, MViTv2's 2-D pooling, UniFormer's
+    blocks) runs on a contiguous copy of a channels-last input on CUDA and returns channels-last again, as the
+    layout fix does for MViT's 3-D pooling alone (``vitkit.layers.depthwise.gpu_depthwise_input``)."""
+    import torch.nn.functional as F
+    from vitkit.layers import conv_blocks, depthwise
+
+    if not enabled:
+        yield
+        return
+
+    def to_contiguous(x, device_type):
+        return x.contiguous() if device_type == "cuda" and x.dim() in (4, 5) else x
+
+    def block_forward(self, x):
+        fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+        keep = x.is_contiguous(memory_format=fmt) and not x.is_contiguous()
+        conv = F.conv3d if x.dim() == 5 else F.conv2d
+        y = conv(x.contiguous() if x.is_cuda else x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                 self.groups)
+        return y.contiguous(memory_format=fmt) if keep else y
+
+    saved = (depthwise.gpu_depthwise_input, conv_blocks.DepthwiseConv2d.forward, conv_blocks.DepthwiseConv3d.forward)
+    depthwise.gpu_depthwise_input = to_contiguous
+    conv_blocks.DepthwiseConv2d.forward = conv_blocks.DepthwiseConv3d.forward = block_forward
+    try:
+        yield
+    finally:
+        depthwise.gpu_depthwise_input, conv_blocks.DepthwiseConv2d.forward, conv_blocks.DepthwiseConv3d.forward = saved
+
+
+def layout_ab(models: dict, device: torch.device, rounds: int = 5) -> str:
+    """Whole bf16 inference forwards and training steps with the depthwise layouts as they are against all
+    contiguous (:func:`contiguous_depthwise`), alternating per round: median ms of each, first step of each."""
+    lines = []
+    for name, (shape, batch) in models.items():
+        torch.manual_seed(0)
+        m = vitkit.create_model(name).to(device)
+        x = torch.randn(batch, *shape, device=device)
+        target = torch.zeros(batch, dtype=torch.long, device=device)
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=device.type == "cuda")
+        res = {(v, k): [] for v in (False, True) for k in ("inference", "train")}
+        for i in range(rounds + 1):
+            for variant in (False, True):
+                with contiguous_depthwise(variant):
+                    for kind in ("inference", "train"):
+                        B._sync(device)
+                        t = time.perf_counter()
+                        if kind == "inference":
+                            m.eval()
+                            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16):
+                                m(x)
+                        else:
+                            m.train()
+                            B.train_step(m, x, target, opt, torch.bfloat16)
+                        B._sync(device)
+                        res[(variant, kind)].append(time.perf_counter() - t)
+        for kind in ("inference", "train"):
+            a, b = res[(False, kind)], res[(True, kind)]
+            ma, mb = sorted(a[1:])[rounds // 2], sorted(b[1:])[rounds // 2]
+            lines.append(f"  {name:<22}{kind:<10} as is {ma * 1e3:8.2f} ms (first {a[0]:6.2f} s)  all contiguous "
+                         f"{mb * 1e3:8.2f} ms (first {b[0]:6.2f} s)  as-is / contiguous {ma / mb:5.2f}")
+        del m, opt
+    return "\n".join(lines)
+
+
 def _mvit_forward(name: str, shape: tuple, device: torch.device, _cache: dict = {}) -> None:
     if name not in _cache:
         _cache[name] = (vitkit.create_model(name).to(device).eval(), torch.randn(4, *shape, device=device))
@@ -231,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--grads", action="store_true", help="also the per-parameter gradient errors of MViT-B")
     args = ap.parse_args(argv)
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     if device.type == "cuda":
@@ -254,27 +325,33 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.path.join(args.out, "probe.txt"), "w") as f:
             f.write("\n".join(sections))
 
-    section("grads: " + mvit, lambda: "\n".join(f"  {n:<50} of total {e:.2e}  own {d:.2e}"
-                                               for n, e, d in worst_grads(mvit, video, device)))
-    if not args.smoke:
-        section("profile: mvit", lambda: profile_pair(mvit, "torchvision", "video.mvit_v1_b", video, 4, device))
-        peak = 989e12
-        section("mfu: vit-b", lambda: "\n".join(str(vit_mfu(b, device, peak)) for b in (64, 256)))
-    section("breaks: " + compiled, lambda: graph_breaks(compiled, image, device))
     if args.smoke:
         pairs = {"vit": ("vit_tiny_patch16_224", "timm", "vit_tiny_patch16_224", (3, 224, 224), 1)}
         shapes, batch = {"uniformer_demo_32": (3, 32, 32), "mvit_demo_8x32": (3, 8, 32, 32)}, \
             {"uniformer_demo_32": 1, "mvit_demo_8x32": 1}
+        ab = {"uniformer_demo_32": ((3, 32, 32), 2), "mvit_demo_8x32": ((3, 8, 32, 32), 1)}
     else:
         pairs = PAIRS
         shapes = {"mvitv2_tiny": (3, 224, 224), "uniformer_small": (3, 224, 224), "mvit_base_16x4": video}
         batch = {"mvitv2_tiny": 64, "uniformer_small": 64, "mvit_base_16x4": 4}
+        ab = {"uniformer_small": ((3, 224, 224), 64), "mvitv2_tiny": ((3, 224, 224), 64),
+              "uniformer_small_16x4": (video, 4), "mvit_base_16x4": (video, 4)}
+    # most wanted first: each section is written as it ends, so a run cut short keeps the earlier ones
+    if args.grads:
+        section("grads: " + mvit, lambda: "\n".join(f"  {n:<50} of total {e:.2e}  own {d:.2e}"
+                                                   for n, e, d in worst_grads(mvit, video, device)))
+    if not args.smoke:
+        section("profile: mvit", lambda: profile_pair(mvit, "torchvision", "video.mvit_v1_b", video, 4, device))
+    section("layout A/B", lambda: layout_ab(ab, device, rounds=1 if args.smoke else 5))
     section("host", lambda: host_times(pairs, device))
     if not args.smoke:
         section("host: vitkit mvit ops by own CPU time", lambda: kernel_table(
             lambda: _mvit_forward(mvit, video, device), device, top=25, by_cpu=True))
+    section("breaks: " + compiled, lambda: graph_breaks(compiled, image, device))
     section("layouts", lambda: layout_times(shapes, device, batch))
-    if not args.smoke:  # last: a compile of a minute or so, the first thing a short lease drops
+    if not args.smoke:
+        section("mfu: vit-b", lambda: "\n".join(str(vit_mfu(b, device, 989e12)) for b in (64, 256)))
+        # last: a compile of a minute or so, the first thing a short lease drops
         section("mfu: vit-b compiled", lambda: str(vit_mfu(256, device, 989e12, compiled=True)))
     return 0
 

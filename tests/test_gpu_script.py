@@ -44,10 +44,15 @@ def test_gpu_probe_smoke(tmp_path):
     spec = importlib.util.spec_from_file_location("vitkit_gpu_probe", SCRIPT.with_name("gpu_probe.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    from vitkit.layers import conv_blocks, depthwise
+
+    before = (depthwise.gpu_depthwise_input, conv_blocks.DepthwiseConv2d.forward)
     assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    # the layout A/B's patches are undone
+    assert (depthwise.gpu_depthwise_input, conv_blocks.DepthwiseConv2d.forward) == before
     report = (tmp_path / "probe.txt").read_text()
     assert "FAILED" not in report, report
-    for title in ("## grads", "## breaks", "## host", "## layouts"):
+    for title in ("## breaks", "## host", "## layout A/B", "## layouts"):
         assert title in report
     assert "train: graphs 1, breaks 0" in report and "eval: graphs 1, breaks 0" in report
     # both layouts timed for every depthwise shape found, 2-D (UniFormer) and 3-D (MViT)
