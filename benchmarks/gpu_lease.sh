@@ -11,10 +11,10 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu
 python3 -c "import torch, timm, torchvision; print('torch', torch.__version__, 'timm', timm.__version__,
  'torchvision', torchvision.__version__)" >> "$out/smi.txt" 2>&1
 cat "$out/smi.txt"
-timeout "${GPU_BENCH_S:-330}" python3 benchmarks/gpu.py --out "$out/gpu.json" --overwrite \
-    --budget-s "${GPU_BUDGET_S:-220}" > "$out/gpu_log.txt" 2>&1
+timeout "${GPU_BENCH_S:-350}" python3 benchmarks/gpu.py --out "$out/gpu.json" --overwrite \
+    --budget-s "${GPU_BUDGET_S:-250}" > "$out/gpu_log.txt" 2>&1
 echo "gpu.py exit $?"
-timeout "${GPU_PROBE_S:-250}" python3 benchmarks/gpu_probe.py --out "$out" > "$out/probe_log.txt" 2>&1
+timeout "${GPU_PROBE_S:-230}" python3 benchmarks/gpu_probe.py --out "$out" > "$out/probe_log.txt" 2>&1
 echo "gpu_probe.py exit $?"
 tail -n 40 "$out/gpu_log.txt"
 grep -A 12 "^## layout A/B\|^## host (\|^## breaks" "$out/probe.txt"
