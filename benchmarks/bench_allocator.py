@@ -15,12 +15,16 @@ thread runs it (:mod:`vitkit.layers.subnormals`, on by default) against the arit
 softmax in bf16 (``subnormal_flushing(False)``, what runs with more than one thread). Only models with a shift
 mask (Swin, Video Swin) differ; run it with ``--threads 1``.
 
+``--setting dw_batch``: the float32 backward of UniFormer's depthwise convolutions on the whole batch at once
+(:func:`vitkit.layers.conv_blocks.whole_batch_backward`, on by default) against chunks of a few samples, as MViT's
+pooling keeps. Only UniFormer differs.
+
 Same model, same batch; each round times one step without the setting and one with it (after one untimed step
 with it, as a run's steady state), in alternating order. Prints per model and precision the median step time of
 each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
-Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals]
+Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu]
 """
@@ -38,7 +42,7 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
-from vitkit.layers import huge_pages, subnormals
+from vitkit.layers import conv_blocks, huge_pages, subnormals
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train import SUITE  # noqa: E402 - the training benchmark's models and input shapes
@@ -49,6 +53,7 @@ SETTINGS = {
     "allocator": (reuse_freed_memory, ("default", "reuse")),
     "huge_pages": (huge_pages.huge_page_advice, ("default", "advised")),
     "subnormals": (subnormals.subnormal_flushing, ("floor", "flushed")),
+    "dw_batch": (conv_blocks.whole_batch_backward, ("chunked", "whole batch")),
 }
 
 

@@ -925,6 +925,62 @@ def test_conv_float32_grads_keeps_reduced_input_and_equals_the_float32_conv(rank
         torch.testing.assert_close(v, a, rtol=1e-5, atol=1e-5)  # 3-D: our backward sums in another order
 
 
+def test_pooling_float32_clip_under_autocast_trains():
+    """Float32 tokens pooled by a depthwise 3-D convolution under CPU autocast (the convolution runs in bf16):
+    the backward once mixed the bf16 gradient with the float32 input and weight and raised."""
+    from vitkit.layers.pooling import pool_tokens
+
+    torch.manual_seed(0)
+    pool = torch.nn.Conv3d(4, 4, 3, 1, 1, groups=4, bias=False)
+    tokens = torch.randn(2, 1 + 3 * 5 * 5, 4, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        out, grid = pool_tokens(tokens, pool, (3, 5, 5))
+        ref = F.conv3d(tokens[:, 1:].reshape(2, 3, 5, 5, 4).movedim(-1, 1), pool.weight, None, 1, 1, 1, 4)
+    assert grid == (3, 5, 5)
+    torch.testing.assert_close(out[:, 1:].float(), ref.movedim(1, -1).reshape(2, 75, 4).float())
+    out.float().sum().backward()
+    assert tokens.grad is not None and pool.weight.grad is not None and torch.isfinite(pool.weight.grad).all()
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_uniformer_depthwise_backward_takes_the_whole_batch_unless_switched_off(rank, monkeypatch):
+    """UniFormer's depthwise modules run their float32 backward on the whole batch in one call (their peak does
+    not depend on it: vitkit.layers.conv_blocks); whole_batch_backward(False) and MViT's pooling keep chunks;
+    the gradients are the same either way."""
+    import vitkit.layers.depthwise as D
+    from vitkit.layers.conv_blocks import depthwise_conv, whole_batch_backward
+    from vitkit.layers.pooling import pool_tokens
+
+    monkeypatch.setattr(D, "BACKWARD_CHUNK_ELEMENTS", 1)  # one sample per chunk where chunks are used
+    calls = []
+    real = D._conv_grads
+    monkeypatch.setattr(D, "_conv_grads", lambda *a, **k: calls.append(a[1].shape[0]) or real(*a, **k))
+    torch.manual_seed(0)
+    conv = depthwise_conv(rank, 4, 3)
+    x0 = torch.randn(3, 4, *(5,) * rank).contiguous(
+        memory_format=torch.channels_last_3d if rank == 3 else torch.channels_last)
+    grads = {}
+    for whole in (True, False):
+        calls.clear()
+        x = x0.clone().requires_grad_()
+        with whole_batch_backward(whole), torch.autocast("cpu", torch.bfloat16):
+            y = conv(x)
+        y.float().sum().backward()
+        assert calls == ([3] if whole else [1, 1, 1])
+        grads[whole] = (x.grad, conv.weight.grad.clone())
+        conv.zero_grad()
+    for a, b in zip(grads[True], grads[False]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # MViT's pooling: chunks, whatever the switch says
+    calls.clear()
+    pool = (torch.nn.Conv2d if rank == 2 else torch.nn.Conv3d)(4, 4, 3, 1, 1, groups=4, bias=False)
+    tokens = torch.randn(3, 1 + 5 ** rank, 4).bfloat16().requires_grad_()  # bf16, as a linear under autocast gives
+    with torch.autocast("cpu", torch.bfloat16):
+        out, _ = pool_tokens(tokens, pool, (5,) * rank)
+    out.float().sum().backward()
+    assert calls == [1, 1, 1]
+
+
 @pytest.mark.parametrize("rank", [2, 3])
 def test_tiled_filters_are_tiled_again_in_the_backward_not_kept(rank):
     """MViT's per-head pooling filters, tiled over the heads (k's and v's in one call): the bf16 training

@@ -5,7 +5,8 @@ implementation.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -15,17 +16,40 @@ from .fused import projection
 from .nd import batchnorm_nd, conv_nd, to_tuple
 
 
+#: whether :class:`_Float32OnCpu`'s backward takes the whole batch at once (:func:`whole_batch_backward`)
+_WHOLE_BATCH = [True]
+
+
+@contextlib.contextmanager
+def whole_batch_backward(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, the float32 backward of these depthwise convolutions runs on the whole batch (the
+    default) or, with ``enabled=False``, in :data:`~vitkit.layers.depthwise.BACKWARD_CHUNK_ELEMENTS` chunks as
+    MViT's pooling does; an off switch and the benchmarks' A/B (``bench_allocator.py --setting dw_batch``)."""
+    saved, _WHOLE_BATCH[0] = _WHOLE_BATCH[0], enabled
+    try:
+        yield
+    finally:
+        _WHOLE_BATCH[0] = saved
+
+
 class _Float32OnCpu:
     """Forward of a depthwise convolution in reduced precision on the CPU with float32 gradients, and a float32
     forward where reduced precision is slow (see :func:`~vitkit.layers.depthwise.float32_on_this_device`); it
     returns the dtype autocast would have. Float32 training on channels-last clips, and on channels-last maps
     with 5x5 filters, takes the same function for its faster backward
-    (:func:`~vitkit.layers.depthwise.float32_fast_backward`)."""
+    (:func:`~vitkit.layers.depthwise.float32_fast_backward`).
+
+    The backward's float32 copies cover the whole batch at once (:func:`whole_batch_backward`): UniFormer's
+    training peak is the same as in chunks (UniFormer-S bf16 at batch 8: 445.8 MB, fp32 865.8 MB; UniFormer-S
+    16x4 bf16 632.5 MB, fp32 867.5 MB, with chunks of 2^18 elements up to the whole batch), and the backward is
+    faster (bf16, batch 8, one thread: the 5x5 at 64x56x56 23.1 -> 15.8 ms, at 128x28x28 13.1 -> 9.0 ms; the
+    3x3 at 64x56x56 9.9 -> 5.9 ms)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (float32_on_this_device(x) or float32_fast_backward(x, self.weight, self.stride)):  # type: ignore[attr-defined]
             return super().forward(x)  # type: ignore[misc]
-        return conv_float32_grads(x, self.weight, self.bias, self.stride, self.padding, self.groups)  # type: ignore[attr-defined]
+        return conv_float32_grads(x, self.weight, self.bias, self.stride, self.padding, self.groups,  # type: ignore[attr-defined]
+                                  whole_batch=_WHOLE_BATCH[0])
 
 
 class DepthwiseConv2d(_Float32OnCpu, nn.Conv2d):

@@ -214,8 +214,10 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int],
     """
     stride, padding = tuple(int(s) for s in stride), tuple(int(p) for p in padding)
     x = gpu_depthwise_input(x, x.device.type)
+    # not under autocast: its forward would run in bf16 while the backward gets the float32 input and weight
     if (_is_cl3d_depthwise(x, weight, weight.shape[0]) and x.device.type == "cpu" and torch.is_grad_enabled()
-            and (x.requires_grad or weight.requires_grad) and x.dtype == weight.dtype and not is_tracing()):
+            and (x.requires_grad or weight.requires_grad) and x.dtype == weight.dtype
+            and not torch.is_autocast_enabled("cpu") and not is_tracing()):
         return _DepthwiseCL3d.apply(x, weight, stride, padding)
     return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
 
@@ -246,7 +248,10 @@ class TiledFilters:
         return torch.cat([b.repeat(*rep) for b in self.bases])
 
 
-#: samples per chunk in :class:`_ConvFloat32Grads`'s backward: as many as hold this many input elements (at least one)
+#: samples per chunk in :class:`_ConvFloat32Grads`'s backward: as many as hold this many input elements (at least
+#: one). The callers whose backward runs near a model's peak use it (MViT's pooling: MViTv2-T's bf16 training peak
+#: at batch 8 is 555 MB in such chunks, 574 MB on the whole batch); UniFormer's blocks take the whole batch
+#: (``whole_batch``), where the peak is the same either way (:mod:`vitkit.layers.conv_blocks`)
 BACKWARD_CHUNK_ELEMENTS = 1 << 18
 
 
@@ -285,10 +290,11 @@ class _ConvFloat32Grads(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, groups, out_dtype, tiles=0, *bases):  # noqa: D401
+    def forward(ctx, x, weight, bias, stride, padding, groups, out_dtype, whole_batch=False, tiles=0,
+                *bases):  # noqa: D401
         ctx.save_for_backward(x, None if bases else weight, bias, *bases)
         ctx.conv = (stride, padding, groups)
-        ctx.tiles = tiles
+        ctx.tiles, ctx.whole_batch = tiles, whole_batch
         if x.dtype == torch.bfloat16 == out_dtype and native_bf16():
             return _conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride, padding, groups)
         return _conv(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding,
@@ -306,7 +312,7 @@ class _ConvFloat32Grads(torch.autograd.Function):
         grad_x = torch.empty_like(x) if want_x else None
         grad_w = torch.zeros_like(w32) if want_w else None
         grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
-        chunk = max(1, BACKWARD_CHUNK_ELEMENTS // max(1, x[0].numel()))
+        chunk = x.shape[0] if ctx.whole_batch else max(1, BACKWARD_CHUNK_ELEMENTS // max(1, x[0].numel()))
         for start in range(0, x.shape[0], chunk):
             part = slice(start, start + chunk)
             gx, gw, gb = _conv_grads(grad[part].float(), x[part].float(), w32, bias is not None, stride, padding,
@@ -319,7 +325,7 @@ class _ConvFloat32Grads(torch.autograd.Function):
                 grad_b += gb
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
-        return (grad_x, grad_w, grad_b, None, None, None, None, None) + (None,) * len(bases)
+        return (grad_x, grad_w, grad_b, None, None, None, None, None, None) + (None,) * len(bases)
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
@@ -330,16 +336,19 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stri
 
 
 def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bias: torch.Tensor | None,
-                       stride: Sequence[int], padding: Sequence[int], groups: int) -> torch.Tensor:
+                       stride: Sequence[int], padding: Sequence[int], groups: int,
+                       whole_batch: bool = False) -> torch.Tensor:
     """A (depthwise) convolution of reduced-precision ``x`` with float32 gradients (see
     :func:`float32_on_this_device` and :class:`_ConvFloat32Grads`), returned in the dtype autocast would give;
-    the backward keeps ``x`` as it is, not a float32 copy (and of :class:`TiledFilters`, only their bases)."""
+    the backward keeps ``x`` as it is, not a float32 copy (and of :class:`TiledFilters`, only their bases).
+    ``whole_batch``: the backward's float32 copies cover the whole batch at once instead of
+    :data:`BACKWARD_CHUNK_ELEMENTS` chunks (faster; for callers whose backward is far from the model's peak)."""
     out_dtype = reduced_precision_dtype(x)
     tiles, bases, tensor = (weight.tiles, weight.bases, weight.tensor()) if isinstance(weight, TiledFilters) \
         else (0, (), weight)
     with torch.autocast("cpu", enabled=False):
         return _ConvFloat32Grads.apply(x, tensor, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
-                                       groups, out_dtype, tiles, *bases)
+                                       groups, out_dtype, whole_batch, tiles, *bases)
 
 
 def float32_on_this_device(x: torch.Tensor) -> bool:
