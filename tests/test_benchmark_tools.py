@@ -290,7 +290,7 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
 
 @pytest.mark.parametrize("setting,off,on", [("allocator", "default", "reuse"), ("huge_pages", "default", "advised"),
                                             ("subnormals", "floor", "flushed"),
-                                            ("dw_batch", "chunked", "whole batch")])
+                                            ("dw_batch", "small chunks", "large chunks")])
 def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, off, on):
     """One model, one precision, one round: both sides timed, faults counted, the JSON written."""
     from vitkit.engine import allocator
@@ -313,4 +313,4 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
         assert len(row[side]["round_ms"]) == 1 and row[side]["faults_per_step"] >= 0
     assert row["ratio"] == pytest.approx(row[off]["median_ms"] / row[on]["median_ms"])
     assert huge_pages._state["advise"] and subnormals._state["enabled"]  # left as they were
-    assert conv_blocks._WHOLE_BATCH == [True]
+    assert conv_blocks._LARGE_CHUNKS == [True]

@@ -943,35 +943,37 @@ def test_pooling_float32_clip_under_autocast_trains():
 
 
 @pytest.mark.parametrize("rank", [2, 3])
-def test_uniformer_depthwise_backward_takes_the_whole_batch_unless_switched_off(rank, monkeypatch):
-    """UniFormer's depthwise modules run their float32 backward on the whole batch in one call (their peak does
-    not depend on it: vitkit.layers.conv_blocks); whole_batch_backward(False) and MViT's pooling keep chunks;
-    the gradients are the same either way."""
+def test_uniformer_depthwise_backward_takes_large_chunks_unless_switched_off(rank, monkeypatch):
+    """UniFormer's depthwise modules run their float32 backward in chunks of BLOCK_CHUNK_ELEMENTS (their peak does
+    not depend on it: vitkit.layers.conv_blocks); large_backward_chunks(False) and MViT's pooling keep
+    BACKWARD_CHUNK_ELEMENTS; the gradients are the same either way."""
+    import vitkit.layers.conv_blocks as CB
     import vitkit.layers.depthwise as D
-    from vitkit.layers.conv_blocks import depthwise_conv, whole_batch_backward
     from vitkit.layers.pooling import pool_tokens
 
-    monkeypatch.setattr(D, "BACKWARD_CHUNK_ELEMENTS", 1)  # one sample per chunk where chunks are used
+    per_sample = 4 * 5 ** rank
+    monkeypatch.setattr(D, "BACKWARD_CHUNK_ELEMENTS", 1)  # one sample per chunk
+    monkeypatch.setattr(CB, "BLOCK_CHUNK_ELEMENTS", 2 * per_sample)  # two samples per chunk
     calls = []
     real = D._conv_grads
     monkeypatch.setattr(D, "_conv_grads", lambda *a, **k: calls.append(a[1].shape[0]) or real(*a, **k))
     torch.manual_seed(0)
-    conv = depthwise_conv(rank, 4, 3)
+    conv = CB.depthwise_conv(rank, 4, 3)
     x0 = torch.randn(3, 4, *(5,) * rank).contiguous(
         memory_format=torch.channels_last_3d if rank == 3 else torch.channels_last)
     grads = {}
-    for whole in (True, False):
+    for large in (True, False):
         calls.clear()
         x = x0.clone().requires_grad_()
-        with whole_batch_backward(whole), torch.autocast("cpu", torch.bfloat16):
+        with CB.large_backward_chunks(large), torch.autocast("cpu", torch.bfloat16):
             y = conv(x)
         y.float().sum().backward()
-        assert calls == ([3] if whole else [1, 1, 1])
-        grads[whole] = (x.grad, conv.weight.grad.clone())
+        assert calls == ([2, 1] if large else [1, 1, 1])
+        grads[large] = (x.grad, conv.weight.grad.clone())
         conv.zero_grad()
     for a, b in zip(grads[True], grads[False]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    # MViT's pooling: chunks, whatever the switch says
+    # MViT's pooling: the small chunks, whatever the switch says
     calls.clear()
     pool = (torch.nn.Conv2d if rank == 2 else torch.nn.Conv3d)(4, 4, 3, 1, 1, groups=4, bias=False)
     tokens = torch.randn(3, 1 + 5 ** rank, 4).bfloat16().requires_grad_()  # bf16, as a linear under autocast gives

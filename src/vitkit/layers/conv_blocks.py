@@ -16,20 +16,24 @@ from .fused import projection
 from .nd import batchnorm_nd, conv_nd, to_tuple
 
 
-#: whether :class:`_Float32OnCpu`'s backward takes the whole batch at once (:func:`whole_batch_backward`)
-_WHOLE_BATCH = [True]
+#: input elements per chunk of :class:`_Float32OnCpu`'s float32 backward: 16 MB per float32 copy, a whole batch
+#: of 8 UniFormer-S images (1.6 M elements at stage 1), two 16x224 clips
+BLOCK_CHUNK_ELEMENTS = 1 << 22
+#: whether :class:`_Float32OnCpu` uses :data:`BLOCK_CHUNK_ELEMENTS` (:func:`large_backward_chunks`)
+_LARGE_CHUNKS = [True]
 
 
 @contextlib.contextmanager
-def whole_batch_backward(enabled: bool = True) -> Iterator[None]:
-    """Inside the block, the float32 backward of these depthwise convolutions runs on the whole batch (the
-    default) or, with ``enabled=False``, in :data:`~vitkit.layers.depthwise.BACKWARD_CHUNK_ELEMENTS` chunks as
-    MViT's pooling does; an off switch and the benchmarks' A/B (``bench_allocator.py --setting dw_batch``)."""
-    saved, _WHOLE_BATCH[0] = _WHOLE_BATCH[0], enabled
+def large_backward_chunks(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, the float32 backward of these depthwise convolutions runs in chunks of
+    :data:`BLOCK_CHUNK_ELEMENTS` (the default) or, with ``enabled=False``, of
+    :data:`~vitkit.layers.depthwise.BACKWARD_CHUNK_ELEMENTS` as MViT's pooling does; an off switch and the
+    benchmarks' A/B (``bench_allocator.py --setting dw_batch``)."""
+    saved, _LARGE_CHUNKS[0] = _LARGE_CHUNKS[0], enabled
     try:
         yield
     finally:
-        _WHOLE_BATCH[0] = saved
+        _LARGE_CHUNKS[0] = saved
 
 
 class _Float32OnCpu:
@@ -39,9 +43,9 @@ class _Float32OnCpu:
     with 5x5 filters, takes the same function for its faster backward
     (:func:`~vitkit.layers.depthwise.float32_fast_backward`).
 
-    The backward's float32 copies cover the whole batch at once (:func:`whole_batch_backward`): UniFormer's
-    training peak is the same as in chunks (UniFormer-S bf16 at batch 8: 445.8 MB, fp32 865.8 MB; UniFormer-S
-    16x4 bf16 632.5 MB, fp32 867.5 MB, with chunks of 2^18 elements up to the whole batch), and the backward is
+    The backward's float32 copies cover :data:`BLOCK_CHUNK_ELEMENTS` at once (:func:`large_backward_chunks`),
+    16 times MViT's pooling's: UniFormer's training peak is the same as in the smaller chunks (UniFormer-S bf16
+    at batch 8: 445.8 MB, fp32 865.8 MB, with chunks of 2^18 elements up to the whole batch), and the backward is
     faster (bf16, batch 8, one thread: the 5x5 at 64x56x56 23.1 -> 15.8 ms, at 128x28x28 13.1 -> 9.0 ms; the
     3x3 at 64x56x56 9.9 -> 5.9 ms)."""
 
@@ -49,7 +53,7 @@ class _Float32OnCpu:
         if not (float32_on_this_device(x) or float32_fast_backward(x, self.weight, self.stride)):  # type: ignore[attr-defined]
             return super().forward(x)  # type: ignore[misc]
         return conv_float32_grads(x, self.weight, self.bias, self.stride, self.padding, self.groups,  # type: ignore[attr-defined]
-                                  whole_batch=_WHOLE_BATCH[0])
+                                  chunk_elements=BLOCK_CHUNK_ELEMENTS if _LARGE_CHUNKS[0] else None)
 
 
 class DepthwiseConv2d(_Float32OnCpu, nn.Conv2d):

@@ -249,9 +249,9 @@ class TiledFilters:
 
 
 #: samples per chunk in :class:`_ConvFloat32Grads`'s backward: as many as hold this many input elements (at least
-#: one). The callers whose backward runs near a model's peak use it (MViT's pooling: MViTv2-T's bf16 training peak
-#: at batch 8 is 555 MB in such chunks, 574 MB on the whole batch); UniFormer's blocks take the whole batch
-#: (``whole_batch``), where the peak is the same either way (:mod:`vitkit.layers.conv_blocks`)
+#: one), unless the caller passes its own budget. MViT's pooling, whose backward runs near MViTv2-T's bf16 peak,
+#: keeps this one (555 MB at batch 8 in such chunks, 574 MB on the whole batch); UniFormer's blocks pass a larger
+#: one (:data:`vitkit.layers.conv_blocks.BLOCK_CHUNK_ELEMENTS`)
 BACKWARD_CHUNK_ELEMENTS = 1 << 18
 
 
@@ -290,11 +290,11 @@ class _ConvFloat32Grads(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, groups, out_dtype, whole_batch=False, tiles=0,
+    def forward(ctx, x, weight, bias, stride, padding, groups, out_dtype, chunk_elements=None, tiles=0,
                 *bases):  # noqa: D401
         ctx.save_for_backward(x, None if bases else weight, bias, *bases)
         ctx.conv = (stride, padding, groups)
-        ctx.tiles, ctx.whole_batch = tiles, whole_batch
+        ctx.tiles, ctx.chunk_elements = tiles, chunk_elements
         if x.dtype == torch.bfloat16 == out_dtype and native_bf16():
             return _conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride, padding, groups)
         return _conv(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding,
@@ -312,7 +312,8 @@ class _ConvFloat32Grads(torch.autograd.Function):
         grad_x = torch.empty_like(x) if want_x else None
         grad_w = torch.zeros_like(w32) if want_w else None
         grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
-        chunk = x.shape[0] if ctx.whole_batch else max(1, BACKWARD_CHUNK_ELEMENTS // max(1, x[0].numel()))
+        budget = BACKWARD_CHUNK_ELEMENTS if ctx.chunk_elements is None else ctx.chunk_elements
+        chunk = max(1, budget // max(1, x[0].numel()))
         for start in range(0, x.shape[0], chunk):
             part = slice(start, start + chunk)
             gx, gw, gb = _conv_grads(grad[part].float(), x[part].float(), w32, bias is not None, stride, padding,
@@ -337,18 +338,18 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stri
 
 def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bias: torch.Tensor | None,
                        stride: Sequence[int], padding: Sequence[int], groups: int,
-                       whole_batch: bool = False) -> torch.Tensor:
+                       chunk_elements: int | None = None) -> torch.Tensor:
     """A (depthwise) convolution of reduced-precision ``x`` with float32 gradients (see
     :func:`float32_on_this_device` and :class:`_ConvFloat32Grads`), returned in the dtype autocast would give;
     the backward keeps ``x`` as it is, not a float32 copy (and of :class:`TiledFilters`, only their bases).
-    ``whole_batch``: the backward's float32 copies cover the whole batch at once instead of
-    :data:`BACKWARD_CHUNK_ELEMENTS` chunks (faster; for callers whose backward is far from the model's peak)."""
+    ``chunk_elements``: the backward's float32 copies cover as many samples as hold this many elements
+    (default :data:`BACKWARD_CHUNK_ELEMENTS`); larger chunks are faster and hold more memory at once."""
     out_dtype = reduced_precision_dtype(x)
     tiles, bases, tensor = (weight.tiles, weight.bases, weight.tensor()) if isinstance(weight, TiledFilters) \
         else (0, (), weight)
     with torch.autocast("cpu", enabled=False):
         return _ConvFloat32Grads.apply(x, tensor, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
-                                       groups, out_dtype, whole_batch, tiles, *bases)
+                                       groups, out_dtype, chunk_elements, tiles, *bases)
 
 
 def float32_on_this_device(x: torch.Tensor) -> bool:
