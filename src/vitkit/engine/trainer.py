@@ -123,7 +123,6 @@ def to_device(obj: Any, dev: torch.device) -> Any:
     return obj
 
 
-
 def wants_cudnn_benchmark(train: Any, task: Any) -> bool:
     """Whether a CUDA run turns on ``cudnn.benchmark``: ``train.cudnn_benchmark`` where set, else on when the
     task's training batches share one shape (:attr:`vitkit.tasks.base.Task.fixed_input_shapes`) and the run is
@@ -136,6 +135,7 @@ def wants_cudnn_benchmark(train: Any, task: Any) -> bool:
     if train.cudnn_benchmark is not None:
         return bool(train.cudnn_benchmark)
     return task.fixed_input_shapes and not train.deterministic
+
 
 class Trainer:
     """Holds the state of one run; :meth:`fit` trains it to the end (or ``train.max_steps``)."""

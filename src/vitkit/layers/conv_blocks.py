@@ -46,8 +46,9 @@ class _Float32OnCpu:
     The backward's float32 copies cover :data:`BLOCK_CHUNK_ELEMENTS` at once (:func:`large_backward_chunks`),
     16 times MViT's pooling's: UniFormer's training peak is the same as in the smaller chunks (bf16 / fp32:
     UniFormer-S at batch 8 445.8 / 865.8 MB with chunks of 2^18 elements up to the whole batch, at batch 16
-    850.8 / 1652.1 MB; UniFormer-S 16x4 at two clips 1205.1 / 1653.8 MB), and the backward is faster (bf16, batch 8, one thread: the 5x5 at 64x56x56 23.1 -> 15.8 ms, at 128x28x28 13.1 -> 9.0 ms; the
-    3x3 at 64x56x56 9.9 -> 5.9 ms)."""
+    850.8 / 1652.1 MB; UniFormer-S 16x4 at two clips 1205.1 / 1653.8 MB), and the backward is faster (bf16,
+    batch 8, one thread: the 5x5 at 64x56x56 23.1 -> 15.8 ms, at 128x28x28 13.1 -> 9.0 ms; the 3x3 at 64x56x56
+    9.9 -> 5.9 ms)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (float32_on_this_device(x) or float32_fast_backward(x, self.weight, self.stride)):  # type: ignore[attr-defined]

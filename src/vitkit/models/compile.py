@@ -57,8 +57,8 @@ def maybe_compile(module: nn.Module, enabled: bool | str = True, dynamic: bool |
 
 
 def inductor_options() -> dict[str, object]:
-    """:data:`INDUCTOR_OPTIONS` that this torch's Inductor knows (an older torch lacks ``strict_output_strides``
-    and would refuse the compile over it; it also lacks the stride sorting the option works around)."""
+    """:data:`INDUCTOR_OPTIONS` that this torch's Inductor knows: torch.compile refuses an unknown option, and an
+    older torch than this project's pins (the lent GPU machine's 2.11, say) may lack ``strict_output_strides``."""
     from torch._inductor import config
 
     return {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(config, k)}
