@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One call for a lent GPU (under 10 minutes: run it with timeout_s 595): benchmarks/gpu.py (every family eager, then compiled ones while its
-# budget lasts), then benchmarks/gpu_probe.py. Results go to $OUT (the device tool's folder) or to
+# One call for a lent GPU (under 10 minutes: give the call timeout_s 595): benchmarks/gpu.py (every family eager,
+# then compiled ones while its budget lasts), then benchmarks/gpu_probe.py. Results go to $OUT (the device tool's folder) or to
 # benchmarks/results/gpu_lease. From the repository root:  bash benchmarks/gpu_lease.sh
 set -u
 out=${OUT:-benchmarks/results/gpu_lease}
