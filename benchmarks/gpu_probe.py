@@ -289,10 +289,12 @@ def layout_ab(models: dict, device: torch.device, rounds: int = 5) -> str:
     return "\n".join(lines)
 
 
-def _mvit_forward(name: str, shape: tuple, device: torch.device, _cache: dict = {}) -> None:
-    if name not in _cache:
-        _cache[name] = (vitkit.create_model(name).to(device).eval(), torch.randn(4, *shape, device=device))
-    m, x = _cache[name]
+def _forward(name: str, lib: str | None, shape: tuple, device: torch.device, _cache: dict = {}) -> None:
+    """One bf16 inference forward of 4 items of ``name`` (vitkit's, or ``lib``'s), the model kept between calls."""
+    if (name, lib) not in _cache:
+        model = vitkit.create_model(name) if lib is None else B.build_peer(lib, name)
+        _cache[(name, lib)] = (model.to(device).eval(), torch.randn(4, *shape, device=device))
+    m, x = _cache[(name, lib)]
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16):
         m(x)
 
@@ -345,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     section("layout A/B", lambda: layout_ab(ab, device, rounds=1 if args.smoke else 5))
     section("host", lambda: host_times(pairs, device))
     if not args.smoke:
-        section("host: vitkit mvit ops by own CPU time", lambda: kernel_table(
-            lambda: _mvit_forward(mvit, video, device), device, top=25, by_cpu=True))
+        section("host: MViT-B ops by own CPU time, vitkit then torchvision", lambda: "\n".join(
+            kernel_table(lambda n=n, lib=lib: _forward(n, lib, video, device), device, top=25, by_cpu=True)
+            for n, lib in ((mvit, None), ("video.mvit_v1_b", "torchvision"))))
     section("breaks: " + compiled, lambda: graph_breaks(compiled, image, device))
     section("layouts", lambda: layout_times(shapes, device, batch))
     if not args.smoke:
