@@ -592,6 +592,23 @@ def test_split_linear_equals_one_linear_per_block(mode, unused):
         split_linear(x0, layer, (16, 16))
 
 
+def test_split_linear_off_the_cpu_is_one_product_and_views():
+    """Off the CPU (CUDA; the meta device stands in for it here) q and k|v are views of one product, as timm and
+    torchvision compute a qkv, and MViT's attention takes such views forward and backward."""
+    import vitkit
+    from vitkit.layers.fused import split_linear
+
+    layer = torch.nn.Linear(16, 48).to("meta")
+    q, kv = split_linear(torch.randn(3, 37, 16, device="meta", requires_grad=True), layer, (16, 32))
+    assert q.shape == (3, 37, 16) and kv.shape == (3, 37, 32)
+    assert q._base is not None and q._base is kv._base and q.stride() == kv.stride() == (37 * 48, 48, 1)
+    for name, shape in (("mvit_demo_8x32", (2, 3, 8, 32, 32)), ("mvitv2_tiny", (2, 3, 64, 64))):
+        model = vitkit.create_model(name).to("meta")
+        out = model(torch.randn(*shape, device="meta"))
+        out.sum().backward()
+        assert out.shape == (2, model.num_classes) and model.patch_embed.proj.weight.grad is not None
+
+
 @pytest.mark.parametrize("rank", [None, 2, 3])
 @pytest.mark.parametrize("amp", [False, True])
 def test_mlp_gelu_backward_takes_fc2s_input_gradient_in_place(rank, amp):

@@ -253,12 +253,17 @@ class _SplitLinear(torch.autograd.Function):
 
 
 def split_linear(x: torch.Tensor, layer: nn.Linear, sizes: Sequence[int]) -> tuple[torch.Tensor, ...]:
-    """``layer(x)`` split into parts of ``sizes`` output features, each computed from its own rows of the weight
-    (a dense tensor each: MViT's q and k|v of one fused qkv). Fused at inference (:func:`linear` with ``rows``);
-    with autograd on the CPU, one :class:`_SplitLinear` (oneDNN in bf16 autocast training); elsewhere the
-    ordinary ops on row slices."""
+    """``layer(x)`` split into parts of ``sizes`` output features. On the CPU each is computed from its own rows of
+    the weight (a dense tensor each: MViT's q and k|v of one fused qkv): fused at inference (:func:`linear` with
+    ``rows``), with autograd one :class:`_SplitLinear` (oneDNN in bf16 autocast training), while tracing the
+    ordinary ops on row slices. Elsewhere (CUDA) one product and views of its output, as timm and torchvision
+    compute a qkv: on an H200 vitkit's MViT-B issued 84 ``addmm`` calls a forward against torchvision's 68 (two
+    products per block for one), at about twice the host time per call (``benchmarks/results/gpu_probe_h200.txt``),
+    and under autocast each row slice is cast on its own."""
     if sum(sizes) != layer.out_features:
         raise ValueError(f"split_linear sizes {list(sizes)} do not add up to {layer.out_features} outputs")
+    if x.device.type != "cpu":
+        return linear(x, layer).split(list(sizes), dim=-1)
     bf16 = trains_in_bf16(x, layer.weight)
     fp32 = (x.device.type == "cpu" and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and x.dtype == layer.weight.dtype == torch.float32 and not is_tracing())
