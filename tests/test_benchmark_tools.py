@@ -312,5 +312,5 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
     for side in (off, on):
         assert len(row[side]["round_ms"]) == 1 and row[side]["faults_per_step"] >= 0
     assert row["ratio"] == pytest.approx(row[off]["median_ms"] / row[on]["median_ms"])
-    assert huge_pages._state["advise"] and subnormals._state["enabled"]  # left as they were
-    assert conv_blocks._LARGE_CHUNKS == [True]
+    assert huge_pages._ADVISE.on and subnormals._FLUSH.on  # left as they were
+    assert conv_blocks._LARGE_CHUNKS.on is True

@@ -144,7 +144,7 @@ def test_masked_softmax_floors_float32_where_it_does_not_flush(one_thread, monke
     ((flush, scores),) = calls.seen
     assert not flush and not torch.equal(scores, logits)  # the floor raised them
     torch.testing.assert_close(probs, flushed, rtol=1e-6, atol=1e-30)
-    assert subnormals._state["enabled"]
+    assert subnormals._FLUSH.on
 
 
 def test_masked_softmax_leaves_a_thread_that_already_flushes_flushing():

@@ -5,8 +5,7 @@ implementation.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Sequence
+from typing import ContextManager, Sequence
 
 import torch
 import torch.nn as nn
@@ -14,26 +13,22 @@ import torch.nn as nn
 from .depthwise import conv_float32_grads, float32_fast_backward, float32_on_this_device
 from .fused import projection
 from .nd import batchnorm_nd, conv_nd, to_tuple
+from .switch import Switch
 
 
 #: input elements per chunk of :class:`_Float32OnCpu`'s float32 backward: 16 MB per float32 copy, a whole batch
 #: of 8 UniFormer-S images (1.6 M elements at stage 1), two 16x224 clips
 BLOCK_CHUNK_ELEMENTS = 1 << 22
 #: whether :class:`_Float32OnCpu` uses :data:`BLOCK_CHUNK_ELEMENTS` (:func:`large_backward_chunks`)
-_LARGE_CHUNKS = [True]
+_LARGE_CHUNKS = Switch()
 
 
-@contextlib.contextmanager
-def large_backward_chunks(enabled: bool = True) -> Iterator[None]:
+def large_backward_chunks(enabled: bool = True) -> ContextManager[None]:
     """Inside the block, the float32 backward of these depthwise convolutions runs in chunks of
     :data:`BLOCK_CHUNK_ELEMENTS` (the default) or, with ``enabled=False``, of
     :data:`~vitkit.layers.depthwise.BACKWARD_CHUNK_ELEMENTS` as MViT's pooling does; an off switch and the
     benchmarks' A/B (``bench_allocator.py --setting dw_batch``)."""
-    saved, _LARGE_CHUNKS[0] = _LARGE_CHUNKS[0], enabled
-    try:
-        yield
-    finally:
-        _LARGE_CHUNKS[0] = saved
+    return _LARGE_CHUNKS.set(enabled)
 
 
 class _Float32OnCpu:
@@ -54,7 +49,7 @@ class _Float32OnCpu:
         if not (float32_on_this_device(x) or float32_fast_backward(x, self.weight, self.stride)):  # type: ignore[attr-defined]
             return super().forward(x)  # type: ignore[misc]
         return conv_float32_grads(x, self.weight, self.bias, self.stride, self.padding, self.groups,  # type: ignore[attr-defined]
-                                  chunk_elements=BLOCK_CHUNK_ELEMENTS if _LARGE_CHUNKS[0] else None)
+                                  chunk_elements=BLOCK_CHUNK_ELEMENTS if _LARGE_CHUNKS.on else None)
 
 
 class DepthwiseConv2d(_Float32OnCpu, nn.Conv2d):

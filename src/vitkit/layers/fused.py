@@ -30,17 +30,17 @@ since the backward needs the pre-activation.
 """
 from __future__ import annotations
 
-import contextlib
 import weakref
-from typing import Iterator, Sequence
+from typing import ContextManager, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .cpu_features import native_bf16
+from .switch import Switch
 
-_ENABLED = [True]
+_ENABLED = Switch()
 #: per layer: (what names its weight's and bias's values, bf16 weight, bf16 bias); dies with the layer
 _BF16: "weakref.WeakKeyDictionary[nn.Linear, tuple]" = weakref.WeakKeyDictionary()
 
@@ -52,15 +52,9 @@ def _available() -> bool:
 _HAS_ONEDNN = _available()
 
 
-@contextlib.contextmanager
-def fused_linear_enabled(enabled: bool) -> Iterator[None]:
+def fused_linear_enabled(enabled: bool) -> ContextManager[None]:
     """Turn the fused CPU path on or off inside the block (off: exactly the ops an exporter sees)."""
-    previous = _ENABLED[0]
-    _ENABLED[0] = enabled
-    try:
-        yield
-    finally:
-        _ENABLED[0] = previous
+    return _ENABLED.set(enabled)
 
 
 def is_tracing() -> bool:
@@ -81,7 +75,7 @@ Projection = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 def _fused_dtype(x: torch.Tensor, layer: Projection) -> torch.dtype | None:
     """The dtype the fused kernel runs in for ``layer(x)`` here: float32, bfloat16 (CPU bf16 autocast), or None
     (not fused: the ordinary ops run)."""
-    if not (_ENABLED[0] and _HAS_ONEDNN and x.device.type == "cpu" and layer.weight.dtype == torch.float32
+    if not (_ENABLED.on and _HAS_ONEDNN and x.device.type == "cpu" and layer.weight.dtype == torch.float32
             and not torch.is_grad_enabled() and _pointwise(layer)):
         return None
     if not torch.is_autocast_enabled("cpu"):
@@ -147,7 +141,7 @@ def bf16_params(layer: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
 def trains_in_bf16(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether an op on ``x`` with float32 ``weight`` is part of a CPU bf16 autocast training step on a CPU with bf16
     units, not traced: where :func:`projection` runs oneDNN's linear (:class:`_SplitLinear`, one block)."""
-    return (_ENABLED[0] and _HAS_ONEDNN and x.device.type == "cpu" and weight.dtype == torch.float32
+    return (_ENABLED.on and _HAS_ONEDNN and x.device.type == "cpu" and weight.dtype == torch.float32
             and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
             and native_bf16() and not is_tracing())

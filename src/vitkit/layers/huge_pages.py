@@ -19,15 +19,15 @@ where memory comes from, never a value.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import platform
-from typing import Iterator, Sequence
+from typing import ContextManager, Sequence
 
 import torch
 
 from .fused import is_tracing
+from .switch import Switch
 
 #: the kernel's huge page (x86-64, arm64 with 4 KiB base pages)
 HUGE_PAGE_BYTES = 2 << 20
@@ -35,20 +35,14 @@ HUGE_PAGE_BYTES = 2 << 20
 HUGE_PAGE_MIN_BYTES = 4 << 20
 _MADV_HUGEPAGE = 14
 _THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
-_state = {"advise": True}
+_ADVISE = Switch()
 
 
-@contextlib.contextmanager
-def huge_page_advice(enabled: bool = True) -> Iterator[None]:
+def huge_page_advice(enabled: bool = True) -> ContextManager[None]:
     """Inside the block, large products are advised for huge pages (``enabled``, the default everywhere) or not
     (for A/B measurements, ``benchmarks/bench_allocator.py --setting huge_pages``, or where the kernel's
     compaction for huge pages stalls); the previous state comes back after."""
-    before = _state["advise"]
-    _state["advise"] = enabled
-    try:
-        yield
-    finally:
-        _state["advise"] = before
+    return _ADVISE.set(enabled)
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,7 +70,7 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
     """Ask the kernel to back the whole 2 MiB pages inside ``t``'s memory with huge pages; call it before the
     memory is first written. True when advised (a large CPU tensor, Linux with ``madvise`` mode)."""
     nbytes = t.untyped_storage().nbytes()
-    fn = _madvise() if _state["advise"] and t.device.type == "cpu" and nbytes >= HUGE_PAGE_MIN_BYTES else None
+    fn = _madvise() if _ADVISE.on and t.device.type == "cpu" and nbytes >= HUGE_PAGE_MIN_BYTES else None
     if fn is None:
         return False
     start = -(-t.data_ptr() // HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES

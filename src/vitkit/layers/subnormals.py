@@ -20,26 +20,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 import torch
 
+from .switch import Switch
+
 # read at run time (never folded by the compiler): their product is subnormal, so 0.0 under flush-to-zero
 _SMALLEST_NORMAL, _HALF = sys.float_info.min, 0.5
-_state = {"enabled": True}
+_FLUSH = Switch()
 
 
-@contextlib.contextmanager
-def subnormal_flushing(enabled: bool = True) -> Iterator[None]:
+def subnormal_flushing(enabled: bool = True) -> ContextManager[None]:
     """Inside the block, kernels may flush subnormals where :func:`flushes_whole_kernel` allows (``enabled``, the
     default everywhere) or never (attention's float32 floor then runs at every thread count); the previous state
     comes back after."""
-    before = _state["enabled"]
-    _state["enabled"] = enabled
-    try:
-        yield
-    finally:
-        _state["enabled"] = before
+    return _FLUSH.set(enabled)
 
 
 def flushing() -> bool:
@@ -74,4 +70,4 @@ def flushes_whole_kernel(t: torch.Tensor) -> bool:
     """Whether a kernel over CPU tensor ``t`` runs entirely on the calling thread (one intra-op thread), so that
     :func:`flush_subnormals` covers all of it, on a CPU that can flush (:func:`can_flush`; elsewhere attention
     keeps its float32 floor), with flushing not turned off (:func:`subnormal_flushing`)."""
-    return (_state["enabled"] and t.device.type == "cpu" and torch.get_num_threads() == 1 and can_flush())
+    return (_FLUSH.on and t.device.type == "cpu" and torch.get_num_threads() == 1 and can_flush())
