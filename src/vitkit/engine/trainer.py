@@ -161,12 +161,12 @@ class Trainer:
         self._was_cudnn_benchmark = torch.backends.cudnn.benchmark
         if r.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        if dev.type == "cuda":
-            torch.backends.cudnn.benchmark = wants_cudnn_benchmark(r.train, get_task(r.task.name))
         seed_all(r.train.seed)
 
         self.log = lambda msg: _log(self.dist, msg)
         self.task = get_task(r.task.name).bind(r)  # data, model, loss and metric of the task (vitkit.tasks)
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = wants_cudnn_benchmark(r.train, self.task)
         # one geometry for model and data (logs a resize); dense tasks crop the data at their own size
         self.input_spec = resolve_input(r, self.log, data_follows_model=self.task.input_follows_model)[1]
         if train_set is None or test_set is None:

@@ -226,9 +226,8 @@ def gpu_depthwise_input(x: torch.Tensor, device_type: str) -> torch.Tensor:
     """``x`` as a depthwise convolution on ``device_type`` should get it: on CUDA a channels-last 3-D map is made
     contiguous (N, C, T, H, W), which PyTorch's own depthwise 3-D kernel takes instead of cuDNN (module doc);
     anything else is returned as it is."""
-    if device_type == "cuda" and x.dim() == 5 and not x.is_contiguous() \
-            and x.is_contiguous(memory_format=torch.channels_last_3d):
-        return x.contiguous()
+    if device_type == "cuda" and x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return x.contiguous()  # itself where it is contiguous too
     return x
 
 

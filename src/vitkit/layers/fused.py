@@ -259,7 +259,7 @@ def split_linear(x: torch.Tensor, layer: nn.Linear, sizes: Sequence[int]) -> tup
     if x.device.type != "cpu":
         return linear(x, layer).split(list(sizes), dim=-1)
     bf16 = trains_in_bf16(x, layer.weight)
-    fp32 = (x.device.type == "cpu" and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+    fp32 = (torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and x.dtype == layer.weight.dtype == torch.float32 and not is_tracing())
     if not (bf16 or fp32):
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
