@@ -73,13 +73,12 @@ def peer_label(family: str, lib: str, peer_name: str) -> str:
     return f"{lib} {peer_name.split('.')[-1]}" if family in AGAINST_OTHER_ARCHITECTURE else lib
 
 
-def agreement(model: torch.nn.Module, ref: torch.nn.Module, shape: tuple, device: torch.device) -> dict[str, float]:
-    """Relative error ``|a - ref| / |ref|`` of the fp32 logits and parameter gradients on ``device`` (TF32 off)
-    against a float64 copy on the CPU: the device's kernels (SDPA backends, cuDNN, vitkit's device-gated paths)
-    must compute what the CPU does. ``ref``: a CPU copy of ``model`` taken before its move to ``device``. One item,
-    eval mode (no dropout or drop path), loss = sum of the logits."""
-    torch.manual_seed(1)
-    x = torch.randn(1, *shape)
+def against_float64(model: torch.nn.Module, ref: torch.nn.Module, x: torch.Tensor, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, torch.Tensor | None, torch.Tensor]]]:
+    """``model``'s fp32 forward and backward of ``x`` on ``device`` (TF32 off), and ``ref``'s (a CPU copy of
+    ``model`` taken before its move to ``device``) in float64; eval mode (no dropout or drop path), loss = sum of
+    the logits. Returns (logits, reference logits, [(parameter name, its gradient or None, the reference's)]) for
+    the parameters that have a reference gradient."""
     ref = ref.to(torch.float64).eval()
     out_ref = ref(x.double())
     out_ref.sum().backward()
@@ -91,16 +90,27 @@ def agreement(model: torch.nn.Module, ref: torch.nn.Module, shape: tuple, device
         out.sum().backward()
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    grads = [(n, p.grad, q.grad) for (n, p), q in zip(model.named_parameters(), ref.parameters())
+             if q.grad is not None]
+    return out, out_ref.detach(), grads
+
+
+def agreement(model: torch.nn.Module, ref: torch.nn.Module, shape: tuple, device: torch.device) -> dict[str, float]:
+    """Relative error ``|a - ref| / |ref|`` of the fp32 logits and parameter gradients on ``device`` (TF32 off)
+    against a float64 copy on the CPU (:func:`against_float64`, one random item): the device's kernels (SDPA
+    backends, cuDNN, vitkit's device-gated paths) must compute what the CPU does."""
+    torch.manual_seed(1)
+    out, out_ref, named = against_float64(model, ref, torch.randn(1, *shape), device)
 
     def rel(a: torch.Tensor, b: torch.Tensor) -> float:
         return ((a.detach().double().cpu() - b).norm() / b.norm().clamp_min(1e-300)).item()
 
-    grads = [(p.grad, q.grad) for p, q in zip(model.parameters(), ref.parameters()) if q.grad is not None]
+    grads = [(g, r) for _, g, r in named]
     missing = sum(g is None for g, _ in grads)
     grad = rel(torch.cat([g.flatten() for g, _ in grads if g is not None]),
                torch.cat([r.flatten() for g, r in grads if g is not None]))
     model.zero_grad(set_to_none=True)
-    return {"logits_rel_err": rel(out, out_ref.detach()), "grad_rel_err": grad, "grads_missing": missing}
+    return {"logits_rel_err": rel(out, out_ref), "grad_rel_err": grad, "grads_missing": missing}
 
 
 def run_family(family: str, spec: tuple, device: torch.device, peak: float, compile: bool, rounds: int,

@@ -22,12 +22,16 @@ import argparse
 import contextlib
 import copy
 import os
+import sys
 import time
 
 import torch
 
 import vitkit
 from vitkit.analysis import benchmark as B
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu import against_float64  # noqa: E402 - gpu.py's fp32-on-the-device against float64 comparison
 
 
 def worst_grads(name: str, shape: tuple, device: torch.device, top: int = 8) -> list[tuple[str, float, float]]:
@@ -36,18 +40,10 @@ def worst_grads(name: str, shape: tuple, device: torch.device, top: int = 8) -> 
     bias under softmax, so their own relative error alone would rank noise first)."""
     torch.manual_seed(0)
     model = vitkit.create_model(name).eval()
-    ref = copy.deepcopy(model).double()
+    ref = copy.deepcopy(model)
     model.to(device)
-    x = torch.randn(1, *shape)
-    ref(x.double()).sum().backward()
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        model(x.to(device)).sum().backward()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    pairs = [(n, p.grad.double().cpu(), q.grad) for (n, p), q in zip(model.named_parameters(), ref.parameters())
-             if q.grad is not None]
+    _, _, named = against_float64(model, ref, torch.randn(1, *shape), device)
+    pairs = [(n, g.double().cpu(), r) for n, g, r in named]
     total = torch.cat([r.flatten() for _, _, r in pairs]).norm().item()
     rows = [(n, (g - r).norm().item() / total, (g - r).norm().item() / max(r.norm().item(), 1e-300))
             for n, g, r in pairs]
@@ -104,17 +100,9 @@ def vit_mfu(batch: int, device: torch.device, peak: float, name: str = "vit_base
     m = maybe_compile(model, compiled)
     macs = vitkit.profile(vitkit.create_model(name), (3, 224, 224)).macs
     x = torch.randn(batch, 3, 224, 224, device=device)
-    target = torch.zeros(batch, dtype=torch.long, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    times = []
-    for i in range(rounds + 3):
-        B._sync(device)
-        t = time.perf_counter()
-        B.train_step(m, x, target, opt, torch.bfloat16)
-        B._sync(device)
-        if i >= 3:
-            times.append(time.perf_counter() - t)
-    med = sorted(times)[len(times) // 2]
+    med = B.time_train_interleaved({"vitkit": m}, x, torch.bfloat16, warmup=3, rounds=rounds,
+                                   make_optimizer=lambda _name, _m: opt)["vitkit"]["seconds"]
     return {"batch": batch, "compiled": compiled, "step_ms": med * 1e3, "mfu": 6 * macs * batch / med / peak}
 
 
