@@ -107,6 +107,24 @@ def test_every_family_traces_without_graph_breaks_in_inference(family):
     assert result.graph_breaks == 0 and result.graphs == 1, result.reasons
 
 
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_every_family_traces_without_graph_breaks_under_bf16_autocast(family):
+    """Training and inference under CPU bf16 autocast (``train.amp: bf16`` with ``train.compile``), whose paths
+    differ again: the check for bf16 units before the check for tracing had TorchDynamo trace into the
+    ``/proc/cpuinfo`` read at every Linear (Swin 38 graph breaks, UniFormer 36, then the recompile limit)."""
+    import torch
+
+    import vitkit
+    from vitkit.analysis.graph_breaks import audit
+
+    name, kw, shape = _FAMILIES[family]
+    for inference in (False, True):
+        result = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), [shape], recompiles=False,
+                       inference=inference, amp_dtype=torch.bfloat16)
+        assert result.graph_breaks == 0 and result.graphs == 1, (inference, result.reasons)
+
+
 # -- recompiles: one compiled model fed three sizes, dynamic=True explicitly (train.compile: dynamic; the default
 # automatic mode compiles the first size static, then once symbolic) -------------------------------------------
 _SIZES = {

@@ -69,12 +69,14 @@ def recompile_log() -> Iterator[list[str]]:
 
 
 def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = True,
-          inference: bool = False) -> CompileAudit:
+          inference: bool = False, amp_dtype: torch.dtype | None = None) -> CompileAudit:
     """Trace ``model`` on random inputs of each shape in ``shapes`` (first for :func:`torch._dynamo.explain`,
     then, with ``recompiles``, every shape through ``torch.compile(backend='eager', dynamic=True)`` with a
     backward pass; without, ``graphs`` is the count of the first trace). ``inference``: the first trace runs in
     eval mode without gradients (the path of a compiled model's evaluation and ``vitkit benchmark --compile``,
-    which differs from training's, e.g. Swin's cached attention bias); it needs ``recompiles=False``."""
+    which differs from training's, e.g. Swin's cached attention bias); it needs ``recompiles=False``.
+    ``amp_dtype`` (bf16 / fp16): every trace runs under autocast on the CPU, as ``train.amp`` does, whose paths
+    differ again (the bf16 training Linear, explicit attention, depthwise convolutions)."""
     import torch._dynamo as dynamo
     from torch._dynamo.utils import counters
 
@@ -83,7 +85,8 @@ def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = 
     model.train(not inference)
     first = torch.randn(*shapes[0])
     dynamo.reset()
-    with torch.set_grad_enabled(not inference):
+    amp = torch.autocast("cpu", amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    with torch.set_grad_enabled(not inference), amp:
         explained = dynamo.explain(model)(first)
     reasons = [f"{getattr(b, 'reason', b)}".splitlines()[0] for b in explained.break_reasons]
     dynamo.reset()
@@ -95,7 +98,8 @@ def audit(model: nn.Module, shapes: Sequence[Sequence[int]], recompiles: bool = 
     per_size = []
     with recompile_log() as why:
         for shape in shapes:
-            out = compiled(torch.randn(*shape))
+            with amp:
+                out = compiled(torch.randn(*shape))
             (out if isinstance(out, torch.Tensor) else torch.cat([o.flatten() for o in out])).float().mean().backward()
             per_size.append(int(counters["stats"].get("unique_graphs", 0)))
     dynamo.reset()

@@ -82,7 +82,7 @@ def explicit_trains_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
         return False
     bf16 = q.dtype == torch.bfloat16 or (
         torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
-    return bf16 and q.shape[-2] * k.shape[-2] <= EXPLICIT_MAX_SCORES and native_bf16() and not is_tracing()
+    return bf16 and q.shape[-2] * k.shape[-2] <= EXPLICIT_MAX_SCORES and not is_tracing() and native_bf16()
 
 
 #: float32's smallest normal number: probabilities below it are subnormal (:func:`masked_softmax`)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 
+import torch
+
 #: /proc/cpuinfo flags of native bf16 matrix arithmetic (AMX tiles; AVX-512 bf16 dot products)
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -24,6 +26,10 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
+@torch.compiler.assume_constant_result
 def native_bf16() -> bool:
-    """Whether the CPU multiplies bf16 matrices in hardware (one of :data:`BF16_FLAGS`)."""
+    """Whether the CPU multiplies bf16 matrices in hardware (one of :data:`BF16_FLAGS`).
+
+    A constant to TorchDynamo (:func:`torch.compiler.assume_constant_result`): it is evaluated once when traced,
+    not traced into (the file read behind it broke a compiled graph at every bf16 Linear)."""
     return any(flag in cpu_flags() for flag in BF16_FLAGS)

@@ -81,7 +81,7 @@ def _fused_dtype(x: torch.Tensor, layer: Projection) -> torch.dtype | None:
     if not torch.is_autocast_enabled("cpu"):
         return torch.float32 if x.dtype == torch.float32 and not is_tracing() else None
     if (torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
-            and native_bf16() and not is_tracing()):
+            and not is_tracing() and native_bf16()):
         return torch.bfloat16
     return None
 
@@ -144,7 +144,7 @@ def trains_in_bf16(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (_ENABLED.on and _HAS_ONEDNN and x.device.type == "cpu" and weight.dtype == torch.float32
             and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
-            and native_bf16() and not is_tracing())
+            and not is_tracing() and native_bf16())
 
 
 def projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
