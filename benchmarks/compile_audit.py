@@ -5,7 +5,9 @@ code generation is paid for) and ``dynamic=True`` as ``train.compile: dynamic`` 
 after the first size; the JSON keeps the failed guard behind each. Prints a table and writes
 benchmarks/results/compile_audit.json. ``--full`` audits the real variants instead of small ones (minutes).
 
-Usage: python benchmarks/compile_audit.py [--full] [--only FAMILY,...] [--out PATH]
+Usage: python benchmarks/compile_audit.py [--full] [--only FAMILY,...] [--amp bf16] [--out PATH]
+
+``--amp bf16`` traces under CPU bf16 autocast (``train.amp: bf16``; default JSON compile_audit_bf16.json).
 
 ``--only`` audits those families and replaces their rows in an existing JSON at ``--out`` (others kept).
 """
@@ -54,9 +56,14 @@ FULL = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="the real variants (minutes) instead of small ones")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "compile_audit.json"))
+    ap.add_argument("--out", default=None, help="default: results/compile_audit.json (--amp bf16: _bf16 added)")
+    ap.add_argument("--amp", choices=["none", "bf16"], default="none", help="trace under CPU autocast in this dtype")
     ap.add_argument("--only", default="", help="comma-separated families; their rows replace those in --out")
     args = ap.parse_args(argv)
+    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
+    if args.out is None:
+        name = "compile_audit.json" if amp_dtype is None else "compile_audit_bf16.json"
+        args.out = os.path.join(os.path.dirname(__file__), "results", name)
     torch.set_num_threads(1)
     before = B.machine_load()
     suite = FULL if args.full else SMALL
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if only and family not in only:
             continue
         t = time.perf_counter()
-        a = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), shapes)
+        a = audit(vitkit.create_model(name, drop_path_rate=0.0, **kw), shapes, amp_dtype=amp_dtype)
         rows[family] = {"model": name, "load_before": before, "graph_breaks": a.graph_breaks, "reasons": a.reasons, "graphs": a.graphs,
                         "sizes": a.sizes, "graphs_per_size": a.graphs_per_size, "recompiles": a.recompiles,
                         "recompile_reasons": a.recompile_reasons, "seconds": time.perf_counter() - t}
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"environment": B.environment(), "load_before": before, "load_after": B.machine_load(),
-                   "full": args.full, "rows": rows}, f, indent=2)
+                   "full": args.full, "amp": args.amp, "rows": rows}, f, indent=2)
     print("wrote", args.out)
     return 0
 

@@ -13,7 +13,8 @@ head. There SDPA's fused backward runs at a fraction of the matrix units' speed:
 from 0.91 to 0.73 s (Sapphire Rapids, one thread). Above the limit (MViT's first video stage: 25088 queries x 392
 keys) the fused kernel wins, and it keeps less for the backward. The explicit form is the official models'
 own arithmetic (bf16 scores, softmax computed in float32 inside the kernel); it keeps the probabilities for the
-backward, a few MB per block at these sizes. Inference keeps SDPA.
+backward, a few MB per block at these sizes. Inference keeps SDPA. The same choice holds under ``torch.compile``
+(:func:`explicit_trains_faster`).
 """
 from __future__ import annotations
 
@@ -77,12 +78,14 @@ def explicit_attention(enabled: bool = True) -> Iterator[None]:
 
 def explicit_trains_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
     """Whether attention of ``q`` over ``k`` should run explicitly for speed: a CPU bf16 training step on a CPU
-    with bf16 units, at most :data:`EXPLICIT_MAX_SCORES` scores per head, not while tracing (module doc)."""
+    with bf16 units, at most :data:`EXPLICIT_MAX_SCORES` scores per head (module doc); compiled too, where
+    Inductor fuses the softmax and the products stay oneDNN's: a compiled ViT-S/16 bf16 step at batch 8 took 1302
+    ms with SDPA and 882 ms explicit (eager: 949 ms; one Sapphire Rapids thread, CPU time, one run each)."""
     if q.device.type != "cpu" or not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)):
         return False
     bf16 = q.dtype == torch.bfloat16 or (
         torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
-    return bf16 and q.shape[-2] * k.shape[-2] <= EXPLICIT_MAX_SCORES and not is_tracing() and native_bf16()
+    return bf16 and q.shape[-2] * k.shape[-2] <= EXPLICIT_MAX_SCORES and native_bf16()
 
 
 #: float32's smallest normal number: probabilities below it are subnormal (:func:`masked_softmax`)

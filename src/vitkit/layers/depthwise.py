@@ -346,6 +346,14 @@ def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bia
     out_dtype = reduced_precision_dtype(x)
     tiles, bases, tensor = (weight.tiles, weight.bases, weight.tensor()) if isinstance(weight, TiledFilters) \
         else (0, (), weight)
+    if is_tracing():
+        # torch.compile: the same float32 arithmetic as plain ops, which AOTAutograd differentiates in float32 (its
+        # partitioner recomputes the cheap input cast in the backward instead of keeping a float32 copy); the
+        # forward runs in float32 here, not bf16. Under autocast's own bf16 convolution a compiled UniFormer-S
+        # bf16 step took 1.66x its eager one (the bf16 backward, module doc).
+        with torch.autocast("cpu", enabled=False):
+            y = _conv(x.float(), tensor.float(), None if bias is None else bias.float(), stride, padding, groups)
+        return y.to(out_dtype)
     with torch.autocast("cpu", enabled=False):
         return _ConvFloat32Grads.apply(x, tensor, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
                                        groups, out_dtype, chunk_elements, tiles, *bases)
@@ -359,8 +367,9 @@ def float32_on_this_device(x: torch.Tensor) -> bool:
     little. On a CPU with bf16 units the bf16 forward is the faster one (the same 5x5, Sapphire Rapids, one
     thread: 2.7 ms in bf16 vs 6.3 ms through float32; MViT-B's 3x3x3 pooling at 96x8x56x56, 2.1 vs 4.2 ms) but
     its backward is 4x slower than float32's, so training keeps float32 gradients and inference (no autograd)
-    takes the plain bf16 convolution."""
-    if x.device.type != "cpu" or is_tracing():
+    takes the plain bf16 convolution. The same holds under ``torch.compile`` (:func:`conv_float32_grads`'s
+    traced form)."""
+    if x.device.type != "cpu":
         return False
     dtype = reduced_precision_dtype(x) if torch.is_autocast_enabled("cpu") else x.dtype
     if dtype not in (torch.bfloat16, torch.float16):
