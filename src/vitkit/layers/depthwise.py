@@ -296,8 +296,7 @@ class _ConvFloat32Grads(torch.autograd.Function):
         ctx.tiles, ctx.chunk_elements = tiles, chunk_elements
         if x.dtype == torch.bfloat16 == out_dtype and native_bf16():
             return _conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride, padding, groups)
-        return _conv(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding,
-                     groups).to(out_dtype)
+        return _float32_conv(x, weight, bias, stride, padding, groups, out_dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -335,6 +334,13 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stri
     return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, bias, stride, padding, 1, groups)
 
 
+def _float32_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+                  padding: Sequence[int], groups: int, out_dtype: torch.dtype) -> torch.Tensor:
+    """The convolution computed in float32 and rounded to ``out_dtype``."""
+    return _conv(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding,
+                 groups).to(out_dtype)
+
+
 def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bias: torch.Tensor | None,
                        stride: Sequence[int], padding: Sequence[int], groups: int,
                        chunk_elements: int | None = None) -> torch.Tensor:
@@ -347,13 +353,12 @@ def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bia
     tiles, bases, tensor = (weight.tiles, weight.bases, weight.tensor()) if isinstance(weight, TiledFilters) \
         else (0, (), weight)
     if is_tracing():
-        # torch.compile: the same float32 arithmetic as plain ops, which AOTAutograd differentiates in float32 (its
-        # partitioner recomputes the cheap input cast in the backward instead of keeping a float32 copy); the
-        # forward runs in float32 here, not bf16. Under autocast's own bf16 convolution a compiled UniFormer-S
-        # bf16 step took 1.66x its eager one (the bf16 backward, module doc).
+        # torch.compile: the float32 arithmetic as plain ops, which AOTAutograd differentiates in float32. Unlike
+        # eager, the forward runs in float32, not bf16, and the graph keeps the float32 copy of the input for the
+        # backward (its min-cut partitioner saves it rather than recasting). Under autocast's own bf16 convolution
+        # a compiled UniFormer-S bf16 step took 1.66x its eager one (the bf16 backward, module doc).
         with torch.autocast("cpu", enabled=False):
-            y = _conv(x.float(), tensor.float(), None if bias is None else bias.float(), stride, padding, groups)
-        return y.to(out_dtype)
+            return _float32_conv(x, tensor, bias, stride, padding, groups, out_dtype)
     with torch.autocast("cpu", enabled=False):
         return _ConvFloat32Grads.apply(x, tensor, bias, tuple(int(s) for s in stride), tuple(int(p) for p in padding),
                                        groups, out_dtype, chunk_elements, tiles, *bases)
