@@ -19,12 +19,17 @@ mask (Swin, Video Swin) differ; run it with ``--threads 1``.
 (:func:`vitkit.layers.conv_blocks.large_backward_chunks`, on by default; a whole batch of 8 images) against chunks
 of 2^18, as MViT's pooling keeps. Only UniFormer differs.
 
+``--setting compiled_depthwise``: the model compiled (``maybe_compile``, as ``train.compile: true``), its depthwise
+convolutions as vitkit's operators running eager's kernels (:func:`vitkit.layers.depthwise.compiled_depthwise_operators`,
+on by default) against the plain ops Inductor compiles itself; TorchDynamo keeps one graph per side. UniFormer,
+MViT (pooling) differ; in float32 only where eager has its own backward (UniFormer's 5x5 and clips, MViT's clips).
+
 Same model, same batch; each round times one step without the setting and one with it (after one untimed step
 with it, as a run's steady state), in alternating order. Prints per model and precision the median step time of
 each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
-Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch]
+Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu]
 """
@@ -42,7 +47,8 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
-from vitkit.layers import conv_blocks, huge_pages, subnormals
+from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
+from vitkit.models.compile import maybe_compile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train import SUITE  # noqa: E402 - the training benchmark's models and input shapes
@@ -54,7 +60,10 @@ SETTINGS = {
     "huge_pages": (huge_pages.huge_page_advice, ("default", "advised")),
     "subnormals": (subnormals.subnormal_flushing, ("floor", "flushed")),
     "dw_batch": (conv_blocks.large_backward_chunks, ("small chunks", "large chunks")),
+    "compiled_depthwise": (depthwise.compiled_depthwise_operators, ("traced", "operators")),
 }
+#: settings that act on a compiled model
+COMPILED = {"compiled_depthwise"}
 
 
 def timed_step(step, clock) -> tuple[float, int, float]:
@@ -74,9 +83,13 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: s
     target = torch.zeros(x.shape[0], dtype=torch.long)
     rows = []
     context, labels = SETTINGS[setting]
+    stepped = maybe_compile(model) if setting in COMPILED else model
     for d in dtypes:
-        step = lambda: B.train_step(model, x, target, opt, KINDS[d])  # noqa: E731
+        step = lambda: B.train_step(stepped, x, target, opt, KINDS[d])  # noqa: E731
         step()
+        if setting in COMPILED:
+            with context(False):
+                step()  # the other side's graph compiles here, not in a timed step
         got: dict[bool, list[tuple[float, int, float]]] = {False: [], True: []}
         for i in range(rounds):
             for on in ((False, True) if i % 2 == 0 else (True, False)):

@@ -290,11 +290,13 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
 
 @pytest.mark.parametrize("setting,off,on", [("allocator", "default", "reuse"), ("huge_pages", "default", "advised"),
                                             ("subnormals", "floor", "flushed"),
-                                            ("dw_batch", "small chunks", "large chunks")])
+                                            ("dw_batch", "small chunks", "large chunks"),
+                                            pytest.param("compiled_depthwise", "traced", "operators",
+                                                         marks=pytest.mark.slow)])
 def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, off, on):
     """One model, one precision, one round: both sides timed, faults counted, the JSON written."""
     from vitkit.engine import allocator
-    from vitkit.layers import conv_blocks, huge_pages, subnormals
+    from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
 
     if not allocator.supported():
         pytest.skip("needs glibc malloc without a preloaded allocator")
@@ -313,4 +315,4 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
         assert len(row[side]["round_ms"]) == 1 and row[side]["faults_per_step"] >= 0
     assert row["ratio"] == pytest.approx(row[off]["median_ms"] / row[on]["median_ms"])
     assert huge_pages._ADVISE.on and subnormals._FLUSH.on  # left as they were
-    assert conv_blocks._LARGE_CHUNKS.on is True
+    assert conv_blocks._LARGE_CHUNKS.on is True and depthwise._COMPILED_OPERATORS.on is True

@@ -1170,29 +1170,121 @@ def test_pointwise_conv3d_is_the_conv_and_keeps_clips_channels_last(amp):
             torch.testing.assert_close(a, b, **tol)
 
 
-def test_depthwise_float32_gradients_under_torch_compile():
-    """Compiled under CPU bf16 autocast, a depthwise convolution keeps float32 gradients (the traced form of
-    conv_float32_grads): autocast's own bf16 backward, which compiled models took before, is 4x slower and its
-    gradients 4e-3 off the eager float32 ones; the traced form agrees with eager to float32 rounding."""
+def _depthwise_case(case: str):
+    """(module or function taking x, its parameters, input, autocast on?) for the compiled depthwise tests:
+    UniFormer's blocks (2-D 5x5 and 3x3, 3-D 3x3x3, with bias) and MViT's pooling (3-D, no bias, tiled filters)."""
+    import torch
+
+    from vitkit.layers.conv_blocks import depthwise_conv
+    from vitkit.layers.depthwise import TiledFilters, conv_float32_grads, depthwise_conv as pooling_conv
+
+    torch.manual_seed(0)
+    cl2, cl3 = torch.channels_last, torch.channels_last_3d
+    if case.startswith("block"):
+        rank, k, amp = {"block2d_5x5_bf16": (2, 5, True), "block2d_5x5_fp32": (2, 5, False),
+                        "block2d_3x3_bf16": (2, 3, True), "block3d_bf16": (3, 3, True),
+                        "block3d_fp32": (3, 3, False)}[case]
+        m = depthwise_conv(rank, 12, k)
+        shape = (3, 12, 11, 9) if rank == 2 else (2, 12, 3, 7, 6)
+        return m, list(m.parameters()), torch.randn(shape).contiguous(memory_format=cl2 if rank == 2 else cl3), amp
+    base = torch.nn.Parameter(torch.randn(4, 1, 3, 3, 3))
+    if case == "pooling_tiled_bf16":  # MViT's per-head filters over 3 heads, stride 1x2x2
+        return (lambda x: conv_float32_grads(x, TiledFilters((base,), 3), None, (1, 2, 2), (1, 1, 1), 12), [base],
+                torch.randn(2, 12, 3, 9, 8).contiguous(memory_format=cl3), True)
+    weight = torch.nn.Parameter(torch.randn(12, 1, 3, 3, 3))  # pooling_fp32: the channels-last 3-D backward
+    return (lambda x: pooling_conv(x, weight, (1, 2, 2), (1, 1, 1)), [weight],
+            torch.randn(2, 12, 3, 9, 8).contiguous(memory_format=cl3), False)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", ["block2d_5x5_bf16", "block2d_5x5_fp32", "block2d_3x3_bf16", "block3d_bf16",
+                                  "block3d_fp32", "pooling_tiled_bf16", "pooling_fp32"])
+def test_compiled_depthwise_training_runs_the_eager_kernels(case):
+    """Under torch.compile in training, the depthwise convolutions that eager runs through conv_float32_grads or
+    the channels-last 3-D backward run the same kernels (two opaque operators, vitkit::conv_float32_grads and its
+    backward), so outputs and gradients are bit for bit eager's. Traced as plain ops before, the bf16 forward ran
+    in float32 (outputs differed) and the gradients came from aten's backward (4e-3 off in bf16 when autocast's
+    own convolution was traced, and slower: the 5x5 weight gradient, the 3-D backward)."""
+    import torch
+
+    f, params, x, amp = _depthwise_case(case)
+
+    def run(g):
+        xx = x.clone().requires_grad_()
+        for p in params:
+            p.grad = None
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            y = g(xx)
+        # a channels-last output gradient, as a network's next layer gives
+        w = torch.linspace(-1, 1, y.numel()).reshape(y.shape).contiguous(memory_format=x.dim() == 4
+                                                                          and torch.channels_last
+                                                                          or torch.channels_last_3d)
+        (y.float() * w).sum().backward()
+        return [y, xx.grad] + [p.grad.clone() for p in params]
+
+    eager = run(f)
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        from torch._dynamo.backends.common import aot_autograd
+
+        def keep(g, _):
+            graphs.append(str(g.graph))
+            return g
+        return aot_autograd(fw_compiler=keep, bw_compiler=keep)(gm, example_inputs)
+
+    compiled = run(torch.compile(f, backend=backend, fullgraph=True))
+    assert eager[0].dtype == compiled[0].dtype == (torch.bfloat16 if amp else torch.float32)
+    for name, a, b in zip(["output", "input grad"] + [f"param {i} grad" for i in range(len(params))], compiled, eager):
+        assert a.dtype == b.dtype and torch.equal(a, b), (name, (a.double() - b.double()).abs().max().item())
+    forward, backward = graphs
+    assert "vitkit.conv_float32_grads.default" in forward and "convolution" not in forward
+    assert "vitkit.conv_float32_grads_backward.default" in backward and "convolution" not in backward
+
+
+def test_compiled_depthwise_operators_pass_opcheck():
+    """The two operators' schemas, fake (shape and stride) functions and autograd registration agree with their
+    real results (``torch.library.opcheck``), for a channels-last 2-D map in bf16 with a bias and a channels-last
+    clip in float32 without one."""
+    import torch
+
+    import vitkit.layers.depthwise  # noqa: F401  (registers the operators)
+
+    torch.manual_seed(0)
+    cases = [
+        (torch.randn(2, 6, 9, 7, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last),
+         torch.randn(6, 1, 5, 5), torch.randn(6), [1, 1], [2, 2], torch.bfloat16, 1 << 22),
+        (torch.randn(2, 6, 3, 7, 6).contiguous(memory_format=torch.channels_last_3d), torch.randn(6, 1, 3, 3, 3),
+         None, [1, 2, 2], [1, 1, 1], torch.float32, None),
+    ]
+    for x, weight, bias, stride, padding, dtype, chunk in cases:
+        x.requires_grad_()
+        weight.requires_grad_()
+        args = (x, weight, bias, stride, padding, 6, dtype, chunk)
+        torch.library.opcheck(torch.ops.vitkit.conv_float32_grads.default, args)
+        y = torch.ops.vitkit.conv_float32_grads(*args)
+        grad = torch.randn_like(y)
+        torch.library.opcheck(torch.ops.vitkit.conv_float32_grads_backward.default,
+                              (grad, x.detach(), weight.detach(), bias is not None, stride, padding, 6, chunk,
+                               [True, True, bias is not None]))
+
+
+def test_depthwise_traces_keep_plain_ops_outside_compiled_training():
+    """torch.export, TorchScript and compiled inference see plain convolutions, not vitkit's operators (which only
+    compiled training needs, and an exported graph could not run without vitkit)."""
     import torch
 
     from vitkit.layers.conv_blocks import depthwise_conv
 
-    torch.manual_seed(0)
-    m = depthwise_conv(2, 16, 5)
-    x = torch.randn(2, 16, 12, 12).contiguous(memory_format=torch.channels_last)
-
-    def run(f):
-        xx = x.clone().requires_grad_()
-        m.zero_grad()
+    m = depthwise_conv(2, 4, 5).eval()
+    x = torch.randn(1, 4, 8, 8).contiguous(memory_format=torch.channels_last)
+    for training in (False, True):
+        m.train(training)
         with torch.autocast("cpu", torch.bfloat16):
-            y = f(xx)
-        (y.float() * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
-        return y, xx.grad, m.weight.grad.clone(), m.bias.grad.clone()
-
-    eager = run(m)
-    compiled = run(torch.compile(m, backend="aot_eager", fullgraph=True))
-    assert compiled[0].dtype == torch.bfloat16
-    for name, a, b in zip(("output", "input grad", "weight grad", "bias grad"), compiled, eager):
-        rel = ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
-        assert rel < (1e-2 if name == "output" else 1e-5), (name, rel)
+            code = torch.export.export(m, (x,)).graph_module.print_readable(print_output=False)
+        assert "torch.ops.vitkit" not in code and "aten.conv2d" in code, training
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        code = []
+        torch.compile(m, backend=lambda gm, _: code.append(gm.print_readable(print_output=False)) or gm)(x)
+    assert code and "ops.vitkit" not in code[0] and "conv2d" in code[0]

@@ -20,7 +20,9 @@ is fastest as:
 Results equal PyTorch's backward to float32 rounding. On 2-D maps aten's backward is fast for 3x3 filters
 (MViTv2's image pooling); 5x5 ones (UniFormer's image blocks) get their weight gradient from four 3x3 ones
 (:func:`_depthwise_cl2d_grads`). The GPU, no gradient, tracing and other layouts take plain ``F.conv2d`` /
-``F.conv3d``.
+``F.conv3d``, except compiled training (:func:`compiling_for_training`): there the same forward and backward run
+as two operators that TorchDynamo and Inductor treat as opaque (``vitkit::conv_float32_grads`` and its backward),
+so a compiled step runs eager's kernels, with eager's results bit for bit.
 
 On CUDA a channels-last 3-D map is made contiguous first (:func:`gpu_depthwise_input`): PyTorch sends a
 channels-last depthwise 3-D convolution to cuDNN, whose grouped direct kernels took 4.3 ms (19 calls) and its
@@ -35,7 +37,7 @@ several times faster than in bf16, without keeping a float32 copy of the input (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,7 @@ import torch.nn.functional as F
 from .cpu_features import native_bf16
 from .fused import is_tracing
 from .layout import channels_first
+from .switch import Switch
 
 
 #: the weight gradient of :func:`_depthwise_cl3d_grads` runs over chunks of output frames holding about this many
@@ -217,8 +220,11 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int],
     # not under autocast: its forward would run in bf16 while the backward gets the float32 input and weight
     if (_is_cl3d_depthwise(x, weight, weight.shape[0]) and x.device.type == "cpu" and torch.is_grad_enabled()
             and (x.requires_grad or weight.requires_grad) and x.dtype == weight.dtype
-            and not torch.is_autocast_enabled("cpu") and not is_tracing()):
-        return _DepthwiseCL3d.apply(x, weight, stride, padding)
+            and not torch.is_autocast_enabled("cpu")):
+        if compiling_for_training(x, weight):  # the same backward, the whole batch at once as here
+            return _compiled_forward(x, weight, None, list(stride), list(padding), weight.shape[0], x.dtype, 1 << 62)
+        if not is_tracing():
+            return _DepthwiseCL3d.apply(x, weight, stride, padding)
     return (F.conv3d if x.dim() == 5 else F.conv2d)(x, weight, None, stride, padding, 1, weight.shape[0])
 
 
@@ -271,6 +277,42 @@ def _conv_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_b
         groups, [want_x, want_w, has_bias and want_b])
 
 
+def _reduced_precision_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                               stride: tuple[int, ...], padding: tuple[int, ...], groups: int,
+                               out_dtype: torch.dtype) -> torch.Tensor:
+    """The forward of :func:`conv_float32_grads`: in bf16 where the CPU has bf16 units, else in float32 rounded
+    to ``out_dtype``."""
+    if x.dtype == torch.bfloat16 == out_dtype and native_bf16():
+        return _conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride, padding, groups)
+    return _float32_conv(x, weight, bias, stride, padding, groups, out_dtype)
+
+
+def _float32_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool,
+                   stride: tuple[int, ...], padding: tuple[int, ...], groups: int, chunk_elements: int | None,
+                   want: tuple[bool, bool, bool]):
+    """The backward of :func:`conv_float32_grads`: (input, weight, bias) gradients, the input's in its dtype,
+    the others in float32 (None where not wanted), from float32 copies of ``x`` and ``grad`` made a few samples
+    at a time (``chunk_elements``, default :data:`BACKWARD_CHUNK_ELEMENTS`)."""
+    want_x, want_w, want_b = want
+    w32 = weight.detach().float()
+    grad_x = torch.empty_like(x) if want_x else None
+    grad_w = torch.zeros_like(w32) if want_w else None
+    grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=x.device) if want_b else None
+    budget = BACKWARD_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
+    chunk = max(1, budget // max(1, x[0].numel()))
+    for start in range(0, x.shape[0], chunk):
+        part = slice(start, start + chunk)
+        gx, gw, gb = _conv_grads(grad[part].float(), x[part].float(), w32, has_bias, stride, padding, groups,
+                                 (want_x, want_w, want_b))
+        if want_x:
+            grad_x[part] = gx
+        if want_w:
+            grad_w += gw
+        if want_b:
+            grad_b += gb
+    return grad_x, grad_w, grad_b
+
+
 class _ConvFloat32Grads(torch.autograd.Function):
     """A convolution of reduced-precision input whose gradients are computed in float32, keeping the input in its
     own dtype for the backward (half the memory of a float32 copy).
@@ -294,34 +336,16 @@ class _ConvFloat32Grads(torch.autograd.Function):
         ctx.save_for_backward(x, None if bases else weight, bias, *bases)
         ctx.conv = (stride, padding, groups)
         ctx.tiles, ctx.chunk_elements = tiles, chunk_elements
-        if x.dtype == torch.bfloat16 == out_dtype and native_bf16():
-            return _conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride, padding, groups)
-        return _float32_conv(x, weight, bias, stride, padding, groups, out_dtype)
+        return _reduced_precision_forward(x, weight, bias, stride, padding, groups, out_dtype)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias, *bases = ctx.saved_tensors
         if bases:
             weight = TiledFilters(tuple(bases), ctx.tiles).tensor()
-        stride, padding, groups = ctx.conv
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
-        want_b = want_b and bias is not None
-        w32 = weight.detach().float()
-        grad_x = torch.empty_like(x) if want_x else None
-        grad_w = torch.zeros_like(w32) if want_w else None
-        grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
-        budget = BACKWARD_CHUNK_ELEMENTS if ctx.chunk_elements is None else ctx.chunk_elements
-        chunk = max(1, budget // max(1, x[0].numel()))
-        for start in range(0, x.shape[0], chunk):
-            part = slice(start, start + chunk)
-            gx, gw, gb = _conv_grads(grad[part].float(), x[part].float(), w32, bias is not None, stride, padding,
-                                     groups, (want_x, want_w, want_b))
-            if want_x:
-                grad_x[part] = gx
-            if want_w:
-                grad_w += gw
-            if want_b:
-                grad_b += gb
+        grad_x, grad_w, grad_b = _float32_grads(grad, x, weight, bias is not None, *ctx.conv, ctx.chunk_elements,
+                                                (want_x, want_w, want_b and bias is not None))
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
         return (grad_x, grad_w, grad_b, None, None, None, None, None, None) + (None,) * len(bases)
@@ -341,6 +365,100 @@ def _float32_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                  groups).to(out_dtype)
 
 
+def _output_format(x: torch.Tensor) -> torch.memory_format:
+    """The memory format of a convolution's output on ``x`` that the compiled-training ops below promise: channels-last
+    where ``x`` is a channels-last map that is not also contiguous, else contiguous."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def _output_shape(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int], padding: Sequence[int]) -> list:
+    return [x.shape[0], weight.shape[0], *((n + 2 * p - k) // s + 1
+                                           for n, k, s, p in zip(x.shape[2:], weight.shape[2:], stride, padding))]
+
+
+# Under torch.compile, training: the forward and backward above as two operators that TorchDynamo and Inductor do
+# not look into, so a compiled step runs the same kernels as eager (the bf16 forward, the chunked float32 backward,
+# the 5x5 weight gradient from 3x3 pieces, the channels-last 3-D backward) with bit-identical results. Traced as
+# plain ops instead, AOTAutograd differentiates aten's convolution and Inductor keeps a float32 copy of the input.
+@torch.library.custom_op("vitkit::conv_float32_grads", mutates_args=())
+def _compiled_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: list[int],
+                      padding: list[int], groups: int, out_dtype: torch.dtype,
+                      chunk_elements: int | None) -> torch.Tensor:
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        out = _reduced_precision_forward(x, weight, bias, tuple(stride), tuple(padding), groups, out_dtype)
+    return out.contiguous(memory_format=_output_format(x))
+
+
+@_compiled_forward.register_fake
+def _(x, weight, bias, stride, padding, groups, out_dtype, chunk_elements):
+    out = x.new_empty(_output_shape(x, weight, stride, padding), dtype=out_dtype)
+    return out.contiguous(memory_format=_output_format(x))
+
+
+@torch.library.custom_op("vitkit::conv_float32_grads_backward", mutates_args=())
+def _compiled_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool, stride: list[int],
+                       padding: list[int], groups: int, chunk_elements: int | None,
+                       want: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        parts = _float32_grads(grad, x, weight, has_bias, tuple(stride), tuple(padding), groups, chunk_elements,
+                               tuple(want))
+    # an operator returns tensors: an empty one where a gradient is not wanted
+    return tuple(x.new_empty(0, dtype=torch.float32) if g is None else g for g in parts)
+
+
+@_compiled_backward.register_fake
+def _(grad, x, weight, has_bias, stride, padding, groups, chunk_elements, want):
+    empty = x.new_empty(0, dtype=torch.float32)
+    return (torch.empty_like(x) if want[0] else empty,
+            x.new_empty(weight.shape, dtype=torch.float32) if want[1] else empty,
+            x.new_empty(weight.shape[0], dtype=torch.float32) if want[2] else empty)
+
+
+def _compiled_setup(ctx, inputs, output) -> None:
+    x, weight, bias, stride, padding, groups, _, chunk_elements = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.conv = (stride, padding, groups, chunk_elements)
+    ctx.bias_dtype = None if bias is None else bias.dtype
+
+
+def _compiled_autograd(ctx, grad):
+    x, weight = ctx.saved_tensors
+    stride, padding, groups, chunk_elements = ctx.conv
+    has_bias = ctx.bias_dtype is not None
+    want = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]), has_bias and bool(ctx.needs_input_grad[2])]
+    gx, gw, gb = _compiled_backward(grad, x, weight, has_bias, stride, padding, groups, chunk_elements, want)
+    return (gx if want[0] else None, gw.to(weight.dtype) if want[1] else None,
+            gb.to(ctx.bias_dtype) if want[2] else None, None, None, None, None, None)
+
+
+_compiled_forward.register_autograd(_compiled_autograd, setup_context=_compiled_setup)
+
+
+#: whether compiled training takes the operators above (:func:`compiled_depthwise_operators`)
+_COMPILED_OPERATORS = Switch()
+
+
+def compiled_depthwise_operators(enabled: bool = True) -> ContextManager[None]:
+    """Inside the block, models compiled for training take vitkit's depthwise operators (``enabled``, the
+    default) or the plain traced ops that ran before (for the A/B of ``benchmarks/bench_allocator.py --setting
+    compiled_depthwise``). TorchDynamo guards on the setting: each side compiles its own graph once."""
+    return _COMPILED_OPERATORS.set(enabled)
+
+
+def compiling_for_training(*tensors: torch.Tensor) -> bool:
+    """Whether TorchDynamo is tracing a step that will differentiate one of ``tensors`` (torch.compile in
+    training; not torch.export, TorchScript or inference, which keep plain ops), with the operators on."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
+    return (_COMPILED_OPERATORS.on and torch.compiler.is_compiling() and not exporting and torch.is_grad_enabled()
+            and any(t is not None and t.requires_grad for t in tensors))
+
+
 def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bias: torch.Tensor | None,
                        stride: Sequence[int], padding: Sequence[int], groups: int,
                        chunk_elements: int | None = None) -> torch.Tensor:
@@ -352,11 +470,11 @@ def conv_float32_grads(x: torch.Tensor, weight: torch.Tensor | TiledFilters, bia
     out_dtype = reduced_precision_dtype(x)
     tiles, bases, tensor = (weight.tiles, weight.bases, weight.tensor()) if isinstance(weight, TiledFilters) \
         else (0, (), weight)
+    if compiling_for_training(x, tensor, bias):
+        return _compiled_forward(x, tensor, bias, [int(s) for s in stride], [int(p) for p in padding], groups,
+                                 out_dtype, chunk_elements)
     if is_tracing():
-        # torch.compile: the float32 arithmetic as plain ops, which AOTAutograd differentiates in float32. Unlike
-        # eager, the forward runs in float32, not bf16, and the graph keeps the float32 copy of the input for the
-        # backward (its min-cut partitioner saves it rather than recasting). Under autocast's own bf16 convolution
-        # a compiled UniFormer-S bf16 step took 1.66x its eager one (the bf16 backward, module doc).
+        # export, TorchScript, inference: the float32 arithmetic as plain ops
         with torch.autocast("cpu", enabled=False):
             return _float32_conv(x, tensor, bias, stride, padding, groups, out_dtype)
     with torch.autocast("cpu", enabled=False):
@@ -373,7 +491,7 @@ def float32_on_this_device(x: torch.Tensor) -> bool:
     thread: 2.7 ms in bf16 vs 6.3 ms through float32; MViT-B's 3x3x3 pooling at 96x8x56x56, 2.1 vs 4.2 ms) but
     its backward is 4x slower than float32's, so training keeps float32 gradients and inference (no autograd)
     takes the plain bf16 convolution. The same holds under ``torch.compile`` (:func:`conv_float32_grads`'s
-    traced form)."""
+    operators in training)."""
     if x.device.type != "cpu":
         return False
     dtype = reduced_precision_dtype(x) if torch.is_autocast_enabled("cpu") else x.dtype
@@ -389,7 +507,7 @@ def float32_fast_backward(x: torch.Tensor, weight: torch.Tensor, stride: Sequenc
     or over a channels-last image map with a kernel aten's fast 3x3 weight gradient misses
     (:func:`_depthwise_cl2d_grads`; UniFormer's 5x5)."""
     if not (x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and not is_tracing()):
+            and not torch.is_autocast_enabled("cpu") and (not is_tracing() or compiling_for_training(x, weight))):
         return False
     if x.dim() == 5:
         return x.movedim(1, -1).is_contiguous()
