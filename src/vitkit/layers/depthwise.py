@@ -386,7 +386,10 @@ def _output_shape(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int], 
 # not look into, so a compiled step runs the same kernels as eager (the bf16 forward, the chunked float32 backward,
 # the 5x5 weight gradient from 3x3 pieces, the channels-last 3-D backward) with bit-identical results. Traced as
 # plain ops instead, AOTAutograd differentiates aten's convolution and Inductor keeps a float32 copy of the input.
-@torch.library.custom_op("vitkit::conv_float32_grads", mutates_args=())
+# explicit schemas: torch before 2.5 cannot infer one from this module's postponed (string) annotations
+@torch.library.custom_op("vitkit::conv_float32_grads", mutates_args=(), schema=(
+    "(Tensor x, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt groups, ScalarType out_dtype, "
+    "SymInt? chunk_elements) -> Tensor"))
 def _compiled_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: list[int],
                       padding: list[int], groups: int, out_dtype: torch.dtype,
                       chunk_elements: int | None) -> torch.Tensor:
@@ -401,7 +404,9 @@ def _(x, weight, bias, stride, padding, groups, out_dtype, chunk_elements):
     return out.contiguous(memory_format=_output_format(x))
 
 
-@torch.library.custom_op("vitkit::conv_float32_grads_backward", mutates_args=())
+@torch.library.custom_op("vitkit::conv_float32_grads_backward", mutates_args=(), schema=(
+    "(Tensor grad, Tensor x, Tensor weight, bool has_bias, SymInt[] stride, SymInt[] padding, SymInt groups, "
+    "SymInt? chunk_elements, bool[] want) -> (Tensor, Tensor, Tensor)"))
 def _compiled_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool, stride: list[int],
                        padding: list[int], groups: int, chunk_elements: int | None,
                        want: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
