@@ -24,12 +24,16 @@ convolutions as vitkit's operators running eager's kernels (:func:`vitkit.layers
 on by default) against the plain ops Inductor compiles itself; TorchDynamo keeps one graph per side. UniFormer,
 MViT (pooling) differ; in float32 only where eager has its own backward (UniFormer's 5x5 and clips, MViT's clips).
 
+``--setting compiled_softmax``: the model compiled, the softmax over Swin's masked scores floored in fused ops
+(:func:`vitkit.layers.attention.compiled_softmax_floor`, on by default) against plain softmax, whose exponentials
+of masked scores are subnormal numbers. Only Swin and Video Swin differ.
+
 Same model, same batch; each round times one step without the setting and one with it (after one untimed step
 with it, as a run's steady state), in alternating order. Prints per model and precision the median step time of
 each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
-Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise]
+Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu]
 """
@@ -48,6 +52,7 @@ from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
 from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
+from vitkit.layers.attention import compiled_softmax_floor
 from vitkit.models.compile import maybe_compile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,9 +66,10 @@ SETTINGS = {
     "subnormals": (subnormals.subnormal_flushing, ("floor", "flushed")),
     "dw_batch": (conv_blocks.large_backward_chunks, ("small chunks", "large chunks")),
     "compiled_depthwise": (depthwise.compiled_depthwise_operators, ("traced", "operators")),
+    "compiled_softmax": (compiled_softmax_floor, ("plain", "floored")),
 }
 #: settings that act on a compiled model
-COMPILED = {"compiled_depthwise"}
+COMPILED = {"compiled_depthwise", "compiled_softmax"}
 
 
 def timed_step(step, clock) -> tuple[float, int, float]:

@@ -96,6 +96,36 @@ def test_masked_softmax_makes_no_subnormal_probabilities(threads):
         torch.testing.assert_close(masked_softmax(logits), plain.detach(), rtol=1e-6, atol=1e-30)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masked_softmax_under_torch_compile_makes_no_subnormal_numbers(dtype):
+    """Compiled (Inductor, CPU), masked scores take the floor as fused ops: no probability and no gradient of the
+    scores is subnormal, where plain softmax, which the traced model ran before, makes them in float32 (and runs
+    its exponentials and products on them through the processor's slow path; in bf16 those stay inside the
+    kernel's float32 arithmetic, so there the test pins the values); values and gradients agree with plain softmax
+    to the dtype's rounding, with and without autograd."""
+    logits = _masked_scores(dtype)
+    tiny = torch.finfo(torch.float32).tiny
+    subnormal = lambda t: ((t != 0) & (t.float().abs() < tiny)).any().item()  # noqa: E731
+    leaf = logits.float().clone().requires_grad_()
+    plain = leaf.softmax(-1)
+    assert subnormal(plain)  # the case this is for
+    grad = torch.randn_like(plain)
+    plain.backward(grad)
+    torch._dynamo.reset()
+    compiled = torch.compile(masked_softmax, fullgraph=True)
+    mine = logits.clone().requires_grad_()
+    probs = compiled(mine)
+    probs.backward(grad.to(dtype))
+    assert probs.dtype == dtype and not subnormal(probs) and not subnormal(mine.grad)
+    tol = dict(rtol=1e-6, atol=1e-30) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(probs.float(), plain.detach(), **tol)
+    # the gradient p (g - sum(g p)) cancels: float32 rounding of its O(1) terms, summed in Inductor's order
+    torch.testing.assert_close(mine.grad.float(), leaf.grad, **(dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32
+                                                                else tol))
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(logits).float(), plain.detach(), **tol)
+
+
 def test_masked_softmax_keeps_its_exponentials_normal_by_flushing_or_by_the_floor(threads):
     """With one thread the softmax kernel (forward and backward) runs with the processor flushing subnormals to
     zero, and the thread's own mode is as before afterwards; with two, float32 scores reach the kernel raised to

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import torch
 import torch.nn as nn
@@ -32,6 +32,7 @@ from .fused import is_tracing, linear
 from .grad_reuse import overwritable
 from .huge_pages import batched_product
 from .subnormals import flush_subnormals, flushes_whole_kernel
+from .switch import Switch
 
 _state = threading.local()
 _NATIVE_MHA = hasattr(torch, "_native_multi_head_attention")
@@ -130,13 +131,46 @@ def _flushed_softmax(logits: torch.Tensor, inplace: bool = False) -> torch.Tenso
     return torch.threshold_(probs, math.exp(-_depth(logits.shape[-1])), 0.0)
 
 
+#: :func:`_compiled_floored_softmax`'s floor, one depth for every row width up to 2^24 (under dynamic shapes the
+#: width can be a symbolic size): 69.7, so probabilities at or below about 5e-31 become 0, far below float32
+#: rounding of a sum of 1
+COMPILED_FLOOR_DEPTH = _depth(1 << 24)
+
+#: whether masked softmaxes compiled for the CPU take :func:`_compiled_floored_softmax` (:func:`compiled_softmax_floor`)
+_COMPILED_FLOOR = Switch()
+
+
+def compiled_softmax_floor(enabled: bool = True) -> ContextManager[None]:
+    """Inside the block, masked softmaxes compiled for the CPU take the fused floor (``enabled``, the default) or
+    plain softmax, as before (for the A/B of ``benchmarks/bench_allocator.py --setting compiled_softmax``;
+    TorchDynamo guards on the setting, so each side compiles its own graph)."""
+    return _COMPILED_FLOOR.set(enabled)
+
+
+def _compiled_floored_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """:func:`_floored_softmax` for torch.compile on the CPU: the floor (detached: a score below it gets no
+    gradient, as its probability is 0), the softmax and the zeroing as plain ops in float32 arithmetic, which
+    Inductor fuses over each row, in bf16 too. Inductor's softmax over Swin's masked scores made subnormal
+    exponentials as eager's did (a compiled softmax with half of each 49-wide row masked, forward and backward,
+    one thread: 71 ms in float32 and 38 in bf16 against 13 and 16 unmasked; floored 21 and 25). An
+    ``autograd.Function`` with softmax's own backward was faster still (15 and 17 ms), but TorchDynamo cannot
+    trace one over symbolic sizes (``dynamic=True``)."""
+    scores = logits.float()
+    probs = torch.maximum(scores, scores.detach().amax(-1, keepdim=True) - COMPILED_FLOOR_DEPTH).softmax(-1)
+    return torch.where(probs <= math.exp(-COMPILED_FLOOR_DEPTH), 0.0, probs).to(logits.dtype)
+
+
 def _subnormal_guard(logits: torch.Tensor) -> str | None:
     """How a softmax over masked ``logits`` keeps subnormal numbers out: ``"flush"`` (CPU, one intra-op thread:
     :func:`_flushed_softmax`), ``"floor"`` (CPU float32 with more threads: :func:`_floored_softmax`; the floor's
-    extra passes cost more than bf16's slow exponentials save, so bf16 runs plain there), or None (plain
-    softmax: other devices and dtypes, tracing)."""
-    if logits.device.type != "cpu" or logits.dtype not in _FLOAT32_ARITHMETIC or is_tracing():
+    extra passes cost more than bf16's slow exponentials save, so bf16 runs plain there), ``"compiled"`` (CPU under
+    torch.compile, any of these dtypes: :func:`_compiled_floored_softmax`), or None (plain softmax: other devices
+    and dtypes, torch.export and TorchScript)."""
+    if logits.device.type != "cpu" or logits.dtype not in _FLOAT32_ARITHMETIC:
         return None
+    if is_tracing():
+        exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
+        return "compiled" if _COMPILED_FLOOR.on and torch.compiler.is_compiling() and not exporting else None
     if flushes_whole_kernel(logits):
         return "flush"
     return "floor" if logits.dtype == torch.float32 else None
@@ -201,12 +235,15 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     16x224 clip 1.10x in bf16 (softmax 296 -> 118 ms per step) and 1.02-1.03x in fp32 against the floor; Swin-T
     bf16 1.00-1.04x (softmax 60 -> 35 ms), fp32 unchanged.
     (Swin's masked blocks mask 12-43 % of their scores; at none, the floor costs about 10 % more than plain
-    softmax, so only masked scores take a guard.) bf16 with more than one thread, float64, other devices and
-    tracing run plain softmax.
+    softmax, so only masked scores take a guard.) Under torch.compile on the CPU the floor runs as fused ops
+    (:func:`_compiled_floored_softmax`). bf16 with more than one thread, float64, other devices, torch.export and
+    TorchScript run plain softmax.
     """
     guard = _subnormal_guard(logits)
     if guard is None:
         return logits.softmax(dim=-1)
+    if guard == "compiled":
+        return _compiled_floored_softmax(logits)
     if not (torch.is_grad_enabled() and logits.requires_grad):
         return _softmax_values(logits, guard, False)
     return _Softmax.apply(logits, guard, False)
