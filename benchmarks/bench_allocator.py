@@ -28,6 +28,9 @@ MViT (pooling) differ; in float32 only where eager has its own backward (UniForm
 (:func:`vitkit.layers.attention.compiled_softmax_floor`, on by default) against plain softmax, whose exponentials
 of masked scores are subnormal numbers. Only Swin and Video Swin differ.
 
+``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
+e.g. to fit a compiled setting's compile time.
+
 Same model, same batch; each round times one step without the setting and one with it (after one untimed step
 with it, as a run's steady state), in alternating order. Prints per model and precision the median step time of
 each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
@@ -35,7 +38,7 @@ the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exist
 
 Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
-       [--clock cpu]
+       [--clock cpu] [--clip 8,128]
 """
 from __future__ import annotations
 
@@ -80,10 +83,13 @@ def timed_step(step, clock) -> tuple[float, int, float]:
     return seconds, r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime
 
 
-def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: str = "allocator") -> list[dict]:
-    shape = SUITE[name][2]
+def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: str = "allocator",
+        clip: tuple[int, int] | None = None) -> list[dict]:
+    shape, own_kw = SUITE[name][2], {}
+    if clip and len(shape) == 4:  # a video family at another clip, the model built for it (as bench_train.py --clip)
+        shape, own_kw = (shape[0], clip[0], clip[1], clip[1]), {"num_frames": clip[0], "img_size": clip[1]}
     torch.manual_seed(0)
-    model = vitkit.create_model(name).train()
+    model = vitkit.create_model(name, **own_kw).train()
     opt = build_optimizer(model, 1e-4, 0.05)
     x = torch.randn(1 if len(shape) == 4 else batch, *shape)
     target = torch.zeros(x.shape[0], dtype=torch.long)
@@ -104,7 +110,8 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: s
                         step()  # e.g. the heap grows to the step's peak: a run's steady state from here on
                     got[on].append(timed_step(step, clock))
         ratios = sorted(a[0] / b[0] for a, b in zip(got[False], got[True]))
-        row = {"model": name, "dtype": d, "batch": x.shape[0], "rounds": rounds, "ratio": statistics.median(ratios),
+        row = {"model": name, "dtype": d, "batch": x.shape[0], "input": list(x.shape[1:]), "rounds": rounds,
+               "ratio": statistics.median(ratios),
                "ratio_min": ratios[0], "ratio_max": ratios[-1], "setting": setting, "labels": list(labels)}
         for reuse, label in zip((False, True), labels):
             ms = [g[0] * 1e3 for g in got[reuse]]
@@ -140,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="image batch (video: one clip)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=list(B.CLOCKS), default="cpu")
+    p.add_argument("--clip", default=None, help="video families at T,S (frames, side) instead of 16,224")
     p.add_argument("--out", help="default: benchmarks/results/<setting>.json")
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
@@ -161,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(head))
     rows = []
     for name in models:
-        rows += run(name, args.dtypes.split(","), args.rounds, args.batch, B.CLOCKS[args.clock], args.setting)
+        rows += run(name, args.dtypes.split(","), args.rounds, args.batch, B.CLOCKS[args.clock], args.setting,
+                    tuple(int(v) for v in args.clip.split(",")) if args.clip else None)
     load_after = B.machine_load()
     print(B.describe_load(load_after))
     out = B.free_path(args.out or f"benchmarks/results/{args.setting}.json", args.overwrite)
