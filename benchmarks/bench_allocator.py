@@ -26,7 +26,8 @@ MViT (pooling) differ; in float32 only where eager has its own backward (UniForm
 
 ``--setting compiled_softmax``: the model compiled, the softmax over Swin's masked scores floored in fused ops
 (:func:`vitkit.layers.attention.compiled_softmax_floor`, on by default) against plain softmax, whose exponentials
-of masked scores are subnormal numbers. Only Swin and Video Swin differ.
+of masked scores are subnormal numbers. Only Swin and Video Swin in float32 differ (compiled bf16 keeps plain
+softmax: the floor did not pay there, measured with both sides floored in bf16 before that choice).
 
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.

@@ -98,11 +98,11 @@ def test_masked_softmax_makes_no_subnormal_probabilities(threads):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_masked_softmax_under_torch_compile_makes_no_subnormal_numbers(dtype):
-    """Compiled (Inductor, CPU), masked scores take the floor as fused ops: no probability and no gradient of the
-    scores is subnormal, where plain softmax, which the traced model ran before, makes them in float32 (and runs
-    its exponentials and products on them through the processor's slow path; in bf16 those stay inside the
-    kernel's float32 arithmetic, so there the test pins the values); values and gradients agree with plain softmax
-    to the dtype's rounding, with and without autograd."""
+    """Compiled (Inductor, CPU), masked float32 scores take the floor as fused ops: no probability and no gradient
+    of the scores is subnormal, where plain softmax, which the traced model ran before, makes them (and runs its
+    exponentials and products on them through the processor's slow path). bf16 keeps plain softmax compiled (the
+    floor did not pay there), whose bf16 outputs round such terms to 0. Values and gradients agree with plain
+    softmax to the dtype's rounding, with and without autograd."""
     logits = _masked_scores(dtype)
     tiny = torch.finfo(torch.float32).tiny
     subnormal = lambda t: ((t != 0) & (t.float().abs() < tiny)).any().item()  # noqa: E731

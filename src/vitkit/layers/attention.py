@@ -150,11 +150,13 @@ def compiled_softmax_floor(enabled: bool = True) -> ContextManager[None]:
 def _compiled_floored_softmax(logits: torch.Tensor) -> torch.Tensor:
     """:func:`_floored_softmax` for torch.compile on the CPU: the floor (detached: a score below it gets no
     gradient, as its probability is 0), the softmax and the zeroing as plain ops in float32 arithmetic, which
-    Inductor fuses over each row, in bf16 too. Inductor's softmax over Swin's masked scores made subnormal
-    exponentials as eager's did (a compiled softmax with half of each 49-wide row masked, forward and backward,
-    one thread: 71 ms in float32 and 38 in bf16 against 13 and 16 unmasked; floored 21 and 25). An
-    ``autograd.Function`` with softmax's own backward was faster still (15 and 17 ms), but TorchDynamo cannot
-    trace one over symbolic sizes (``dynamic=True``)."""
+    Inductor fuses over each row. Inductor's softmax over Swin's masked scores made subnormal exponentials as
+    eager's did (a compiled softmax with half of each 49-wide row masked, forward and backward, one thread: 71 ms
+    in float32 against 13 unmasked; floored 21). An ``autograd.Function`` with softmax's own backward was faster
+    still (15 ms), but TorchDynamo cannot trace one over symbolic sizes (``dynamic=True``). Whole compiled steps,
+    plain / floored (``benchmarks/bench_allocator.py --setting compiled_softmax``): float32 Swin-T 1.14x, Video
+    Swin-T at 8x128 1.07x; bf16 (the same floor in float32 arithmetic) Swin-T 1.04x [0.99-1.11], Video Swin-T
+    0.96x [0.95-1.01], so compiled bf16 keeps plain softmax."""
     scores = logits.float()
     probs = torch.maximum(scores, scores.detach().amax(-1, keepdim=True) - COMPILED_FLOOR_DEPTH).softmax(-1)
     return torch.where(probs <= math.exp(-COMPILED_FLOOR_DEPTH), 0.0, probs).to(logits.dtype)
@@ -163,14 +165,15 @@ def _compiled_floored_softmax(logits: torch.Tensor) -> torch.Tensor:
 def _subnormal_guard(logits: torch.Tensor) -> str | None:
     """How a softmax over masked ``logits`` keeps subnormal numbers out: ``"flush"`` (CPU, one intra-op thread:
     :func:`_flushed_softmax`), ``"floor"`` (CPU float32 with more threads: :func:`_floored_softmax`; the floor's
-    extra passes cost more than bf16's slow exponentials save, so bf16 runs plain there), ``"compiled"`` (CPU under
-    torch.compile, any of these dtypes: :func:`_compiled_floored_softmax`), or None (plain softmax: other devices
-    and dtypes, torch.export and TorchScript)."""
+    extra passes cost more than bf16's slow exponentials save, so bf16 runs plain there), ``"compiled"`` (CPU float32
+    under torch.compile: :func:`_compiled_floored_softmax`), or None (plain softmax: other devices and dtypes, bf16
+    under torch.compile, torch.export and TorchScript)."""
     if logits.device.type != "cpu" or logits.dtype not in _FLOAT32_ARITHMETIC:
         return None
     if is_tracing():
         exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
-        return "compiled" if _COMPILED_FLOOR.on and torch.compiler.is_compiling() and not exporting else None
+        compiling = _COMPILED_FLOOR.on and torch.compiler.is_compiling() and not exporting
+        return "compiled" if compiling and logits.dtype == torch.float32 else None
     if flushes_whole_kernel(logits):
         return "flush"
     return "floor" if logits.dtype == torch.float32 else None
@@ -235,9 +238,9 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     16x224 clip 1.10x in bf16 (softmax 296 -> 118 ms per step) and 1.02-1.03x in fp32 against the floor; Swin-T
     bf16 1.00-1.04x (softmax 60 -> 35 ms), fp32 unchanged.
     (Swin's masked blocks mask 12-43 % of their scores; at none, the floor costs about 10 % more than plain
-    softmax, so only masked scores take a guard.) Under torch.compile on the CPU the floor runs as fused ops
-    (:func:`_compiled_floored_softmax`). bf16 with more than one thread, float64, other devices, torch.export and
-    TorchScript run plain softmax.
+    softmax, so only masked scores take a guard.) Under torch.compile on the CPU float32 takes the floor as fused
+    ops (:func:`_compiled_floored_softmax`). bf16 with more than one thread or compiled, float64, other devices,
+    torch.export and TorchScript run plain softmax.
     """
     guard = _subnormal_guard(logits)
     if guard is None:
