@@ -60,7 +60,7 @@ from vitkit.layers.attention import compiled_softmax_floor
 from vitkit.models.compile import maybe_compile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_train import SUITE  # noqa: E402 - the training benchmark's models and input shapes
+from bench_train import SUITE, clip_input, parse_clip  # noqa: E402 - the training benchmark's models and inputs
 
 KINDS = {"fp32": None, "bf16": torch.bfloat16}
 #: per setting: the context that turns it on (``True``) or leaves it off, and the labels of its two sides
@@ -86,9 +86,7 @@ def timed_step(step, clock) -> tuple[float, int, float]:
 
 def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: str = "allocator",
         clip: tuple[int, int] | None = None) -> list[dict]:
-    shape, own_kw = SUITE[name][2], {}
-    if clip and len(shape) == 4:  # a video family at another clip, the model built for it (as bench_train.py --clip)
-        shape, own_kw = (shape[0], clip[0], clip[1], clip[1]), {"num_frames": clip[0], "img_size": clip[1]}
+    shape, own_kw = clip_input(SUITE[name][2], clip)
     torch.manual_seed(0)
     model = vitkit.create_model(name, **own_kw).train()
     opt = build_optimizer(model, 1e-4, 0.05)
@@ -158,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.setting == "huge_pages" and not huge_pages.supported():
         print("transparent huge pages are not given on request here (madvise mode): nothing to compare")
         return 1
+    clip = parse_clip(p, args.clip)
     torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SUITE]
@@ -170,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(head))
     rows = []
     for name in models:
-        rows += run(name, args.dtypes.split(","), args.rounds, args.batch, B.CLOCKS[args.clock], args.setting,
-                    tuple(int(v) for v in args.clip.split(",")) if args.clip else None)
+        rows += run(name, args.dtypes.split(","), args.rounds, args.batch, B.CLOCKS[args.clock], args.setting, clip)
     load_after = B.machine_load()
     print(B.describe_load(load_after))
     out = B.free_path(args.out or f"benchmarks/results/{args.setting}.json", args.overwrite)

@@ -91,17 +91,33 @@ def own_optimizer(impl: str, model: torch.nn.Module, lr: float = 1e-4, wd: float
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
 
 
+def clip_input(shape: tuple[int, ...], clip: tuple[int, int] | None) -> tuple[tuple[int, ...], dict]:
+    """(input shape, vitkit model kwargs) of a suite entry: a video family at ``clip`` (frames, side) instead of
+    16x224 gets the shape and a model built for it; images and ``clip=None`` are as they are."""
+    if not clip or len(shape) != 4:
+        return shape, {}
+    return (shape[0], clip[0], clip[1], clip[1]), {"num_frames": clip[0], "img_size": clip[1]}
+
+
+def parse_clip(ap: argparse.ArgumentParser, text: str | None) -> tuple[int, int] | None:
+    """``--clip T,S`` as (frames, side), or None without it; a clear error otherwise."""
+    if not text:
+        return None
+    try:
+        t, side = (int(v) for v in text.split(","))
+    except ValueError:
+        ap.error(f"--clip takes frames,side (e.g. 8,112), got {text!r}")
+    return t, side
+
+
 def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bool | str, peaks: dict,
               profiles: dict | None = None, clock: str = "wall", optimizer: str = "own",
               checkpointing: bool = False, clip: tuple[int, int] | None = None) -> list[B.BenchRow]:
     from vitkit.models.compile import maybe_compile
 
     lib, peer_name, shape = SUITE[name]
-    own_kw: dict = {}
-    at_clip = bool(clip) and len(shape) == 4
-    if at_clip:  # a video family at another clip: both models built for it
-        shape = (shape[0], clip[0], clip[1], clip[1])
-        own_kw = {"num_frames": clip[0], "img_size": clip[1]}
+    shape, own_kw = clip_input(shape, clip)
+    at_clip = bool(own_kw)  # a video family at another clip: both models built for it
     torch.manual_seed(0)
     own = vitkit.create_model(name, **own_kw)
     peer = PEER_AT_CLIP[peer_name](*clip) if at_clip and peer_name in PEER_AT_CLIP else B.build_peer(lib, peer_name)
@@ -178,13 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if set(dtypes) - {"fp32", "bf16"}:
         ap.error(f"--dtypes takes fp32 and/or bf16, got {dtypes}")
-    clip = None
-    if args.clip:
-        try:
-            t, side = (int(v) for v in args.clip.split(","))
-        except ValueError:
-            ap.error(f"--clip takes frames,side (e.g. 8,112), got {args.clip!r}")
-        clip = (t, side)
+    clip = parse_clip(ap, args.clip)
     compile_mode = "dynamic" if args.compile and args.dynamic else args.compile
     torch.set_num_threads(args.threads)
     before = B.machine_load()

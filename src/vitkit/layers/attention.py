@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .cpu_features import native_bf16
-from .fused import is_tracing, linear
+from .fused import is_compiling, is_tracing, linear
 from .grad_reuse import overwritable
 from .huge_pages import batched_product
 from .subnormals import flush_subnormals, flushes_whole_kernel
@@ -171,9 +171,7 @@ def _subnormal_guard(logits: torch.Tensor) -> str | None:
     if logits.device.type != "cpu" or logits.dtype not in _FLOAT32_ARITHMETIC:
         return None
     if is_tracing():
-        exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
-        compiling = _COMPILED_FLOOR.on and torch.compiler.is_compiling() and not exporting
-        return "compiled" if compiling and logits.dtype == torch.float32 else None
+        return "compiled" if _COMPILED_FLOOR.on and is_compiling() and logits.dtype == torch.float32 else None
     if flushes_whole_kernel(logits):
         return "flush"
     return "floor" if logits.dtype == torch.float32 else None

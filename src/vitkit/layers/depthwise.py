@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .cpu_features import native_bf16
-from .fused import is_tracing
+from .fused import is_compiling, is_tracing
 from .layout import channels_first
 from .switch import Switch
 
@@ -459,8 +459,7 @@ def compiled_depthwise_operators(enabled: bool = True) -> ContextManager[None]:
 def compiling_for_training(*tensors: torch.Tensor) -> bool:
     """Whether TorchDynamo is tracing a step that will differentiate one of ``tensors`` (torch.compile in
     training; not torch.export, TorchScript or inference, which keep plain ops), with the operators on."""
-    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
-    return (_COMPILED_OPERATORS.on and torch.compiler.is_compiling() and not exporting and torch.is_grad_enabled()
+    return (_COMPILED_OPERATORS.on and is_compiling() and torch.is_grad_enabled()
             and any(t is not None and t.requires_grad for t in tensors))
 
 

@@ -57,11 +57,21 @@ def fused_linear_enabled(enabled: bool) -> ContextManager[None]:
     return _ENABLED.set(enabled)
 
 
+def _exporting() -> bool:
+    return getattr(torch.compiler, "is_exporting", lambda: False)()
+
+
+def is_compiling() -> bool:
+    """True while TorchDynamo traces for torch.compile, not for torch.export (whose graphs must run without
+    vitkit's operators and compiled-only forms)."""
+    return torch.compiler.is_compiling() and not _exporting()
+
+
 def is_tracing() -> bool:
     """True while TorchScript, torch.compile or torch.export trace the model (their tensors are placeholders)."""
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return True
-    if getattr(torch.compiler, "is_exporting", lambda: False)():
+    if _exporting():
         return True
     from torch._guards import detect_fake_mode
 
