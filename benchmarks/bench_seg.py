@@ -5,7 +5,7 @@ per channel in training), in one process.
 
 For each: inference images/s (``Segmentor.inference``, whole image, logits at the input size) and training-step
 images/s (forward, CE + 0.4 x auxiliary CE, backward, SGD step), median / min / max over interleaved rounds, and
-the peak bytes of live tensors in one inference and one training step (op-level count on the CPU,
+the peak bytes allocated in one inference and one training step (the CPU allocator's profiler events,
 ``max_memory_allocated`` on CUDA). The load average is recorded. Writes benchmarks/results/seg.json (a new
 time-stamped file when one exists, unless --overwrite).
 Usage: python benchmarks/bench_seg.py [--threads 2] [--rounds 3] [--size 512 512] [--batch 2] [--device cpu]

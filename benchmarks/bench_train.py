@@ -8,7 +8,8 @@ compiled earlier in the same run, e.g. timm Swin-T for Swin-T and then as UniFor
 TorchDynamo's graph and shows no compile time the second time) with ``--compile``.
 Implementations are timed round-robin (one step of each per round), the median with min / max over the rounds
 is reported, with the first step (the compile time when compiled; the C++ compiler's CPU time beside it), peak
-training memory (op-level live storages on the CPU, ``max_memory_allocated`` on CUDA) and the load average
+training memory (allocated bytes above the level before the step: the CPU allocator's profiler events, for compiled
+models too, ``max_memory_allocated`` on CUDA) and the load average
 before and after. Writes benchmarks/results/train.json (a time-stamped name when it exists, unless --overwrite),
 after every model (``"complete": false`` and ``models_done`` until the last one), so a run stopped part-way keeps
 what it measured.
@@ -137,7 +138,7 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
     for comp in ([False, compile] if compile else [False]):
         timed = {k: maybe_compile(m, comp) for k, m in models.items()}
         got = B.measure_train_interleaved(timed, name, x, macs, peaks, dtypes, rounds=rounds, compiled=comp,
-                                          eager=models, clock=clock, make_optimizer=make_opt)
+                                          clock=clock, make_optimizer=make_opt)
         for r in got:
             r.impl = r.impl + (" compiled" if comp else "")
         B.add_ratios([r for r in got], ours="vitkit" + (" compiled" if comp else ""))

@@ -143,9 +143,9 @@ def run_family(family: str, spec: tuple, device: torch.device, peak: float, comp
     inf = B.measure_interleaved(timed, f"{family}:{name}", x, macs, peaks, ["bf16"], iters=rounds, warmup=warmup)
     for r in inf:
         r.extra.update(kind="inference", compiled=compile,
-                       peak_mem_mb=B.forward_memory(models[r.impl], x, torch.bfloat16) / 2**20)
+                       peak_mem_mb=B.forward_memory(timed[r.impl], x, torch.bfloat16) / 2**20)
     tr = B.measure_train_interleaved(timed, f"{family}:{name}", x, macs, peaks, ["bf16"], rounds=rounds,
-                                     warmup=warmup, compiled=compile, eager=models)
+                                     warmup=warmup, compiled=compile)
     for r in tr:
         r.extra["kind"] = "train"
     for group in (inf, tr):

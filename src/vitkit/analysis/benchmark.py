@@ -345,48 +345,34 @@ def peer_model(name: str, against: str) -> tuple[str, nn.Module]:
     raise ValueError(f"--against must be 'timm' or 'torchvision', got {against!r}")
 
 
-class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
-    """Tracks bytes of tensor storages created by ops while active; ``peak`` is the high-water mark."""
+class _AllocatedPeak:
+    """Peak bytes the CPU allocator holds while active, above the level at entry: every allocation and free of
+    c10's CPU allocator in order, as the profiler's memory events report them (``profile_memory=True``). This sees
+    what ops, autograd, the optimiser and Inductor's compiled kernels allocate alike, including tensors a kernel
+    makes and frees inside itself, and not what exists before (weights, the input); the CPU counterpart of CUDA's
+    ``max_memory_allocated`` above ``memory_allocated``. oneDNN's own scratch buffers are not counted."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, list[int]] = {}
-        self.now = 0
-        self.peak = 0
+    def __enter__(self) -> "_AllocatedPeak":
+        from torch.profiler import ProfilerActivity, profile
 
-    def _release(self, key: int) -> None:
-        entry = self.live.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            self.now -= entry[0]
-            del self.live[key]
+        self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._prof.__enter__()
+        return self
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        import weakref
-
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
-                continue
-            st = t.untyped_storage()
-            key = st.data_ptr()
-            if key == 0:
-                continue
-            if key not in self.live:
-                self.live[key] = [st.nbytes(), 0]
-                self.now += st.nbytes()
-                self.peak = max(self.peak, self.now)
-            self.live[key][1] += 1
-            weakref.finalize(t, self._release, key)
-        return out
+    def __exit__(self, *exc) -> None:
+        self._prof.__exit__(*exc)
+        events = [e for e in self._prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        now = self.peak = 0
+        for e in sorted(events, key=lambda e: e.start_ns()):
+            if e.device_type() == torch.autograd.DeviceType.CPU:
+                now += e.nbytes()
+                self.peak = max(self.peak, now)
 
 
 def forward_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None) -> int:
     """Peak bytes of the tensors one inference forward allocates (activations and temporaries; weights and
     the input excluded). On CUDA this is ``max_memory_allocated`` above the level before the call; on the CPU
-    an op-level count of live tensor storages (no allocator caching counted)."""
+    the same from the CPU allocator's events (:class:`_AllocatedPeak`)."""
     model.eval()
     device = x.device
     with torch.inference_mode(), autocast_context(device, amp_dtype):
@@ -397,7 +383,7 @@ def forward_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | N
             model(x)
             torch.cuda.synchronize(device)
             return torch.cuda.max_memory_allocated(device) - base
-        counter = _LiveBytes()
+        counter = _AllocatedPeak()
         with counter:
             out = model(x)
         del out
@@ -592,7 +578,8 @@ def time_train_interleaved(
 
 def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None) -> int:
     """Peak bytes allocated during one training step (forward, backward, AdamW; its state created on the way)
-    above the level before it: ``max_memory_allocated`` on CUDA, the op-level live-storage count on the CPU."""
+    above the level before it: ``max_memory_allocated`` on CUDA, the CPU allocator's events on the CPU
+    (:class:`_AllocatedPeak`), for compiled models too."""
     model.train()
     device = x.device
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
@@ -604,7 +591,7 @@ def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | Non
         train_step(model, x, target, opt, amp_dtype)
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
-    counter = _LiveBytes()
+    counter = _AllocatedPeak()
     with counter:
         train_step(model, x, target, opt, amp_dtype)
     return counter.peak
@@ -613,11 +600,11 @@ def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | Non
 def measure_train_interleaved(
     models: dict[str, nn.Module], name: str, x: torch.Tensor, macs_per_item: int, peaks: dict[str, float],
     dtypes: Sequence[str] = ("fp32", "bf16"), rounds: int = 5, warmup: int = 1, compiled: bool | str = False,
-    eager: dict[str, nn.Module] | None = None, clock: str = "wall",
+    clock: str = "wall",
     make_optimizer: Callable[[str, nn.Module], torch.optim.Optimizer] | None = None,
 ) -> list[BenchRow]:
     """Rows of training-step throughput (items/s), % of peak counting 3x the forward FLOPs (forward + backward),
-    ``extra``: first-step seconds, peak training memory (measured on ``eager`` modules when given), compiled.
+    ``extra``: first-step seconds, peak training memory (of the timed modules, compiled ones included), compiled.
     Compiled models compile with empty Inductor caches (``fresh_compile_cache``), so first steps compare."""
     kinds = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     rows = []
@@ -626,7 +613,7 @@ def measure_train_interleaved(
                                      make_optimizer=make_optimizer, fresh_compile_cache=bool(compiled))
         for impl, r in res.items():
             ips = r["items_per_s"]
-            mem = train_memory((eager or models)[impl], x, kinds[d])
+            mem = train_memory(models[impl], x, kinds[d])
             rows.append(BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
                                  6 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
                                  extra={"first_step_s": r["first_s"], "first_step_wall_s": r["first_wall_s"],
@@ -661,8 +648,8 @@ def time_kinds_interleaved(
     clock: str = "wall", device: torch.device | str = "cpu",
 ) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], int]]:
     """Time every ``steps[kind](name, model)`` (e.g. inference, train step) of every model, round-robin, after one
-    warm-up round; then each once more for its peak memory (``max_memory_allocated`` on CUDA, live tensor
-    storages on the CPU). Returns ``times[(name, kind)]`` (seconds by ``clock``) and ``peaks[(name, kind)]``."""
+    warm-up round; then each once more for its peak memory (``max_memory_allocated`` on CUDA, the CPU
+    allocator's events on the CPU). Returns ``times[(name, kind)]`` (seconds by ``clock``) and ``peaks[(name, kind)]``."""
     now, device = CLOCKS[clock], torch.device(device)
     times: dict[tuple[str, str], list[float]] = {}
     for r in range(rounds + 1):
@@ -682,7 +669,7 @@ def time_kinds_interleaved(
                 step(name, m)
                 peaks[(name, kind)] = torch.cuda.max_memory_allocated(device)
             else:
-                counter = _LiveBytes()
+                counter = _AllocatedPeak()
                 with counter:
                     step(name, m)
                 peaks[(name, kind)] = counter.peak
