@@ -29,6 +29,10 @@ MViT (pooling) differ; in float32 only where eager has its own backward (UniForm
 of masked scores are subnormal numbers. Only Swin and Video Swin in float32 differ (compiled bf16 keeps plain
 softmax: the floor did not pay there, measured with both sides floored in bf16 before that choice).
 
+``--setting compiled_materialize``: the model compiled, Swin's relative position bias and shift mask written out
+once per step (:func:`vitkit.layers.materialize.compiled_materialize`, on by default) against Inductor recomputing
+them inside the kernels that add them to the scores. Only Swin and Video Swin differ.
+
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.
 
@@ -37,7 +41,8 @@ with it, as a run's steady state), in alternating order. Prints per model and pr
 each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
-Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax]
+Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax|
+       compiled_materialize]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu] [--clip 8,128]
 """
@@ -57,6 +62,7 @@ from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
 from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
 from vitkit.layers.attention import compiled_softmax_floor
+from vitkit.layers.materialize import compiled_materialize
 from vitkit.models.compile import maybe_compile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,9 +77,10 @@ SETTINGS = {
     "dw_batch": (conv_blocks.large_backward_chunks, ("small chunks", "large chunks")),
     "compiled_depthwise": (depthwise.compiled_depthwise_operators, ("traced", "operators")),
     "compiled_softmax": (compiled_softmax_floor, ("plain", "floored")),
+    "compiled_materialize": (compiled_materialize, ("inlined", "materialized")),
 }
 #: settings that act on a compiled model
-COMPILED = {"compiled_depthwise", "compiled_softmax"}
+COMPILED = {"compiled_depthwise", "compiled_softmax", "compiled_materialize"}
 
 
 def timed_step(step, clock) -> tuple[float, int, float]:

@@ -1318,3 +1318,53 @@ def test_depthwise_traces_keep_plain_ops_outside_compiled_training():
         code = []
         torch.compile(m, backend=lambda gm, _: code.append(gm.print_readable(print_output=False)) or gm)(x)
     assert code and "ops.vitkit" not in code[0] and "conv2d" in code[0]
+
+
+def test_compiled_swin_writes_its_bias_and_mask_out_once():
+    """Compiled for the CPU, a shifted Swin block passes its (heads, N, N) bias and (windows, N, N) shift mask
+    through vitkit::materialize, so Inductor computes each once instead of inside the kernel that adds them to
+    every window's scores; the values and gradients are those of the graph without it. torch.export keeps plain
+    ops (an exported graph needs no vitkit)."""
+    import torch
+
+    import vitkit
+    from vitkit.layers.materialize import compiled_materialize
+
+    torch.manual_seed(0)
+    model = vitkit.create_model("swin_tiny_patch4_window7_224", num_classes=5, embed_dim=24, depths=(2, 2),
+                                num_heads=(1, 2), drop_path_rate=0.0).train()
+    x = torch.randn(1, 3, 56, 56)
+
+    def run(enabled):
+        torch._dynamo.reset()
+        graphs = []
+
+        def backend(gm, example_inputs):
+            from torch._dynamo.backends.common import aot_autograd
+
+            def keep(g, _):
+                graphs.append(str(g.graph))
+                return g
+            return aot_autograd(fw_compiler=keep, bw_compiler=keep)(gm, example_inputs)
+
+        model.zero_grad(set_to_none=True)
+        with compiled_materialize(enabled):
+            out = torch.compile(model, backend=backend, fullgraph=True)(x)
+        out.square().sum().backward()
+        return graphs, out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    graphs, out, grads = run(True)
+    plain_graphs, plain_out, plain_grads = run(False)
+    # 4 blocks, each with its bias; one shifted block with a mask (stage 2's 7x7 map is one window, unshifted)
+    assert graphs[0].count("vitkit.materialize.default") == 5 and "vitkit.materialize" not in plain_graphs[0]
+    assert torch.equal(out, plain_out) and all(torch.equal(a, b) for a, b in zip(grads, plain_grads))
+    code = torch.export.export(model, (x,)).graph_module.print_readable(print_output=False)
+    assert "torch.ops.vitkit" not in code
+
+
+def test_materialize_operator_passes_opcheck():
+    import torch
+
+    import vitkit.layers.materialize  # noqa: F401  (registers the operator)
+
+    torch.library.opcheck(torch.ops.vitkit.materialize.default, (torch.randn(3, 5, 5, requires_grad=True),))

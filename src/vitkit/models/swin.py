@@ -41,6 +41,7 @@ from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, attention, drop
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.fused import is_tracing, linear
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
+from vitkit.layers.materialize import materialized
 from vitkit.layers.windows import (
     fit_window, padded_grid, permute_tokens, relative_position_index, shift_mask, window_order,
 )
@@ -160,7 +161,9 @@ class WindowAttention(Attention):
         B, nW, N, C = x.shape
         q, k, v = self.split_heads(x.reshape(B * nW, N, C))
         if torch.is_grad_enabled():  # the bias and the mask go in apart: attention() adds them to the scores
-            bias, apart = self.relative_position_bias(window).unsqueeze(0).to(q.dtype), mask
+            # (compiled, each computed once: not inside every window's kernel, vitkit.layers.materialize)
+            bias = materialized(self.relative_position_bias(window)).unsqueeze(0).to(q.dtype)
+            apart = None if mask is None else materialized(mask)
         else:  # one bias-plus-mask tensor, kept until the table changes (what the fused kernel reads)
             bias, apart = self.attention_bias(window, mask, q.dtype), None
         if bias.shape[0] == 1:
