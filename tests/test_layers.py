@@ -972,6 +972,37 @@ def test_conv_float32_grads_keeps_reduced_input_and_equals_the_float32_conv(rank
         torch.testing.assert_close(v, a, rtol=1e-5, atol=1e-5)  # 3-D: our backward sums in another order
 
 
+@pytest.mark.parametrize("rank,stride,bias", [(3, (1, 2, 2), False), (3, (1, 1, 1), True), (2, (2, 2), True)])
+def test_float32_grads_split_a_large_depthwise_sample_over_its_channels(rank, stride, bias, monkeypatch):
+    """A depthwise sample larger than CHANNEL_SPLIT_ELEMENTS (a clip in MViT-B's first stages) takes its float32
+    gradients a part of its channels at a time, at most MAX_CHANNEL_PARTS parts (14 channels in 4 parts of 4, 4,
+    4, 2); the input gradient is the same bit for bit, the weight and bias gradients to float32 rounding."""
+    import vitkit.layers.depthwise as D
+
+    torch.manual_seed(0)
+    C = 14
+    grid = (3, 9, 8) if rank == 3 else (9, 8)
+    layout = torch.channels_last_3d if rank == 3 else torch.channels_last
+    x = torch.randn(1, C, *grid).bfloat16().contiguous(memory_format=layout)
+    w = torch.randn(C, 1, *(3,) * rank)
+    out = (F.conv3d if rank == 3 else F.conv2d)(x.float(), w, None, stride, 1, 1, C)
+    g = torch.randn(out.shape).bfloat16().contiguous(memory_format=layout)
+    calls = []
+    real = D._conv_grads
+    monkeypatch.setattr(D, "_conv_grads", lambda *a, **k: calls.append(a[1].shape[1]) or real(*a, **k))
+    whole = D._float32_grads(g, x, w, bias, stride, (1,) * rank, C, None, (True, True, bias))
+    assert calls == [C]
+    calls.clear()
+    monkeypatch.setattr(D, "BACKWARD_CHUNK_ELEMENTS", 1)  # one sample per chunk, larger than either size
+    monkeypatch.setattr(D, "CHANNEL_SPLIT_ELEMENTS", x[0].numel() // 10)
+    split = D._float32_grads(g, x, w, bias, stride, (1,) * rank, C, None, (True, True, bias))
+    assert calls == [4, 4, 4, 2]
+    assert torch.equal(split[0], whole[0]) and split[0].dtype == torch.bfloat16
+    for a, b in zip(split[1:], whole[1:]):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_pooling_float32_clip_under_autocast_trains():
     """Float32 tokens pooled by a depthwise 3-D convolution under CPU autocast (the convolution runs in bf16):
     the backward once mixed the bf16 gradient with the float32 input and weight and raised."""

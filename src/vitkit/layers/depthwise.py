@@ -259,6 +259,12 @@ class TiledFilters:
 #: one (:data:`vitkit.layers.conv_blocks.BLOCK_CHUNK_ELEMENTS`)
 BACKWARD_CHUNK_ELEMENTS = 1 << 18
 
+#: a depthwise convolution's sample of more than this many elements is split over its channels as well, into
+#: parts of about this size and at most :data:`MAX_CHANNEL_PARTS` of them: a clip's float32 copies are then made
+#: a part at a time (MViT-B 16x4's k|v pooling at 384x8x56x56: 147 MB of float32 working set at once before)
+CHANNEL_SPLIT_ELEMENTS = 1 << 20
+MAX_CHANNEL_PARTS = 4
+
 
 def _conv_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool, stride: tuple[int, ...],
                 padding: tuple[int, ...], groups: int, want: tuple[bool, bool, bool]):
@@ -292,24 +298,35 @@ def _float32_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, ha
                    want: tuple[bool, bool, bool]):
     """The backward of :func:`conv_float32_grads`: (input, weight, bias) gradients, the input's in its dtype,
     the others in float32 (None where not wanted), from float32 copies of ``x`` and ``grad`` made a few samples
-    at a time (``chunk_elements``, default :data:`BACKWARD_CHUNK_ELEMENTS`)."""
+    at a time (``chunk_elements``, default :data:`BACKWARD_CHUNK_ELEMENTS`), and a large depthwise sample a part
+    of its channels at a time (:data:`CHANNEL_SPLIT_ELEMENTS`). The input gradient does not depend on the split;
+    the weight gradient's float32 sums may round differently in their last bit."""
     want_x, want_w, want_b = want
     w32 = weight.detach().float()
     grad_x = torch.empty_like(x) if want_x else None
     grad_w = torch.zeros_like(w32) if want_w else None
     grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=x.device) if want_b else None
     budget = BACKWARD_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
-    chunk = max(1, budget // max(1, x[0].numel()))
+    per_sample = x[0].numel()
+    chunk = max(1, budget // max(1, per_sample))
+    channels = x.shape[1]
+    parts = 1
+    if groups == channels == weight.shape[0] and per_sample > max(budget, CHANNEL_SPLIT_ELEMENTS):
+        # depthwise: each channel's gradients depend on that channel alone
+        parts = min(MAX_CHANNEL_PARTS, channels, -(-per_sample // CHANNEL_SPLIT_ELEMENTS))
+    size = -(-channels // parts)
     for start in range(0, x.shape[0], chunk):
-        part = slice(start, start + chunk)
-        gx, gw, gb = _conv_grads(grad[part].float(), x[part].float(), w32, has_bias, stride, padding, groups,
-                                 (want_x, want_w, want_b))
-        if want_x:
-            grad_x[part] = gx
-        if want_w:
-            grad_w += gw
-        if want_b:
-            grad_b += gb
+        rows = slice(start, start + chunk)
+        for first in range(0, channels, size):
+            cs = slice(first, first + size)
+            gx, gw, gb = _conv_grads(grad[rows, cs].float(), x[rows, cs].float(), w32[cs], has_bias, stride,
+                                     padding, groups if parts == 1 else w32[cs].shape[0], (want_x, want_w, want_b))
+            if want_x:
+                grad_x[rows, cs] = gx
+            if want_w:
+                grad_w[cs] += gw
+            if want_b:
+                grad_b[cs] += gb
     return grad_x, grad_w, grad_b
 
 
