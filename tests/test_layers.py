@@ -1231,6 +1231,17 @@ def test_pointwise_conv3d_is_the_conv_and_keeps_clips_channels_last(amp):
             torch.testing.assert_close(a, b, **tol)
 
 
+def _graph_keeping_backend(graphs: list):
+    """A torch.compile backend that runs AOTAutograd's forward and backward graphs as they are (no Inductor) and
+    appends each graph's text to ``graphs``."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def keep(g, _):
+        graphs.append(str(g.graph))
+        return g
+    return aot_autograd(fw_compiler=keep, bw_compiler=keep)
+
+
 def _depthwise_case(case: str):
     """(module or function taking x, its parameters, input, autocast on?) for the compiled depthwise tests:
     UniFormer's blocks (2-D 5x5 and 3x3, 3-D 3x3x3, with bias) and MViT's pooling (3-D, no bias, tiled filters)."""
@@ -1286,16 +1297,7 @@ def test_compiled_depthwise_training_runs_the_eager_kernels(case):
     eager = run(f)
     torch._dynamo.reset()
     graphs = []
-
-    def backend(gm, example_inputs):
-        from torch._dynamo.backends.common import aot_autograd
-
-        def keep(g, _):
-            graphs.append(str(g.graph))
-            return g
-        return aot_autograd(fw_compiler=keep, bw_compiler=keep)(gm, example_inputs)
-
-    compiled = run(torch.compile(f, backend=backend, fullgraph=True))
+    compiled = run(torch.compile(f, backend=_graph_keeping_backend(graphs), fullgraph=True))
     assert eager[0].dtype == compiled[0].dtype == (torch.bfloat16 if amp else torch.float32)
     for name, a, b in zip(["output", "input grad"] + [f"param {i} grad" for i in range(len(params))], compiled, eager):
         assert a.dtype == b.dtype and torch.equal(a, b), (name, (a.double() - b.double()).abs().max().item())
@@ -1369,18 +1371,9 @@ def test_compiled_swin_writes_its_bias_and_mask_out_once():
     def run(enabled):
         torch._dynamo.reset()
         graphs = []
-
-        def backend(gm, example_inputs):
-            from torch._dynamo.backends.common import aot_autograd
-
-            def keep(g, _):
-                graphs.append(str(g.graph))
-                return g
-            return aot_autograd(fw_compiler=keep, bw_compiler=keep)(gm, example_inputs)
-
         model.zero_grad(set_to_none=True)
         with compiled_materialize(enabled):
-            out = torch.compile(model, backend=backend, fullgraph=True)(x)
+            out = torch.compile(model, backend=_graph_keeping_backend(graphs), fullgraph=True)(x)
         out.square().sum().backward()
         return graphs, out.detach(), [p.grad.clone() for p in model.parameters()]
 
