@@ -33,6 +33,11 @@ softmax: the floor did not pay there, measured with both sides floored in bf16 b
 once per step (:func:`vitkit.layers.materialize.compiled_materialize`, on by default) against Inductor recomputing
 them inside the kernels that add them to the scores. Only Swin and Video Swin differ.
 
+``--setting compiled_flush``: the model compiled, the softmax over Swin's masked bf16 scores as
+``vitkit::masked_softmax`` (eager's kernel with the processor flushing subnormals, one thread;
+:func:`vitkit.layers.attention.compiled_softmax_flush`, on by default) against Inductor's plain softmax. Only Swin
+and Video Swin in bf16 differ; run it with ``--threads 1``.
+
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.
 
@@ -42,7 +47,7 @@ each, the ratio with its spread over the rounds, and the page faults and kernel 
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
 Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax|
-       compiled_materialize]
+       compiled_materialize|compiled_flush]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu] [--clip 8,128]
 """
@@ -61,7 +66,7 @@ from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
 from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
-from vitkit.layers.attention import compiled_softmax_floor
+from vitkit.layers.attention import compiled_softmax_floor, compiled_softmax_flush
 from vitkit.layers.materialize import compiled_materialize
 from vitkit.models.compile import maybe_compile
 
@@ -78,9 +83,10 @@ SETTINGS = {
     "compiled_depthwise": (depthwise.compiled_depthwise_operators, ("traced", "operators")),
     "compiled_softmax": (compiled_softmax_floor, ("plain", "floored")),
     "compiled_materialize": (compiled_materialize, ("inlined", "materialized")),
+    "compiled_flush": (compiled_softmax_flush, ("plain", "flushed")),
 }
 #: settings that act on a compiled model
-COMPILED = {"compiled_depthwise", "compiled_softmax", "compiled_materialize"}
+COMPILED = {"compiled_depthwise", "compiled_softmax", "compiled_materialize", "compiled_flush"}
 
 
 def timed_step(step, clock) -> tuple[float, int, float]:

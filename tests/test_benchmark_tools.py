@@ -311,12 +311,14 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
                                             pytest.param("compiled_softmax", "plain", "floored",
                                                          marks=pytest.mark.slow),
                                             pytest.param("compiled_materialize", "inlined", "materialized",
+                                                         marks=pytest.mark.slow),
+                                            pytest.param("compiled_flush", "plain", "flushed",
                                                          marks=pytest.mark.slow)])
 def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, off, on):
     """One model, one precision, one round: both sides timed, faults counted, the JSON written."""
     from vitkit.engine import allocator
     from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
-    from vitkit.layers.attention import _COMPILED_FLOOR
+    from vitkit.layers.attention import _COMPILED_FLOOR, _COMPILED_FLUSH
     from vitkit.layers.materialize import _MATERIALIZE
 
     if not allocator.supported():
@@ -337,4 +339,4 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
     assert row["ratio"] == pytest.approx(row[off]["median_ms"] / row[on]["median_ms"])
     assert huge_pages._ADVISE.on and subnormals._FLUSH.on  # left as they were
     assert conv_blocks._LARGE_CHUNKS.on is True and depthwise._COMPILED_OPERATORS.on is True
-    assert _COMPILED_FLOOR.on is True and _MATERIALIZE.on is True
+    assert _COMPILED_FLOOR.on is True and _COMPILED_FLUSH.on is True and _MATERIALIZE.on is True

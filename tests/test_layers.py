@@ -100,9 +100,10 @@ def test_masked_softmax_makes_no_subnormal_probabilities(threads):
 def test_masked_softmax_under_torch_compile_makes_no_subnormal_numbers(dtype):
     """Compiled (Inductor, CPU), masked float32 scores take the floor as fused ops: no probability and no gradient
     of the scores is subnormal, where plain softmax, which the traced model ran before, makes them (and runs its
-    exponentials and products on them through the processor's slow path). bf16 keeps plain softmax compiled (the
-    floor did not pay there), whose bf16 outputs round such terms to 0. Values and gradients agree with plain
-    softmax to the dtype's rounding, with and without autograd."""
+    exponentials and products on them through the processor's slow path). bf16 takes no floor compiled (it did not
+    pay there): plain softmax, whose bf16 outputs round such terms to 0, or with one thread in training eager's
+    flushed kernel (the next test). Values and gradients agree with plain softmax to the dtype's rounding, with
+    and without autograd."""
     logits = _masked_scores(dtype)
     tiny = torch.finfo(torch.float32).tiny
     subnormal = lambda t: ((t != 0) & (t.float().abs() < tiny)).any().item()  # noqa: E731
@@ -124,6 +125,44 @@ def test_masked_softmax_under_torch_compile_makes_no_subnormal_numbers(dtype):
                                                                 else tol))
     with torch.no_grad():
         torch.testing.assert_close(compiled(logits).float(), plain.detach(), **tol)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_compiled_bf16_masked_softmax_runs_the_eager_flushed_kernel():
+    """Compiled for CPU training with one thread, a masked bf16 softmax is vitkit::masked_softmax and its backward
+    vitkit::masked_softmax_backward (eager's kernels with the processor flushing subnormals, where Inductor's fused
+    softmax made subnormal exponentials): outputs and gradients are eager's bit for bit; with the switch off, or
+    without autograd, the graph keeps plain softmax. Both operators pass opcheck."""
+    from vitkit.layers.attention import compiled_softmax_flush
+
+    logits = _masked_scores(torch.bfloat16)
+    grad = torch.randn(logits.shape).bfloat16()
+
+    def run(f):
+        leaf = logits.clone().requires_grad_()
+        probs = f(leaf)
+        probs.backward(grad)
+        return probs.detach(), leaf.grad
+
+    eager = run(masked_softmax)
+    for enabled in (True, False):
+        torch._dynamo.reset()
+        graphs = []
+        with compiled_softmax_flush(enabled):
+            compiled = run(torch.compile(masked_softmax, backend=_graph_keeping_backend(graphs), fullgraph=True))
+        forward, backward = graphs
+        assert ("vitkit.masked_softmax.default" in forward) == enabled
+        assert ("vitkit.masked_softmax_backward.default" in backward) == enabled
+        if enabled:
+            assert all(torch.equal(a, b) for a, b in zip(compiled, eager))
+    torch._dynamo.reset()
+    graphs = []
+    with torch.no_grad():
+        torch.compile(masked_softmax, backend=_graph_keeping_backend(graphs), fullgraph=True)(logits)
+    assert "vitkit.masked_softmax" not in graphs[0]
+    probs = torch.ops.vitkit.masked_softmax(logits)
+    torch.library.opcheck(torch.ops.vitkit.masked_softmax.default, (logits.clone().requires_grad_(),))
+    torch.library.opcheck(torch.ops.vitkit.masked_softmax_backward.default, (grad, probs))
 
 
 def test_masked_softmax_keeps_its_exponentials_normal_by_flushing_or_by_the_floor(threads):

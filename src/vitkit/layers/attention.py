@@ -162,16 +162,76 @@ def _compiled_floored_softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.where(probs <= math.exp(-COMPILED_FLOOR_DEPTH), 0.0, probs).to(logits.dtype)
 
 
+# explicit schemas: torch before 2.5 cannot infer one from this module's postponed (string) annotations
+@torch.library.custom_op("vitkit::masked_softmax", mutates_args=(), schema="(Tensor logits) -> Tensor")
+def _compiled_flushed_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Compiled bf16 training's masked softmax: eager's kernel with the processor flushing subnormals around it
+    where one thread runs it (:func:`_flushed_softmax`), plain softmax where more do."""
+    with torch.no_grad():
+        return _flushed_softmax(logits) if flushes_whole_kernel(logits) else logits.softmax(-1)
+
+
+@_compiled_flushed_softmax.register_fake
+def _(logits):
+    return torch.empty_like(logits)
+
+
+@torch.library.custom_op("vitkit::masked_softmax_backward", mutates_args=(),
+                         schema="(Tensor grad, Tensor probs) -> Tensor")
+def _compiled_flushed_softmax_backward(grad: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    with flush_subnormals() if flushes_whole_kernel(probs) else contextlib.nullcontext():
+        return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+
+
+@_compiled_flushed_softmax_backward.register_fake
+def _(grad, probs):
+    return torch.empty_like(probs)
+
+
+def _flushed_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output)
+
+
+def _flushed_backward(ctx, grad):
+    probs, = ctx.saved_tensors
+    return _compiled_flushed_softmax_backward(grad, probs)
+
+
+_compiled_flushed_softmax.register_autograd(_flushed_backward, setup_context=_flushed_setup)
+
+@torch._dynamo.assume_constant_result
+def _one_flushing_thread() -> bool:
+    """:func:`flushes_whole_kernel` for a CPU tensor, as TorchDynamo sees it while tracing: a constant of the graph
+    (it cannot trace ``torch.get_num_threads``); the operator itself checks again when it runs."""
+    return flushes_whole_kernel(torch.empty(0))
+
+
+#: whether masked bf16 softmaxes compiled for CPU training take ``vitkit::masked_softmax`` (:func:`compiled_softmax_flush`)
+_COMPILED_FLUSH = Switch()
+
+
+def compiled_softmax_flush(enabled: bool = True) -> ContextManager[None]:
+    """Inside the block, masked bf16 softmaxes compiled for CPU training with one thread take
+    ``vitkit::masked_softmax`` (``enabled``, the default) or Inductor's plain softmax (for the A/B of
+    ``benchmarks/bench_allocator.py --setting compiled_flush``; TorchDynamo guards on the setting)."""
+    return _COMPILED_FLUSH.set(enabled)
+
+
 def _subnormal_guard(logits: torch.Tensor) -> str | None:
     """How a softmax over masked ``logits`` keeps subnormal numbers out: ``"flush"`` (CPU, one intra-op thread:
     :func:`_flushed_softmax`), ``"floor"`` (CPU float32 with more threads: :func:`_floored_softmax`; the floor's
     extra passes cost more than bf16's slow exponentials save, so bf16 runs plain there), ``"compiled"`` (CPU float32
-    under torch.compile: :func:`_compiled_floored_softmax`), or None (plain softmax: other devices and dtypes, bf16
-    under torch.compile, torch.export and TorchScript)."""
+    under torch.compile: :func:`_compiled_floored_softmax`), ``"compiled flush"`` (CPU bf16 training under
+    torch.compile with one thread: ``vitkit::masked_softmax``), or None (plain softmax: other devices and dtypes,
+    bf16 compiled otherwise, torch.export and TorchScript)."""
     if logits.device.type != "cpu" or logits.dtype not in _FLOAT32_ARITHMETIC:
         return None
     if is_tracing():
-        return "compiled" if _COMPILED_FLOOR.on and is_compiling() and logits.dtype == torch.float32 else None
+        if not is_compiling():
+            return None
+        if logits.dtype == torch.float32:
+            return "compiled" if _COMPILED_FLOOR.on else None
+        return "compiled flush" if _COMPILED_FLUSH.on and torch.is_grad_enabled() and _one_flushing_thread() else None
     if flushes_whole_kernel(logits):
         return "flush"
     return "floor" if logits.dtype == torch.float32 else None
@@ -237,14 +297,17 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     bf16 1.00-1.04x (softmax 60 -> 35 ms), fp32 unchanged.
     (Swin's masked blocks mask 12-43 % of their scores; at none, the floor costs about 10 % more than plain
     softmax, so only masked scores take a guard.) Under torch.compile on the CPU float32 takes the floor as fused
-    ops (:func:`_compiled_floored_softmax`). bf16 with more than one thread or compiled, float64, other devices,
-    torch.export and TorchScript run plain softmax.
+    ops (:func:`_compiled_floored_softmax`), and bf16 training with one thread eager's flushed kernels as an
+    operator Inductor does not look into (``vitkit::masked_softmax``). bf16 with more than one thread, compiled
+    bf16 inference, float64, other devices, torch.export and TorchScript run plain softmax.
     """
     guard = _subnormal_guard(logits)
     if guard is None:
         return logits.softmax(dim=-1)
     if guard == "compiled":
         return _compiled_floored_softmax(logits)
+    if guard == "compiled flush":
+        return torch.ops.vitkit.masked_softmax(logits)
     if not (torch.is_grad_enabled() and logits.requires_grad):
         return _softmax_values(logits, guard, False)
     return _Softmax.apply(logits, guard, False)
