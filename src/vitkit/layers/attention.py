@@ -168,7 +168,7 @@ def _compiled_flushed_softmax(logits: torch.Tensor) -> torch.Tensor:
     """Compiled bf16 training's masked softmax: eager's kernel with the processor flushing subnormals around it
     where one thread runs it (:func:`_flushed_softmax`), plain softmax where more do."""
     with torch.no_grad():
-        return _flushed_softmax(logits) if flushes_whole_kernel(logits) else logits.softmax(-1)
+        return _softmax_values(logits, "flush" if flushes_whole_kernel(logits) else None, False)
 
 
 @_compiled_flushed_softmax.register_fake
@@ -179,8 +179,7 @@ def _(logits):
 @torch.library.custom_op("vitkit::masked_softmax_backward", mutates_args=(),
                          schema="(Tensor grad, Tensor probs) -> Tensor")
 def _compiled_flushed_softmax_backward(grad: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    with flush_subnormals() if flushes_whole_kernel(probs) else contextlib.nullcontext():
-        return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+    return _softmax_grad(grad, probs, flush=True)
 
 
 @_compiled_flushed_softmax_backward.register_fake
@@ -198,6 +197,7 @@ def _flushed_backward(ctx, grad):
 
 
 _compiled_flushed_softmax.register_autograd(_flushed_backward, setup_context=_flushed_setup)
+
 
 @torch._dynamo.assume_constant_result
 def _one_flushing_thread() -> bool:
@@ -237,6 +237,15 @@ def _subnormal_guard(logits: torch.Tensor) -> str | None:
     return "floor" if logits.dtype == torch.float32 else None
 
 
+def _softmax_grad(grad: torch.Tensor, probs: torch.Tensor, flush: bool, over_grad: bool = False) -> torch.Tensor:
+    """The scores' gradient of a softmax from its output gradient and probabilities, with the processor flushing
+    subnormals where ``flush`` and one thread runs the kernel; written over ``grad`` with ``over_grad``."""
+    with flush_subnormals() if flush and flushes_whole_kernel(probs) else contextlib.nullcontext():
+        if over_grad:
+            return torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=grad)
+        return torch._softmax_backward_data(grad, probs, -1, probs.dtype)
+
+
 def _softmax_values(logits: torch.Tensor, guard: str | None, inplace: bool) -> torch.Tensor:
     """Softmax over the last dimension with ``guard`` (:func:`_subnormal_guard`) or plain, written over ``logits``
     or into a new tensor."""
@@ -265,12 +274,7 @@ class _Softmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         probs, = ctx.saved_tensors
-        with flush_subnormals() if ctx.flush and flushes_whole_kernel(probs) else contextlib.nullcontext():
-            if ctx.inplace and overwritable(grad, probs):
-                out = torch.ops.aten._softmax_backward_data.out(grad, probs, -1, probs.dtype, grad_input=grad)
-            else:
-                out = torch._softmax_backward_data(grad, probs, -1, probs.dtype)
-        return out, None, None
+        return _softmax_grad(grad, probs, ctx.flush, ctx.inplace and overwritable(grad, probs)), None, None
 
 
 def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
