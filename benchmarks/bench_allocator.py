@@ -38,6 +38,11 @@ them inside the kernels that add them to the scores. Only Swin and Video Swin di
 :func:`vitkit.layers.attention.compiled_softmax_flush`, on by default) against Inductor's plain softmax. Only Swin
 and Video Swin in bf16 differ; run it with ``--threads 1``.
 
+``--setting fp32_onednn``: narrow float32 training linears' forward through oneDNN, the bias in the GEMM
+(:func:`vitkit.layers.fused.trains_in_fp32`, on by default) against ``F.linear``'s ``addmm`` (the weight
+gradient's orientation, :func:`vitkit.layers.fused.weight_grad`, is the same on both sides only where the layer
+takes the oneDNN path; ``addmm``'s autograd picks its own). Only fp32 differs.
+
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.
 
@@ -47,7 +52,7 @@ each, the ratio with its spread over the rounds, and the page faults and kernel 
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
 Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax|
-       compiled_materialize|compiled_flush]
+       compiled_materialize|compiled_flush|fp32_onednn]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu] [--clip 8,128]
 """
@@ -65,7 +70,7 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
-from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
+from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, subnormals
 from vitkit.layers.attention import compiled_softmax_floor, compiled_softmax_flush
 from vitkit.layers.materialize import compiled_materialize
 from vitkit.models.compile import maybe_compile
@@ -84,6 +89,7 @@ SETTINGS = {
     "compiled_softmax": (compiled_softmax_floor, ("plain", "floored")),
     "compiled_materialize": (compiled_materialize, ("inlined", "materialized")),
     "compiled_flush": (compiled_softmax_flush, ("plain", "flushed")),
+    "fp32_onednn": (fused.fp32_training_onednn, ("addmm", "onednn")),
 }
 #: settings that act on a compiled model
 COMPILED = {"compiled_depthwise", "compiled_softmax", "compiled_materialize", "compiled_flush"}

@@ -619,6 +619,55 @@ def test_bf16_training_weight_gradient_of_a_wide_layer_reads_a_transposed_copy(f
         assert torch.equal(gw, gw_ref)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN is not built in")
+@pytest.mark.parametrize("features", [(24, 72), (72, 24)])
+def test_narrow_fp32_training_linear_runs_onednn_with_linears_values(features):
+    """A float32 training Linear with few inputs over many rows (4099 here) runs oneDNN's forward, the bias in the
+    GEMM: the output and every gradient are ``F.linear``'s bit for bit, the weight gradient contiguous in either
+    orientation of its product (wider out than in: ``(x^T g)^T``)."""
+    import vitkit.layers.fused as fused
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(*features)
+    x = torch.randn(4099, features[0])
+    gy = torch.randn(4099, features[1])
+    results = []
+    for ours in (True, False):
+        xg = x.clone().requires_grad_()
+        layer.zero_grad(set_to_none=True)
+        ops = _OpNames()
+        with ops:
+            y = fused.linear(xg, layer) if ours else F.linear(xg, layer.weight, layer.bias)
+        y.backward(gy)
+        results.append((y, xg.grad, layer.weight.grad, layer.bias.grad, sum("_linear_pointwise" in n for n in ops.names)))
+    *ours, calls = results[0]
+    *ref, calls_ref = results[1]
+    assert (calls, calls_ref) == (1, 0)
+    for a, b in zip(ours, ref):
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+    assert ours[2].is_contiguous()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN is not built in")
+def test_only_narrow_fp32_training_linears_over_many_rows_take_onednn():
+    """:func:`vitkit.layers.fused.trains_in_fp32`: at most 384 inputs and at least 4096 rows, with autograd, no
+    autocast, and the switch on; a wide layer, few rows, inference or autocast keep their own paths."""
+    from vitkit.layers.fused import fp32_training_onednn, trains_in_fp32
+
+    w, wide = torch.randn(96, 384), torch.randn(96, 768)
+    x = torch.randn(8, 512, 384)
+    assert trains_in_fp32(x, w)
+    assert not trains_in_fp32(x[:, :511], w)  # 4088 rows
+    assert not trains_in_fp32(torch.randn(8, 512, 768), wide)
+    assert not trains_in_fp32(x.double(), w.double())
+    with torch.no_grad():
+        assert not trains_in_fp32(x, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not trains_in_fp32(x, w)
+    with fp32_training_onednn(False):
+        assert not trains_in_fp32(x, w)
+
+
 @pytest.mark.parametrize("mode", ["fp32", "bf16", "inference"])
 @pytest.mark.parametrize("unused", [None, 0, 1])
 def test_split_linear_equals_one_linear_per_block(mode, unused):
