@@ -1288,31 +1288,38 @@ def test_explicit_attention_is_chosen_under_torch_compile(monkeypatch):
     assert not any("scaled_dot_product" in t for t in traced), traced
 
 
+@pytest.mark.parametrize("rank", [2, 3])
 @pytest.mark.parametrize("amp", [False, True])
-def test_pointwise_conv3d_is_the_conv_and_keeps_clips_channels_last(amp):
-    """A 1x1x1 convolution as a matrix product: the values and gradients of ``nn.Conv3d`` with the same
-    parameters, a channels-last result for a channels-last clip, and the plain convolution for other layouts."""
-    from vitkit.layers.conv_blocks import PointwiseConv3d, pointwise_conv
+def test_pointwise_conv_is_the_conv_and_keeps_maps_channels_last(rank, amp):
+    """A 1x1(x1) convolution as a matrix product: the values and gradients of ``nn.Conv{rank}d`` with the same
+    parameters, a channels-last result for a channels-last input, and the plain convolution for other layouts;
+    2-D maps take the product only in float32 training (bf16 keeps oneDNN's convolution)."""
+    from vitkit.layers.conv_blocks import PointwiseConv2d, PointwiseConv3d, pointwise_conv
 
     torch.manual_seed(0)
-    ours = pointwise_conv(3, 6, 10)
-    assert isinstance(ours, PointwiseConv3d) and type(pointwise_conv(2, 6, 10)) is torch.nn.Conv2d
-    ref = torch.nn.Conv3d(6, 10, 1)
+    ours = pointwise_conv(rank, 6, 10)
+    assert isinstance(ours, PointwiseConv3d if rank == 3 else PointwiseConv2d)
+    assert type(pointwise_conv(1, 6, 10)) is torch.nn.Conv1d
+    ref = (torch.nn.Conv3d if rank == 3 else torch.nn.Conv2d)(6, 10, 1)
     ref.load_state_dict(ours.state_dict())
-    base = torch.randn(2, 3, 5, 7, 6)
+    grid = (3, 5, 7)[-rank:]
+    base = torch.randn(2, *grid, 6)
     tol = dict(rtol=2e-2, atol=2e-2) if amp else dict(rtol=1e-5, atol=1e-5)
     for layout in ("channels_last", "contiguous"):
         outs = []
         for m in (ref, ours):
             x = base.clone().requires_grad_()
             clip = x.movedim(-1, 1) if layout == "channels_last" else x.movedim(-1, 1).contiguous()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            ops = _OpNames()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp), ops:
                 y = m(clip)
             y.float().square().sum().backward()
             outs.append((y, x.grad, m.weight.grad.clone(), m.bias.grad.clone()))
             m.zero_grad()
+        convolved = any("convolution" in n for n in ops.names)
+        assert convolved == (layout == "contiguous" or (rank == 2 and amp))
         (y_ref, *g_ref), (y, *g) = outs
-        assert y.shape == y_ref.shape == (2, 10, 3, 5, 7) and y.dtype == y_ref.dtype
+        assert y.shape == y_ref.shape == (2, 10, *grid) and y.dtype == y_ref.dtype
         assert y.movedim(1, -1).is_contiguous() == (layout == "channels_last")
         torch.testing.assert_close(y.float(), y_ref.float(), **tol)
         for a, b in zip(g, g_ref):
