@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from .depthwise import conv_float32_grads, float32_fast_backward, float32_on_this_device
-from .fused import projection
+from .fused import is_tracing, projection
 from .nd import batchnorm_nd, conv_nd, to_tuple
 from .switch import Switch
 
@@ -83,10 +83,11 @@ class PointwiseConv2d(nn.Conv2d):
     64 -> 64 11.8 / 9.5; 128 -> 512 at 28x28 29.3 / 24.3, 512 -> 128 27.2 / 25.5, 128 -> 128 7.5 / 7.0). Under
     bf16 autocast the convolution was as fast or faster at most of these shapes (0.75-1.01x, one 1.47x), and at
     inference it is fused with its neighbours elsewhere (:class:`~vitkit.layers.mlp.Mlp`): both keep the
-    convolution."""
+    convolution, as do traced graphs (torch.compile and torch.export see the convolution they were measured
+    with)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dim() == 4 and x.dtype == torch.float32 and torch.is_grad_enabled()
+        if (x.dim() == 4 and x.dtype == torch.float32 and torch.is_grad_enabled() and not is_tracing()
                 and not torch.is_autocast_enabled(x.device.type) and x.movedim(1, -1).is_contiguous()):
             return projection(x.movedim(1, -1), self.weight.flatten(1), self.bias).movedim(-1, 1)
         return super().forward(x)
