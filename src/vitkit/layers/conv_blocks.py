@@ -80,7 +80,8 @@ class PointwiseConv2d(nn.Conv2d):
 
     There oneDNN's convolution took 1.06-1.45x the time of the linear, forward + backward (one Sapphire Rapids
     thread, median of 9 twice, batch 8, ms: UniFormer-S's 64 -> 256 at 56x56 45.7 / 36.5, 256 -> 64 47.4 / 32.7,
-    64 -> 64 11.8 / 9.5; 128 -> 512 at 28x28 29.3 / 24.3, 512 -> 128 27.2 / 25.5, 128 -> 128 7.5 / 7.0). Under
+    64 -> 64 11.8 / 9.5; 128 -> 512 at 28x28 29.3 / 24.3, 512 -> 128 27.2 / 25.5, 128 -> 128 7.5 / 7.0; with two
+    threads the linear still wins at 56x56 and loses at 28x28, and UniFormer-S's whole step is level). Under
     bf16 autocast the convolution was as fast or faster at most of these shapes (0.75-1.01x, one 1.47x), and at
     inference it is fused with its neighbours elsewhere (:class:`~vitkit.layers.mlp.Mlp`): both keep the
     convolution, as do traced graphs (torch.compile and torch.export see the convolution they were measured

@@ -186,7 +186,8 @@ def trains_in_fp32(x: torch.Tensor, weight: torch.Tensor) -> bool:
     the bias in its epilogue took 1.2-1.3x less time (one Sapphire Rapids thread, medians of 15: Swin-T's and
     MViTv2-T's first-stage layers at 25088 tokens, 96 -> 384 41.9 -> 34.9 ms, 96 -> 288 19.1 -> 14.4 ms, 384 -> 96
     20.7 -> 16.9 ms; 6272 tokens 192 -> 768 16.9 -> 14.0 ms) with bitwise the same output, while at 768 or more
-    inputs or a few thousand rows it was level or up to 7 % slower (and rounds differently).
+    inputs or a few thousand rows it was level or up to 7 % slower (and rounds differently). With two threads the
+    forward keeps most of that lead; whole steps there are level (``benchmarks/TRAINING_HISTORY.md``).
     """
     return (_FP32_TRAINING.on and _ENABLED.on and _HAS_ONEDNN and x.device.type == "cpu"
             and x.dtype == weight.dtype == torch.float32 and torch.is_grad_enabled()
