@@ -648,6 +648,53 @@ def test_narrow_fp32_training_linear_runs_onednn_with_linears_values(features):
     assert ours[2].is_contiguous()
 
 
+@pytest.mark.parametrize("penalty", ["input", "weight"])
+@pytest.mark.parametrize("mode", ["fp32 narrow", "fp32 split"])
+def test_float32_training_linears_support_double_backward(mode, penalty):
+    """A gradient penalty (``create_graph=True``) on the input's or the weight's gradient through vitkit's float32
+    training linears gives ``F.linear``'s second-order gradients (their fast backward writes into ``out=``
+    products, which autograd cannot differentiate; with a graph recorded they take differentiable ops)."""
+    from vitkit.layers.fused import linear, split_linear
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(24, 72)
+    x0 = torch.randn(4099, 24)
+    ours = (lambda t: linear(t, layer)) if mode == "fp32 narrow" else (
+        lambda t: torch.cat(split_linear(t, layer, (24, 48)), -1))
+    results = []
+    for f in (ours, lambda t: F.linear(t, layer.weight, layer.bias)):
+        x = x0.clone().requires_grad_()
+        layer.zero_grad(set_to_none=True)
+        y = f(x)
+        g, = torch.autograd.grad(y.square().sum(), x if penalty == "input" else layer.weight, create_graph=True)
+        g.square().sum().backward()
+        results.append((g, x.grad, layer.weight.grad, layer.bias.grad))
+    for a, b in zip(*results):  # float32 rounding of sums over 4099 rows taken in another order
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="the bf16 training path runs only on CPUs with bf16 units")
+def test_bf16_training_linear_refuses_double_backward_with_a_clear_error():
+    """Its input is saved as a bf16 copy without a graph back to the input, so a second derivative would miss a
+    term: it raises, naming the way out (float32, or the fused path off), and that way out works."""
+    from vitkit.layers.fused import fused_linear_enabled, linear
+
+    layer = torch.nn.Linear(24, 72)
+    x = torch.randn(99, 24, requires_grad=True)
+
+    def penalty() -> None:
+        with torch.autocast("cpu", torch.bfloat16):
+            y = linear(x, layer)
+        g, = torch.autograd.grad(y.float().square().sum(), x, create_graph=True)
+        g.float().square().sum().backward()
+
+    with pytest.raises(RuntimeError, match="double backward .* not supported.*fused_linear_enabled"):
+        penalty()
+    with fused_linear_enabled(False):
+        penalty()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN is not built in")
 def test_only_narrow_fp32_training_linears_over_many_rows_take_onednn():
     """:func:`vitkit.layers.fused.trains_in_fp32`: at most 384 inputs and at least 4096 rows, with autograd, no

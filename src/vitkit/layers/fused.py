@@ -287,6 +287,8 @@ class _SplitLinear(torch.autograd.Function):
         xc, param = ctx.saved_tensors
         weight = param.to(xc.dtype)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph: the gradients must be differentiable themselves (no out=)
+            return _differentiable_grads(ctx, grads, xc, param, weight)
         grad_x = None
         grad_w = torch.empty_like(weight) if need_w else None
         grad_b = weight.new_empty(weight.shape[0]) if ctx.has_bias and need_b else None
@@ -314,6 +316,34 @@ class _SplitLinear(torch.autograd.Function):
         grad_w = None if grad_w is None else grad_w.to(param.dtype)
         grad_b = None if grad_b is None else grad_b.to(param.dtype)
         return grad_x, grad_w, grad_b, None, None, None
+
+
+def _differentiable_grads(ctx, grads, xc: torch.Tensor, param: torch.Tensor, weight: torch.Tensor) -> tuple:
+    """:class:`_SplitLinear`'s gradients from differentiable ops, for a backward that records a graph
+    (``create_graph=True``: gradient penalties, double backward); the same values as its own backward.
+
+    Only where the saved input is the input itself (float32 training): a bf16 copy made inside the forward has no
+    graph back to the input, so a second derivative through the weight gradient would silently miss its input
+    term; that case raises instead."""
+    if xc.dtype != ctx.x_dtype:
+        raise RuntimeError(
+            "double backward (create_graph=True) through vitkit's CPU bf16 autocast training linear is not "
+            "supported: compute the gradient penalty in float32, or inside "
+            "vitkit.layers.fused.fused_linear_enabled(False)")
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    grad_x, grad_w, grad_b, start = None, [], [], 0
+    for n, g in zip(ctx.sizes, grads):
+        rows = slice(start, start + n)
+        start += n
+        if g is None:
+            g = xc.new_zeros(xc.shape[0], n)
+        grad_w.append(g.t().mm(xc))
+        grad_b.append(g.sum(0))
+        part = g.mm(weight[rows])
+        grad_x = part if grad_x is None else grad_x + part
+    return (grad_x.to(ctx.x_dtype) if need_x else None,
+            torch.cat(grad_w).to(param.dtype) if need_w else None,
+            torch.cat(grad_b).to(param.dtype) if ctx.has_bias and need_b else None, None, None, None)
 
 
 def split_linear(x: torch.Tensor, layer: nn.Linear, sizes: Sequence[int]) -> tuple[torch.Tensor, ...]:
