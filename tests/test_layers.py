@@ -1373,6 +1373,43 @@ def test_pointwise_conv_is_the_conv_and_keeps_maps_channels_last(rank, amp):
             torch.testing.assert_close(a, b, **tol)
 
 
+@pytest.mark.parametrize("case", ["pooling clip", "5x5 map", "bf16 map"])
+def test_depthwise_fast_backwards_support_double_backward(case):
+    """A gradient penalty (``create_graph=True``) through vitkit's depthwise convolutions (MViT's channels-last
+    pooling kernel, UniFormer's float32-gradient one in fp32 and bf16) gives the plain convolution's
+    second-order gradients; their fast backwards write into ``out=`` tensors, which autograd cannot
+    differentiate, so with a graph recorded they take aten's convolution backward."""
+    from vitkit.layers.conv_blocks import depthwise_conv as block_conv
+    from vitkit.layers.depthwise import depthwise_conv
+
+    if case == "bf16 map" and not _native_bf16():
+        pytest.skip("the bf16 forward runs only on CPUs with bf16 units")
+    torch.manual_seed(0)
+    if case == "pooling clip":
+        x0 = torch.randn(2, 6, 3, 8, 8).to(memory_format=torch.channels_last_3d)
+        weight = torch.randn(6, 1, 3, 3, 3, requires_grad=True)
+        ours = lambda t: depthwise_conv(t, weight, (1, 2, 2), (1, 1, 1))  # noqa: E731
+        ref = lambda t: F.conv3d(t, weight, None, (1, 2, 2), (1, 1, 1), 1, 6)  # noqa: E731
+    else:
+        layer = block_conv(2, 8, 5)
+        x0 = torch.randn(2, 8, 14, 14).to(memory_format=torch.channels_last)
+        weight = layer.weight
+        ours = layer
+        ref = lambda t: F.conv2d(t, layer.weight, layer.bias, 1, 2, 1, 8)  # noqa: E731
+    results = []
+    for f, amp in ((ours, case == "bf16 map"), (ref, False)):  # bf16 against the float32 arithmetic
+        x = x0.clone().requires_grad_()
+        weight.grad = None
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            y = f(x)
+        gx, = torch.autograd.grad(y.float().square().sum(), x, create_graph=True)
+        gx.float().square().sum().backward()
+        results.append((gx.float(), x.grad, weight.grad))
+    scale = 3e-2 if case == "bf16 map" else 1e-5  # bf16 rounding of the forward; float32 sums in another order
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=scale, atol=scale * b.abs().max().item())
+
+
 def _graph_keeping_backend(graphs: list):
     """A torch.compile backend that runs AOTAutograd's forward and backward graphs as they are (no Inductor) and
     appends each graph's text to ``graphs``."""

@@ -193,6 +193,21 @@ def _depthwise_cl2d_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
     return grad_x, grad_w
 
 
+def _differentiable_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool,
+                          stride: Sequence[int], padding: Sequence[int], groups: int,
+                          want: Sequence[bool]) -> tuple[torch.Tensor | None, ...]:
+    """(input, weight, bias) gradients of a convolution from aten's convolution backward in float32, which has a
+    derivative of its own: for a backward that records a graph (``create_graph=True``: gradient penalties,
+    double backward), where the fast backwards here write into ``out=`` tensors that autograd cannot
+    differentiate. The input's gradient comes back in its dtype, the others in float32."""
+    n = len(stride)
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        grad.float(), x.float(), weight.float(), [weight.shape[0]] if has_bias else None, list(stride),
+        list(padding), [1] * n, False, [0] * n, groups, [bool(want[0]), bool(want[1]), bool(has_bias and want[2])])
+    return (None if gx is None or not want[0] else gx.to(x.dtype), gw if want[1] else None,
+            gb if has_bias and want[2] else None)
+
+
 class _DepthwiseCL3d(torch.autograd.Function):
     """Forward: the library kernel; backward: the fastest form per part (see the module doc)."""
 
@@ -205,6 +220,10 @@ class _DepthwiseCL3d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiable ops
+            grad_x, grad_w, _ = _differentiable_grads(grad, x, weight, False, ctx.stride, ctx.padding,
+                                                      weight.shape[0], (*ctx.needs_input_grad[:2], False))
+            return grad_x, grad_w, None, None
         grad_x, grad_w = _depthwise_cl3d_grads(grad, x, weight, ctx.stride, ctx.padding, *ctx.needs_input_grad[:2])
         return grad_x, grad_w, None, None
 
@@ -361,8 +380,12 @@ class _ConvFloat32Grads(torch.autograd.Function):
         if bases:
             weight = TiledFilters(tuple(bases), ctx.tiles).tensor()
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
-        grad_x, grad_w, grad_b = _float32_grads(grad, x, weight, bias is not None, *ctx.conv, ctx.chunk_elements,
-                                                (want_x, want_w, want_b and bias is not None))
+        want = (want_x, want_w, want_b and bias is not None)
+        if torch.is_grad_enabled():  # create_graph: differentiable ops
+            grad_x, grad_w, grad_b = _differentiable_grads(grad, x, weight, bias is not None, *ctx.conv, want)
+        else:
+            grad_x, grad_w, grad_b = _float32_grads(grad, x, weight, bias is not None, *ctx.conv, ctx.chunk_elements,
+                                                    want)
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
         return (grad_x, grad_w, grad_b, None, None, None, None, None, None) + (None,) * len(bases)
