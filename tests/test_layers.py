@@ -1410,6 +1410,29 @@ def test_depthwise_fast_backwards_support_double_backward(case):
         torch.testing.assert_close(a, b, rtol=scale, atol=scale * b.abs().max().item())
 
 
+@pytest.mark.parametrize("name, shape", [("vit_demo_patch8_32", (2, 3, 32, 32)), ("mvit_demo_8x32", (2, 3, 8, 32, 32)),
+                                         ("uniformer_demo_video_8x32", (2, 3, 8, 32, 32))])
+def test_gradient_penalty_through_a_model_with_explicit_attention(name, shape):
+    """The README's recipe for second derivatives: inside ``explicit_attention()`` a gradient penalty on the
+    input's gradient runs through the whole model (fused CPU attention has no double backward), the first-order
+    gradient is the fused forward's, and every parameter gets a finite second-order gradient."""
+    import vitkit
+    from vitkit.layers.attention import explicit_attention
+
+    torch.manual_seed(0)
+    model = vitkit.create_model(name, num_classes=4).train()
+    x = torch.randn(*shape, requires_grad=True)
+    plain, = torch.autograd.grad(model(x).square().sum(), x)
+    with explicit_attention():
+        out = model(x)
+    gx, = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    torch.testing.assert_close(gx, plain, rtol=1e-4, atol=1e-5 * plain.abs().max().item())
+    gx.square().sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 def _graph_keeping_backend(graphs: list):
     """A torch.compile backend that runs AOTAutograd's forward and backward graphs as they are (no Inductor) and
     appends each graph's text to ``graphs``."""
