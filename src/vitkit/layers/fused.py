@@ -320,7 +320,8 @@ class _SplitLinear(torch.autograd.Function):
 
 def _differentiable_grads(ctx, grads, xc: torch.Tensor, param: torch.Tensor, weight: torch.Tensor) -> tuple:
     """:class:`_SplitLinear`'s gradients from differentiable ops, for a backward that records a graph
-    (``create_graph=True``: gradient penalties, double backward); the same values as its own backward.
+    (``create_graph=True``: gradient penalties, double backward); its own backward's values to float32 rounding
+    (the split blocks' sums run in another order).
 
     Only where the saved input is the input itself (float32 training): a bf16 copy made inside the forward has no
     graph back to the input, so a second derivative through the weight gradient would silently miss its input
