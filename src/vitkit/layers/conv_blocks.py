@@ -85,11 +85,11 @@ class PointwiseConv2d(nn.Conv2d):
     bf16 autocast the convolution was as fast or faster at most of these shapes (0.75-1.01x, one 1.47x), and at
     inference it is fused with its neighbours elsewhere (:class:`~vitkit.layers.mlp.Mlp`): both keep the
     convolution, as do traced graphs (torch.compile and torch.export see the convolution they were measured
-    with)."""
+    with) and other devices (on CUDA cuDNN's convolution may use TF32 where a float32 product would not)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dim() == 4 and x.dtype == torch.float32 and torch.is_grad_enabled() and not is_tracing()
-                and not torch.is_autocast_enabled(x.device.type) and x.movedim(1, -1).is_contiguous()):
+        if (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled()
+                and not is_tracing() and not torch.is_autocast_enabled("cpu") and x.movedim(1, -1).is_contiguous()):
             return projection(x.movedim(1, -1), self.weight.flatten(1), self.bias).movedim(-1, 1)
         return super().forward(x)
 
