@@ -43,6 +43,10 @@ and Video Swin in bf16 differ; run it with ``--threads 1``.
 gradient's orientation, :func:`vitkit.layers.fused.weight_grad`, is the same on both sides only where the layer
 takes the oneDNN path; ``addmm``'s autograd picks its own). Only fp32 differs.
 
+``--setting pointwise2d``: UniFormer's 2-D 1x1 convolutions as the training linear over a channels-last map's
+channels in float32 CPU training (:class:`vitkit.layers.conv_blocks.PointwiseConv2d`, on by default) against
+oneDNN's convolution. Only UniFormer (image) in float32 differs.
+
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.
 
@@ -52,7 +56,7 @@ each, the ratio with its spread over the rounds, and the page faults and kernel 
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
 Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax|
-       compiled_materialize|compiled_flush|fp32_onednn]
+       compiled_materialize|compiled_flush|fp32_onednn|pointwise2d]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu] [--clip 8,128]
 """
@@ -90,6 +94,7 @@ SETTINGS = {
     "compiled_materialize": (compiled_materialize, ("inlined", "materialized")),
     "compiled_flush": (compiled_softmax_flush, ("plain", "flushed")),
     "fp32_onednn": (fused.fp32_training_onednn, ("addmm", "onednn")),
+    "pointwise2d": (conv_blocks.pointwise_products, ("conv", "product")),
 }
 #: settings that act on a compiled model
 COMPILED = {"compiled_depthwise", "compiled_softmax", "compiled_materialize", "compiled_flush"}

@@ -306,6 +306,7 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
 @pytest.mark.parametrize("setting,off,on", [("allocator", "default", "reuse"), ("huge_pages", "default", "advised"),
                                             ("subnormals", "floor", "flushed"),
                                             ("dw_batch", "small chunks", "large chunks"),
+                                            ("fp32_onednn", "addmm", "onednn"), ("pointwise2d", "conv", "product"),
                                             pytest.param("compiled_depthwise", "traced", "operators",
                                                          marks=pytest.mark.slow),
                                             pytest.param("compiled_softmax", "plain", "floored",
@@ -317,7 +318,7 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
 def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, off, on):
     """One model, one precision, one round: both sides timed, faults counted, the JSON written."""
     from vitkit.engine import allocator
-    from vitkit.layers import conv_blocks, depthwise, huge_pages, subnormals
+    from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, subnormals
     from vitkit.layers.attention import _COMPILED_FLOOR, _COMPILED_FLUSH
     from vitkit.layers.materialize import _MATERIALIZE
 
@@ -340,3 +341,4 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
     assert huge_pages._ADVISE.on and subnormals._FLUSH.on  # left as they were
     assert conv_blocks._LARGE_CHUNKS.on is True and depthwise._COMPILED_OPERATORS.on is True
     assert _COMPILED_FLOOR.on is True and _COMPILED_FLUSH.on is True and _MATERIALIZE.on is True
+    assert fused._FP32_TRAINING.on is True and conv_blocks._POINTWISE_PRODUCTS.on is True

@@ -1371,11 +1371,14 @@ def test_pointwise_conv_is_the_conv_and_keeps_maps_channels_last(rank, amp):
         torch.testing.assert_close(y.float(), y_ref.float(), **tol)
         for a, b in zip(g, g_ref):
             torch.testing.assert_close(a, b, **tol)
-    if rank == 2:  # off the CPU (the meta device stands in for CUDA) a 2-D map keeps the convolution
-        ops = _OpNames()
-        with ops:
-            ours.to("meta")(torch.randn(2, 6, *grid, device="meta").to(memory_format=torch.channels_last))
-        assert any("convolution" in n for n in ops.names)
+    if rank == 2:  # switched off, and off the CPU (the meta device stands in for CUDA), a 2-D map keeps the conv
+        from vitkit.layers.conv_blocks import pointwise_products
+
+        for device, on in (("cpu", False), ("meta", True)):
+            ops = _OpNames()
+            with pointwise_products(on), ops:
+                ours.to(device)(torch.randn(2, 6, *grid, device=device).to(memory_format=torch.channels_last))
+            assert any("convolution" in n for n in ops.names)
 
 
 @pytest.mark.parametrize("case", ["pooling clip", "5x5 map", "bf16 map"])

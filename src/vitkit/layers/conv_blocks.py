@@ -74,6 +74,16 @@ class PointwiseConv3d(nn.Conv3d):
         return super().forward(x)
 
 
+#: whether :class:`PointwiseConv2d` runs as a product in float32 CPU training (:func:`pointwise_products`)
+_POINTWISE_PRODUCTS = Switch()
+
+
+def pointwise_products(enabled: bool = True) -> ContextManager[None]:
+    """Inside the block, :class:`PointwiseConv2d` takes the product where it applies (``enabled``, the default) or
+    always the convolution (for the A/B of ``benchmarks/bench_allocator.py --setting pointwise2d``)."""
+    return _POINTWISE_PRODUCTS.set(enabled)
+
+
 class PointwiseConv2d(nn.Conv2d):
     """A 1x1 ``nn.Conv2d`` (same parameters and keys) that, in float32 training on a channels-last map, runs as
     the training linear over the map's channels (:func:`~vitkit.layers.fused.projection`), output channels-last.
@@ -88,8 +98,9 @@ class PointwiseConv2d(nn.Conv2d):
     with) and other devices (on CUDA cuDNN's convolution may use TF32 where a float32 product would not)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled()
-                and not is_tracing() and not torch.is_autocast_enabled("cpu") and x.movedim(1, -1).is_contiguous()):
+        if (_POINTWISE_PRODUCTS.on and x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
+                and torch.is_grad_enabled() and not is_tracing() and not torch.is_autocast_enabled("cpu")
+                and x.movedim(1, -1).is_contiguous()):
             return projection(x.movedim(1, -1), self.weight.flatten(1), self.bias).movedim(-1, 1)
         return super().forward(x)
 
