@@ -200,12 +200,8 @@ def _differentiable_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
     derivative of its own: for a backward that records a graph (``create_graph=True``: gradient penalties,
     double backward), where the fast backwards here write into ``out=`` tensors that autograd cannot
     differentiate. The input's gradient comes back in its dtype, the others in float32."""
-    n = len(stride)
-    gx, gw, gb = torch.ops.aten.convolution_backward(
-        grad.float(), x.float(), weight.float(), [weight.shape[0]] if has_bias else None, list(stride),
-        list(padding), [1] * n, False, [0] * n, groups, [bool(want[0]), bool(want[1]), bool(has_bias and want[2])])
-    return (None if gx is None or not want[0] else gx.to(x.dtype), gw if want[1] else None,
-            gb if has_bias and want[2] else None)
+    gx, gw, gb = _aten_conv_grads(grad.float(), x.float(), weight.float(), has_bias, stride, padding, groups, want)
+    return None if gx is None else gx.to(x.dtype), gw, gb
 
 
 class _DepthwiseCL3d(torch.autograd.Function):
@@ -296,10 +292,17 @@ def _conv_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_b
     if _tiles_2d_weight_grad(x, weight, groups, stride):
         gx, gw = _depthwise_cl2d_grads(grad, x, weight, padding, want_x, want_w)
         return gx, gw, grad.sum((0, 2, 3)) if has_bias and want_b else None
+    return _aten_conv_grads(grad, x, weight, has_bias, stride, padding, groups, want)
+
+
+def _aten_conv_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool,
+                     stride: Sequence[int], padding: Sequence[int], groups: int,
+                     want: Sequence[bool]) -> tuple[torch.Tensor | None, ...]:
+    """(input, weight, bias) gradients of a convolution by aten's backward (None where not wanted)."""
     rank = x.dim() - 2
     return torch.ops.aten.convolution_backward(
-        grad, x, weight, [weight.shape[0]] if has_bias else None, stride, padding, (1,) * rank, False, (0,) * rank,
-        groups, [want_x, want_w, has_bias and want_b])
+        grad, x, weight, [weight.shape[0]] if has_bias else None, list(stride), list(padding), [1] * rank, False,
+        [0] * rank, groups, [bool(want[0]), bool(want[1]), bool(has_bias and want[2])])
 
 
 def _reduced_precision_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
