@@ -146,10 +146,10 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
     if profiles is not None:
         kinds = {"fp32": None, "bf16": torch.bfloat16}
         for d in dtypes:
-            tables = profile_train_steps(models, x, kinds[d])
+            tables = profile_train_steps(models, x, kinds[d], make_optimizer=make_opt)
             print(f"\n{name} {d}: one training step per op (fastest of 3 interleaved runs)")
             print(format_op_tables(tables))
-            faults = count_step_faults(models, x, kinds[d])
+            faults = count_step_faults(models, x, kinds[d], make_optimizer=make_opt)
             print(f"\n{name} {d}: minor page faults per op, one training step")
             print(format_fault_tables(faults))
             profiles.setdefault(name, {})[d] = {

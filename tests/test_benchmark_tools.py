@@ -276,6 +276,31 @@ def test_dense_kernels_include_onednn_linear():
     assert not is_dense("aten::gelu") and not is_dense("aten::copy_")
 
 
+def test_step_profiles_step_each_model_with_the_optimiser_the_timed_step_uses():
+    """bench_train times each library with its own optimiser; its per-op profile and fault count must profile that
+    step, not torch's default AdamW for all: with fused AdamW the table shows the fused kernel and none of the
+    per-tensor update ops, without ``make_optimizer`` the per-tensor ones."""
+    from vitkit.analysis.step_profile import count_step_faults, profile_train_steps
+
+    models = {"fused": nn.Sequential(nn.Flatten(), nn.Linear(12, 3)),
+              "plain": nn.Sequential(nn.Flatten(), nn.Linear(12, 3))}
+    x = torch.randn(2, 3, 2, 2)
+    made = []
+
+    def make(name, model):
+        made.append(name)
+        return torch.optim.AdamW(model.parameters(), lr=1e-3, fused=name == "fused")
+
+    tables = profile_train_steps(models, x, runs=1, make_optimizer=make)
+    assert sorted(made) == ["fused", "plain"]
+    assert "aten::_fused_adamw_" in tables["fused"].ops and "aten::lerp_" not in tables["fused"].ops
+    assert "aten::_fused_adamw_" not in tables["plain"].ops
+    default = profile_train_steps({"fused": models["fused"]}, x, runs=1)
+    assert "aten::_fused_adamw_" not in default["fused"].ops
+    count_step_faults(models, x, make_optimizer=make)
+    assert sorted(made) == ["fused", "fused", "plain", "plain"]
+
+
 def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
     """A tensor on fresh pages (64 MB of a new anonymous mapping: malloc could serve ``torch.empty`` from heap
     memory an earlier test touched) takes its page faults in the op that first writes it, one per 4 KiB page or
