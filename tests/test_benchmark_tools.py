@@ -63,6 +63,19 @@ def test_train_memory_sees_what_compiled_kernels_allocate():
     assert 0.5 < peak / eager < 2
 
 
+def test_train_memory_counts_the_optimiser_it_is_given():
+    """bench_train reports each library's peak with its own optimiser: the count steps with what
+    ``make_optimizer`` builds, whose state is part of the peak (AdamW's two float32 moments: 8 MB for a 4 MB
+    weight; plain SGD keeps none)."""
+    torch.manual_seed(0)
+    model = nn.Linear(1024, 1024)
+    x = torch.randn(2, 1024)
+    weights = 1024 * 1025 * 4
+    adamw = B.train_memory(model, x)
+    sgd = B.train_memory(model, x, make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
+    assert weights <= sgd < 1.5 * weights and adamw >= sgd + 2 * weights
+
+
 def test_forward_memory_grows_with_batch_for_a_real_model():
     model = vitkit.create_model("vit_demo_patch4_32")
     m1 = B.forward_memory(model, torch.randn(1, 3, 32, 32))

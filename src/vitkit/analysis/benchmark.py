@@ -10,6 +10,7 @@ refused (:func:`check_peak_fractions`), not written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -576,14 +577,16 @@ def time_train_interleaved(
     return out
 
 
-def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None) -> int:
-    """Peak bytes allocated during one training step (forward, backward, AdamW; its state created on the way)
-    above the level before it: ``max_memory_allocated`` on CUDA, the CPU allocator's events on the CPU
-    (:class:`_AllocatedPeak`), for compiled models too."""
+def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None,
+                 make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None) -> int:
+    """Peak bytes allocated during one training step (forward, backward, the optimiser's step; its state created
+    on the way) above the level before it: ``max_memory_allocated`` on CUDA, the CPU allocator's events on the
+    CPU (:class:`_AllocatedPeak`), for compiled models too. The optimiser is ``make_optimizer(model)`` (a fresh
+    one: its state counts), torch's default AdamW without it."""
     model.train()
     device = x.device
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = make_optimizer(model) if make_optimizer else torch.optim.AdamW(model.parameters(), lr=1e-4)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
@@ -613,7 +616,8 @@ def measure_train_interleaved(
                                      make_optimizer=make_optimizer, fresh_compile_cache=bool(compiled))
         for impl, r in res.items():
             ips = r["items_per_s"]
-            mem = train_memory(models[impl], x, kinds[d])
+            own = None if make_optimizer is None else functools.partial(make_optimizer, impl)
+            mem = train_memory(models[impl], x, kinds[d], own)
             rows.append(BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
                                  6 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
                                  extra={"first_step_s": r["first_s"], "first_step_wall_s": r["first_wall_s"],
