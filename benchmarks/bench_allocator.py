@@ -47,16 +47,21 @@ takes the oneDNN path; ``addmm``'s autograd picks its own). Only fp32 differs.
 channels in float32 CPU training (:class:`vitkit.layers.conv_blocks.PointwiseConv2d`, on by default) against
 oneDNN's convolution. Only UniFormer (image) in float32 differs.
 
+``--setting rebuild``: ViT's attention input (the normalised tokens) normalised again in the backward instead
+of kept (:func:`vitkit.layers.rebuild.normed`, on by default); the peak columns show what it saves. Only ViT
+differs.
+
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.
 
 Same model, same batch; each round times one step without the setting and one with it (after one untimed step
 with it, as a run's steady state), in alternating order. Prints per model and precision the median step time of
-each, the ratio with its spread over the rounds, and the page faults and kernel CPU time per timed step; writes
+each, the ratio with its spread over the rounds, the page faults and kernel CPU time per timed step, and each
+side's peak memory in one more step (allocated above the level before it, the optimiser's state already made); writes
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
 Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax|
-       compiled_materialize|compiled_flush|fp32_onednn|pointwise2d]
+       compiled_materialize|compiled_flush|fp32_onednn|pointwise2d|rebuild]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu] [--clip 8,128]
 """
@@ -74,7 +79,7 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
-from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, subnormals
+from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, rebuild, subnormals
 from vitkit.layers.attention import compiled_softmax_floor, compiled_softmax_flush
 from vitkit.layers.materialize import compiled_materialize
 from vitkit.models.compile import maybe_compile
@@ -95,6 +100,7 @@ SETTINGS = {
     "compiled_flush": (compiled_softmax_flush, ("plain", "flushed")),
     "fp32_onednn": (fused.fp32_training_onednn, ("addmm", "onednn")),
     "pointwise2d": (conv_blocks.pointwise_products, ("conv", "product")),
+    "rebuild": (rebuild.rebuild_saved_inputs, ("kept", "rebuilt")),
 }
 #: settings that act on a compiled model
 COMPILED = {"compiled_depthwise", "compiled_softmax", "compiled_materialize", "compiled_flush"}
@@ -132,6 +138,11 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: s
                     if on:
                         step()  # e.g. the heap grows to the step's peak: a run's steady state from here on
                     got[on].append(timed_step(step, clock))
+        peaks = {}
+        for on in (False, True):
+            with context(on), B.AllocatedPeak() as counter:
+                step()
+            peaks[on] = counter.peak / 2**20
         ratios = sorted(a[0] / b[0] for a, b in zip(got[False], got[True]))
         row = {"model": name, "dtype": d, "batch": x.shape[0], "input": list(x.shape[1:]), "rounds": rounds,
                "ratio": statistics.median(ratios),
@@ -140,7 +151,8 @@ def run(name: str, dtypes: list[str], rounds: int, batch: int, clock, setting: s
             ms = [g[0] * 1e3 for g in got[reuse]]
             row[label] = {"median_ms": statistics.median(ms), "round_ms": ms,
                           "faults_per_step": statistics.median(g[1] for g in got[reuse]),
-                          "kernel_s_per_step": statistics.median(g[2] for g in got[reuse])}
+                          "kernel_s_per_step": statistics.median(g[2] for g in got[reuse]),
+                          "peak_mb": peaks[reuse]}
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -151,14 +163,14 @@ def format_row(r: dict) -> str:
     return (f"{r['model']:<30}{r['dtype']:<6}{d['median_ms']:>10.0f}{u['median_ms']:>10.0f}"
             f"{r['ratio']:>8.2f}x [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]"
             f"{d['faults_per_step']:>12.0f}{u['faults_per_step']:>9.0f}{d['kernel_s_per_step']:>9.2f}"
-            f"{u['kernel_s_per_step']:>8.2f}")
+            f"{u['kernel_s_per_step']:>8.2f}{d['peak_mb']:>10.1f}{u['peak_mb']:>9.1f}")
 
 
 def header(on: str) -> str:
     """The table's header, ``on`` naming the side with the setting."""
     short = on.split()[0][:6]  # a word that fits its column ("large chunks" -> "large")
     return (f"{'model':<30}{'dtype':<6}{'off ms':>10}{short + ' ms':>10}{'ratio':>9} {'[per round]':<12}"
-            f"{'faults':>11}{short:>9}{'sys s':>9}{short:>8}")
+            f"{'faults':>11}{short:>9}{'sys s':>9}{short:>8}{'peak MiB':>10}{short:>9}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -345,6 +345,7 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
                                             ("subnormals", "floor", "flushed"),
                                             ("dw_batch", "small chunks", "large chunks"),
                                             ("fp32_onednn", "addmm", "onednn"), ("pointwise2d", "conv", "product"),
+                                            ("rebuild", "kept", "rebuilt"),
                                             pytest.param("compiled_depthwise", "traced", "operators",
                                                          marks=pytest.mark.slow),
                                             pytest.param("compiled_softmax", "plain", "floored",
@@ -354,9 +355,9 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
                                             pytest.param("compiled_flush", "plain", "flushed",
                                                          marks=pytest.mark.slow)])
 def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, off, on):
-    """One model, one precision, one round: both sides timed, faults counted, the JSON written."""
+    """One model, one precision, one round: both sides timed, faults counted, peaks measured, the JSON written."""
     from vitkit.engine import allocator
-    from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, subnormals
+    from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, rebuild, subnormals
     from vitkit.layers.attention import _COMPILED_FLOOR, _COMPILED_FLUSH
     from vitkit.layers.materialize import _MATERIALIZE
 
@@ -374,9 +375,9 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
     row, = json.loads(out.read_text())["allocator_rows"]
     assert (row["model"], row["dtype"], row["rounds"], row["setting"]) == ("vit_small_patch16_224", "fp32", 1, setting)
     for side in (off, on):
-        assert len(row[side]["round_ms"]) == 1 and row[side]["faults_per_step"] >= 0
+        assert len(row[side]["round_ms"]) == 1 and row[side]["faults_per_step"] >= 0 and row[side]["peak_mb"] > 0
     assert row["ratio"] == pytest.approx(row[off]["median_ms"] / row[on]["median_ms"])
     assert huge_pages._ADVISE.on and subnormals._FLUSH.on  # left as they were
     assert conv_blocks._LARGE_CHUNKS.on is True and depthwise._COMPILED_OPERATORS.on is True
     assert _COMPILED_FLOOR.on is True and _COMPILED_FLUSH.on is True and _MATERIALIZE.on is True
-    assert fused._FP32_TRAINING.on is True and conv_blocks._POINTWISE_PRODUCTS.on is True
+    assert fused._FP32_TRAINING.on is True and conv_blocks._POINTWISE_PRODUCTS.on is True and rebuild._REBUILD.on

@@ -346,14 +346,14 @@ def peer_model(name: str, against: str) -> tuple[str, nn.Module]:
     raise ValueError(f"--against must be 'timm' or 'torchvision', got {against!r}")
 
 
-class _AllocatedPeak:
+class AllocatedPeak:
     """Peak bytes the CPU allocator holds while active, above the level at entry: every allocation and free of
     c10's CPU allocator in order, as the profiler's memory events report them (``profile_memory=True``). This sees
     what ops, autograd, the optimiser and Inductor's compiled kernels allocate alike, including tensors a kernel
     makes and frees inside itself, and not what exists before (weights, the input); the CPU counterpart of CUDA's
     ``max_memory_allocated`` above ``memory_allocated``. oneDNN's own scratch buffers are not counted."""
 
-    def __enter__(self) -> "_AllocatedPeak":
+    def __enter__(self) -> "AllocatedPeak":
         from torch.profiler import ProfilerActivity, profile
 
         self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
@@ -373,7 +373,7 @@ class _AllocatedPeak:
 def forward_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None) -> int:
     """Peak bytes of the tensors one inference forward allocates (activations and temporaries; weights and
     the input excluded). On CUDA this is ``max_memory_allocated`` above the level before the call; on the CPU
-    the same from the CPU allocator's events (:class:`_AllocatedPeak`)."""
+    the same from the CPU allocator's events (:class:`AllocatedPeak`)."""
     model.eval()
     device = x.device
     with torch.inference_mode(), autocast_context(device, amp_dtype):
@@ -384,7 +384,7 @@ def forward_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | N
             model(x)
             torch.cuda.synchronize(device)
             return torch.cuda.max_memory_allocated(device) - base
-        counter = _AllocatedPeak()
+        counter = AllocatedPeak()
         with counter:
             out = model(x)
         del out
@@ -581,7 +581,7 @@ def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | Non
                  make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None) -> int:
     """Peak bytes allocated during one training step (forward, backward, the optimiser's step; its state created
     on the way) above the level before it: ``max_memory_allocated`` on CUDA, the CPU allocator's events on the
-    CPU (:class:`_AllocatedPeak`), for compiled models too. The optimiser is ``make_optimizer(model)`` (a fresh
+    CPU (:class:`AllocatedPeak`), for compiled models too. The optimiser is ``make_optimizer(model)`` (a fresh
     one: its state counts), torch's default AdamW without it."""
     model.train()
     device = x.device
@@ -594,7 +594,7 @@ def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | Non
         train_step(model, x, target, opt, amp_dtype)
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
-    counter = _AllocatedPeak()
+    counter = AllocatedPeak()
     with counter:
         train_step(model, x, target, opt, amp_dtype)
     return counter.peak
@@ -673,7 +673,7 @@ def time_kinds_interleaved(
                 step(name, m)
                 peaks[(name, kind)] = torch.cuda.max_memory_allocated(device)
             else:
-                counter = _AllocatedPeak()
+                counter = AllocatedPeak()
                 with counter:
                     step(name, m)
                 peaks[(name, kind)] = counter.peak

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, drop_path_rates, to_tuple
+from vitkit.layers.rebuild import normed
 from vitkit.layers.resnetv2 import ResNetV2Stem
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
 
@@ -87,11 +88,15 @@ class Block(nn.Module):
         self.mlp = Mlp(d, int(d * cfg.mlp_ratio), drop=cfg.drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # in training, qkv's saved input is normalised again in the backward, not kept (layers.rebuild)
+        y, rebuilt = normed(self.norm1, x)
         if isinstance(self.drop_path, nn.Identity) or not self.training:
             # residual adds fused into the output projections (see layers.fused)
-            x = self.attn(self.norm1(x), residual=x)
+            with rebuilt:
+                x = self.attn(y, residual=x)
             return self.mlp(self.norm2(x), residual=x)
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+        with rebuilt:
+            x = x + self.drop_path(self.attn(y))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

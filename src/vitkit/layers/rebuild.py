@@ -1,0 +1,100 @@
+"""Tensors a backward rebuilds from what it keeps anyway, instead of keeping them too (saved-tensor hooks).
+
+A pre-norm block's first product keeps its input, the normalised tokens (cast to bf16 under autocast), for its
+weight gradient, while the LayerNorm keeps its own input for its backward: the tokens can be made again from that.
+Inside :func:`rebuilt_when_saved` an op that saves a given tensor keeps a recipe instead, and the backward runs
+the recipe (bit for bit the same tensor) when it needs it; :func:`normed` does this for a LayerNorm before a
+product. ViT's blocks use it for attention's input (:mod:`vitkit.models.vit`); measurements in
+``benchmarks/TRAINING_HISTORY.md`` (2026-12-05, tenth session).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Callable, ContextManager, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .fused import is_tracing
+from .switch import Switch
+
+_REBUILD = Switch()
+
+
+def rebuild_saved_inputs(enabled: bool) -> ContextManager[None]:
+    """Turn :func:`rebuilds` on or off inside the block (for A/B measurements; on by default)."""
+    return _REBUILD.set(enabled)
+
+
+def rebuilds() -> bool:
+    """Whether a tensor made now may be rebuilt in the backward instead of kept: on, recording a graph, not
+    traced, and no other saved-tensor hooks active (activation checkpointing's decide what its blocks keep; a
+    recipe under them would keep its inputs alive past the checkpoint)."""
+    return (_REBUILD.on and torch.is_grad_enabled() and not is_tracing()
+            and torch._C._autograd._top_saved_tensors_default_hooks(False) is None)
+
+
+class _Recipe:
+    """What a saved tensor is rebuilt from: ``rebuild()`` gives it, viewed as ``shape``."""
+
+    __slots__ = ("rebuild", "shape")
+
+    def __init__(self, rebuild: Callable[[], torch.Tensor], shape: torch.Size) -> None:
+        self.rebuild, self.shape = rebuild, shape
+
+
+@contextlib.contextmanager
+def rebuilt_when_saved(t: torch.Tensor, rebuild: Callable[[], torch.Tensor]) -> Iterator[None]:
+    """Inside the block, an op that saves contiguous ``t`` for its backward (``t`` itself or a view of all of it)
+    keeps ``rebuild`` instead and calls it in the backward; every other saved tensor is kept as it is.
+
+    ``rebuild()`` must give ``t``'s values bit for bit from tensors the graph keeps anyway, and must not hold ``t``
+    (nor may anything else, or ``t`` stays alive and nothing is saved); while a backward records a graph
+    (``create_graph``) it runs with gradients on and must then be differentiable. Use it only where
+    :func:`rebuilds`."""
+    ptr, numel, dtype = t.data_ptr(), t.numel(), t.dtype  # not t itself: the hooks live as long as the graph
+
+    def pack(saved: torch.Tensor):
+        if (saved.data_ptr() == ptr and saved.numel() == numel and saved.dtype == dtype
+                and saved.is_contiguous()):
+            return _Recipe(rebuild, saved.shape)
+        return saved
+
+    def unpack(packed):
+        return packed.rebuild().view(packed.shape) if isinstance(packed, _Recipe) else packed
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield
+
+
+def _plain_layer_norm(norm: nn.Module) -> bool:
+    """A LayerNorm whose call is ``F.layer_norm`` with its parameters: no hooks that could change its output."""
+    m = nn.modules.module
+    return (type(norm) is nn.LayerNorm and not (norm._forward_hooks or norm._forward_pre_hooks)
+            and not (m._global_forward_hooks or m._global_forward_pre_hooks))
+
+
+def _layer_norm_as(x: torch.Tensor, norm: nn.LayerNorm, dtype: torch.dtype, autocast: bool) -> torch.Tensor:
+    """``norm(x)`` in ``dtype``, under the autocast state of the forward that first made it."""
+    with torch.autocast(x.device.type, dtype=dtype, enabled=autocast):
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps).to(dtype)
+
+
+def normed(norm: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ContextManager[None]]:
+    """``norm(x)`` for the product that comes next, and the context to run that product in.
+
+    Where :func:`rebuilds` and ``norm`` is a plain LayerNorm, the tokens come in the dtype the product computes in
+    (autocast's where it is on: the cast it would make), and inside the context the product keeps, instead of
+    them, the recipe to normalise ``x`` again, which the LayerNorm keeps for its own backward anyway: the
+    product's saved input costs no memory, for one more LayerNorm in the backward. Values and gradients are the
+    same bit for bit. Elsewhere ``(norm(x), nullcontext())``."""
+    if not (rebuilds() and _plain_layer_norm(norm) and x.is_floating_point()):
+        return norm(x), contextlib.nullcontext()
+    device = x.device.type
+    autocast = torch.is_autocast_enabled(device)
+    y = norm(x)
+    dtype = torch.get_autocast_dtype(device) if autocast and y.dtype == torch.float32 else y.dtype
+    y = y.to(dtype)
+    return y, rebuilt_when_saved(y, functools.partial(_layer_norm_as, x, norm, dtype, autocast))

@@ -1,0 +1,134 @@
+"""Saved tensors rebuilt in the backward instead of kept (vitkit.layers.rebuild): same values and gradients bit for
+bit, less kept, and left alone where another mechanism decides what is kept."""
+from __future__ import annotations
+
+import contextlib
+import gc
+import weakref
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import vitkit
+from vitkit.analysis.benchmark import AllocatedPeak
+from vitkit.layers.attention import explicit_attention
+from vitkit.layers.rebuild import normed, rebuild_saved_inputs, rebuilt_when_saved
+
+
+def _grads(model: nn.Module, x: torch.Tensor, amp: bool, rebuild: bool) -> list[torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    with rebuild_saved_inputs(rebuild), torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        loss = F.cross_entropy(model(x), torch.arange(x.shape[0]) % 10)
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+def test_vit_training_gradients_are_bitwise_the_same_with_the_attention_input_rebuilt(amp):
+    """An odd image size and batch; every parameter's gradient equal bit for bit, the drop-path branch too."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 36, 36)
+    for drop_path in (0.0, 0.1):
+        model = vitkit.create_model("vit_demo_patch4_32", img_size=36, num_classes=10,
+                                    drop_path_rate=drop_path).train()
+        torch.manual_seed(1)
+        kept = _grads(model, x, amp, rebuild=False)
+        torch.manual_seed(1)  # the same drop-path draws
+        rebuilt = _grads(model, x, amp, rebuild=True)
+        assert all(torch.equal(a, b) for a, b in zip(kept, rebuilt))
+
+
+def test_rebuilding_lowers_the_training_peak_by_the_normalised_tokens():
+    """The first product's input (the normalised tokens) is not kept: the peak of forward + backward falls by about
+    one float32 token tensor per block (it is at the start of the backward here: no optimiser)."""
+    torch.manual_seed(0)
+    model = vitkit.create_model("vit_demo_patch4_32", num_classes=10).train()
+    x = torch.randn(16, 3, 32, 32)
+    peaks = {}
+    for rebuild in (False, True, False, True):
+        with rebuild_saved_inputs(rebuild), AllocatedPeak() as counter:
+            F.cross_entropy(model(x), torch.zeros(16, dtype=torch.long)).backward()
+        peaks[rebuild] = counter.peak
+        model.zero_grad(set_to_none=True)
+    tokens = 16 * 65 * model.embed_dim * 4
+    assert peaks[True] <= peaks[False] - 0.9 * len(model.blocks) * tokens
+
+
+def test_a_saved_tensor_is_rebuilt_once_in_the_backward_and_not_kept():
+    """Only the named tensor is replaced by its recipe: it is freed after the forward, rebuilt when its op's
+    backward runs (once), and the gradients are those of the plain graph."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 32, requires_grad=True)
+    w = torch.randn(16, 32, requires_grad=True)
+    calls = []
+
+    def rebuild():
+        calls.append(1)
+        return x.detach().sin()
+
+    def run(rebuilt: bool):
+        y = x.sin()
+        ref = weakref.ref(y)
+        if rebuilt:
+            with rebuilt_when_saved(y, rebuild):
+                out = F.linear(y, w).tanh()
+        else:
+            out = F.linear(y, w).tanh()
+        del y
+        gc.collect()
+        alive = ref() is not None
+        out.sum().backward()
+        return alive, x.grad.clone(), w.grad.clone()
+
+    kept_alive, gx, gw = run(False)
+    x.grad = w.grad = None
+    rebuilt_alive, rx, rw = run(True)
+    assert kept_alive and not rebuilt_alive and calls == [1]
+    assert torch.equal(gx, rx) and torch.equal(gw, rw)
+
+
+def test_second_derivatives_through_a_rebuilt_input_are_the_plain_ones():
+    """A gradient penalty (create_graph) through ViT with the input rebuilt: the rebuild runs differentiably, so
+    the penalty's gradients equal those of the kept graph (explicit attention: SDPA has no double backward)."""
+    torch.manual_seed(0)
+    model = vitkit.create_model("vit_demo_patch4_32", num_classes=10).train()
+    x = torch.randn(2, 3, 32, 32)
+
+    def penalty_grads(rebuild: bool) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        inp = x.clone().requires_grad_(True)
+        with rebuild_saved_inputs(rebuild), explicit_attention():
+            out = model(inp).logsumexp(-1).sum()
+            g, = torch.autograd.grad(out, inp, create_graph=True)
+            g.square().sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    kept, rebuilt = penalty_grads(False), penalty_grads(True)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(kept, rebuilt))
+
+
+def test_nothing_is_rebuilt_under_checkpointing_inference_or_a_hooked_norm():
+    """Activation checkpointing's own hooks decide what its blocks keep, inference keeps nothing, and a LayerNorm
+    with a forward hook (which may change its output) is called as it is: no recipe in any of these, and a
+    checkpointed ViT trains to the plain gradients."""
+    torch.manual_seed(0)
+    norm = nn.LayerNorm(8)
+    x = torch.randn(4, 8)
+    assert not isinstance(normed(norm, x)[1], contextlib.nullcontext)
+    with torch.no_grad():
+        assert isinstance(normed(norm, x)[1], contextlib.nullcontext)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        assert isinstance(normed(norm, x)[1], contextlib.nullcontext)
+    handle = norm.register_forward_hook(lambda m, i, o: o * 2)
+    y, context = normed(norm, x)
+    handle.remove()
+    assert isinstance(context, contextlib.nullcontext)
+    assert torch.equal(y, F.layer_norm(x, (8,), norm.weight, norm.bias) * 2)
+    model = vitkit.create_model("vit_demo_patch4_32", num_classes=10).train()
+    images = torch.randn(2, 3, 32, 32)
+    plain = _grads(model, images, amp=False, rebuild=False)
+    model.set_grad_checkpointing(True)
+    checkpointed = _grads(model, images, amp=False, rebuild=True)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(plain, checkpointed))
