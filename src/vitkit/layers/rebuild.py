@@ -4,8 +4,8 @@ A pre-norm block's first product keeps its input, the normalised tokens (cast to
 weight gradient, while the LayerNorm keeps its own input for its backward: the tokens can be made again from that.
 Inside :func:`rebuilt_when_saved` an op that saves a given tensor keeps a recipe instead, and the backward runs
 the recipe (bit for bit the same tensor) when it needs it; :func:`normed` does this for a LayerNorm before a
-product. ViT's blocks use it for attention's input (:mod:`vitkit.models.vit`); measurements in
-``benchmarks/TRAINING_HISTORY.md`` (2026-12-05, tenth session).
+product. ViT's and MViT's blocks use it for attention's input (MViT's pooled shortcut projection reads the same
+tokens); measurements in ``benchmarks/TRAINING_HISTORY.md`` (2026-12-05, tenth session).
 """
 from __future__ import annotations
 
@@ -82,18 +82,22 @@ def _layer_norm_as(x: torch.Tensor, norm: nn.LayerNorm, dtype: torch.dtype, auto
         return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps).to(dtype)
 
 
-def normed(norm: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ContextManager[None]]:
-    """``norm(x)`` for the product that comes next, and the context to run that product in.
+def normed(norm: nn.Module, x: torch.Tensor, one_product: bool) -> tuple[torch.Tensor, ContextManager[None]]:
+    """``norm(x)`` for the products that come next, and the context to run them in.
 
-    Where :func:`rebuilds` and ``norm`` is a plain LayerNorm, the tokens come in the dtype the product computes in
-    (autocast's where it is on: the cast it would make), and inside the context the product keeps, instead of
-    them, the recipe to normalise ``x`` again, which the LayerNorm keeps for its own backward anyway: the
-    product's saved input costs no memory, for one more LayerNorm in the backward. Values and gradients are the
-    same bit for bit. Elsewhere ``(norm(x), nullcontext())``."""
-    if not (rebuilds() and _plain_layer_norm(norm) and x.is_floating_point()):
-        return norm(x), contextlib.nullcontext()
+    Where :func:`rebuilds` and ``norm`` is a plain LayerNorm, the products inside the context keep, instead of the
+    normalised tokens, the recipe to normalise ``x`` again, which the LayerNorm keeps for its own backward anyway:
+    their saved input costs no memory, for one more LayerNorm in the backward. Values and gradients are the same
+    bit for bit. Under autocast a product keeps its own cast copy of its input, not the tokens; with
+    ``one_product`` (the tokens feed one product of one weight block, as ViT's qkv) they come already in autocast's
+    dtype, the cast it would make, so that copy is the tokens and is rebuilt too. With several products (or one
+    split into blocks) that would sum their input gradients in bf16 where autocast sums them in float32, so there
+    only float32 training rebuilds. On CPUs and CUDA only; elsewhere ``(norm(x), nullcontext())``."""
     device = x.device.type
-    autocast = torch.is_autocast_enabled(device)
+    plain = not (rebuilds() and _plain_layer_norm(norm) and x.is_floating_point() and device in ("cpu", "cuda"))
+    autocast = not plain and torch.is_autocast_enabled(device)
+    if plain or (autocast and not one_product):
+        return norm(x), contextlib.nullcontext()
     y = norm(x)
     dtype = torch.get_autocast_dtype(device) if autocast and y.dtype == torch.float32 else y.dtype
     y = y.to(dtype)

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitkit.layers import Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, resample_1d
+from vitkit.layers.rebuild import normed
 from vitkit.layers import to_tuple
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.depthwise import TiledFilters
@@ -318,14 +319,16 @@ class MultiScaleBlock(nn.Module):
     def forward(self, x: torch.Tensor, grid: tuple[int, ...]) -> tuple[torch.Tensor, tuple[int, ...]]:
         # without active stochastic depth the residual adds go into the output projections (fused at inference)
         fuse = not self.training or isinstance(self.drop_path, nn.Identity)
-        x_norm = self.norm1(x)
-        skip = linear(x_norm, self.proj) if self.dim_mul_in_att and self.proj is not None else x
-        skip, _ = pool_tokens(skip, self.pool_skip, grid, self.num_prefix)
-        if fuse:
-            x, new_grid = self.attn(x_norm, grid, residual=skip)
-        else:
-            x_attn, new_grid = self.attn(x_norm, grid)
-            x = skip + self.drop_path(x_attn)
+        # in float32 training the products' saved input is normalised again in the backward (layers.rebuild)
+        x_norm, rebuilt = normed(self.norm1, x, one_product=False)
+        with rebuilt:
+            skip = linear(x_norm, self.proj) if self.dim_mul_in_att and self.proj is not None else x
+            skip, _ = pool_tokens(skip, self.pool_skip, grid, self.num_prefix)
+            if fuse:
+                x, new_grid = self.attn(x_norm, grid, residual=skip)
+            else:
+                x_attn, new_grid = self.attn(x_norm, grid)
+                x = skip + self.drop_path(x_attn)
         x_norm = self.norm2(x)
         skip = linear(x_norm, self.proj) if not self.dim_mul_in_att and self.proj is not None else x
         if fuse:

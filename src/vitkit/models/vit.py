@@ -89,7 +89,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # in training, qkv's saved input is normalised again in the backward, not kept (layers.rebuild)
-        y, rebuilt = normed(self.norm1, x)
+        y, rebuilt = normed(self.norm1, x, one_product=True)
         if isinstance(self.drop_path, nn.Identity) or not self.training:
             # residual adds fused into the output projections (see layers.fused)
             with rebuilt:
