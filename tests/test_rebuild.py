@@ -134,10 +134,10 @@ def test_second_derivatives_through_a_rebuilt_input_are_the_plain_ones():
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(kept, rebuilt))
 
 
-def test_nothing_is_rebuilt_under_checkpointing_inference_or_a_hooked_norm():
-    """Activation checkpointing's own hooks decide what its blocks keep, inference keeps nothing, and a LayerNorm
-    with a forward hook (which may change its output) is called as it is: no recipe in any of these, and a
-    checkpointed ViT trains to the plain gradients."""
+def test_nothing_is_rebuilt_under_checkpointing_torch_func_inference_or_a_hooked_norm():
+    """Activation checkpointing's own hooks decide what its blocks keep, torch.func transforms forbid hooks,
+    inference keeps nothing, and a LayerNorm with a forward hook (which may change its output) is called as it is:
+    no recipe in any of these; a checkpointed ViT trains to the plain gradients."""
     torch.manual_seed(0)
     norm = nn.LayerNorm(8)
     x = torch.randn(4, 8)
@@ -146,6 +146,11 @@ def test_nothing_is_rebuilt_under_checkpointing_inference_or_a_hooked_norm():
         assert isinstance(normed(norm, x, one_product=True)[1], contextlib.nullcontext)
     with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
         assert isinstance(normed(norm, x, one_product=True)[1], contextlib.nullcontext)
+    torch._C._autograd._saved_tensors_hooks_disable("as torch.func transforms do")
+    try:
+        assert isinstance(normed(norm, x, one_product=True)[1], contextlib.nullcontext)
+    finally:
+        torch._C._autograd._saved_tensors_hooks_enable()
     handle = norm.register_forward_hook(lambda m, i, o: o * 2)
     y, context = normed(norm, x, one_product=True)
     handle.remove()

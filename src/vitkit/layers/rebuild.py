@@ -1,11 +1,18 @@
 """Tensors a backward rebuilds from what it keeps anyway, instead of keeping them too (saved-tensor hooks).
 
-A pre-norm block's first product keeps its input, the normalised tokens (cast to bf16 under autocast), for its
-weight gradient, while the LayerNorm keeps its own input for its backward: the tokens can be made again from that.
-Inside :func:`rebuilt_when_saved` an op that saves a given tensor keeps a recipe instead, and the backward runs
-the recipe (bit for bit the same tensor) when it needs it; :func:`normed` does this for a LayerNorm before a
-product. ViT's and MViT's blocks use it for attention's input (MViT's pooled shortcut projection reads the same
-tokens); measurements in ``benchmarks/TRAINING_HISTORY.md`` (2026-12-05, tenth session).
+A pre-norm block's first products keep their input, the normalised tokens, for their weight gradients, while the
+LayerNorm keeps its own input for its backward: the tokens can be made again from that. Inside
+:func:`rebuilt_when_saved` an op that saves a given tensor keeps a recipe instead, and the backward runs the recipe
+(bit for bit the same tensor) when it needs it; :func:`normed` does this for a LayerNorm before its products. ViT's
+and MViT's blocks use it for attention's input (MViT's pooled shortcut projection reads the same tokens).
+
+Measured (``benchmarks/bench_allocator.py --setting rebuild``, batch 8 or one 16x224 clip, one Sapphire Rapids
+thread, CPU time; peak of a steady-state step, kept -> rebuilt; step-time ratio with its spread over the rounds):
+ViT-S/16 bf16 307.5 -> 293.6 MiB (timm's 304.9) at 0.96x [0.82-1.07] and 1.01x [0.85-1.16] in two runs, fp32
+459.3 -> 431.6 at 1.00x; ViT-B/16 bf16 619.1 -> 591.4 and fp32 922.7 -> 867.3, both 1.00x; MViTv2-T fp32
+1033.0 -> 993.9 at 1.01x; MViT-B 16x4 fp32 980.1 -> 911.1 at 1.00x. Rebuilding attention's output (the
+projection's input) from the probabilities and values instead saved as much at 0.96-0.98x: one more product per
+block against one more LayerNorm (``benchmarks/TRAINING_HISTORY.md``, 2026-12-05, tenth session).
 """
 from __future__ import annotations
 
@@ -30,9 +37,11 @@ def rebuild_saved_inputs(enabled: bool) -> ContextManager[None]:
 
 def rebuilds() -> bool:
     """Whether a tensor made now may be rebuilt in the backward instead of kept: on, recording a graph, not
-    traced, and no other saved-tensor hooks active (activation checkpointing's decide what its blocks keep; a
-    recipe under them would keep its inputs alive past the checkpoint)."""
+    traced, saved-tensor hooks allowed (``torch.func`` transforms forbid them) and none active (activation
+    checkpointing's decide what its blocks keep; a recipe under them would keep its inputs alive past the
+    checkpoint)."""
     return (_REBUILD.on and torch.is_grad_enabled() and not is_tracing()
+            and torch._C._autograd._saved_tensors_hooks_is_enabled()
             and torch._C._autograd._top_saved_tensors_default_hooks(False) is None)
 
 
