@@ -1602,3 +1602,34 @@ def test_materialize_operator_passes_opcheck():
     import vitkit.layers.materialize  # noqa: F401  (registers the operator)
 
     torch.library.opcheck(torch.ops.vitkit.materialize.default, (torch.randn(3, 5, 5, requires_grad=True),))
+
+
+@pytest.mark.parametrize("name,shape,amp", [("vit_demo_patch4_32", (3, 3, 32, 32), False),
+                                            ("vit_demo_patch4_32", (3, 3, 32, 32), True),
+                                            ("mvit_demo_8x32", (2, 3, 8, 32, 32), False)])
+def test_per_sample_gradients_through_torch_func(name, shape, amp):
+    """``vmap(grad(...))`` (per-sample gradients, as differential-privacy training computes them) runs through
+    vitkit's models: inside torch.func transforms vitkit's own autograd functions, in-place tricks and saved-tensor
+    hooks step aside (they raised before), and each sample's gradients equal a backward of that sample alone.
+    (UniFormer's BatchNorm needs torch.func's usual patching; MViT under bf16 autocast meets a PyTorch limit of
+    conv -> layer_norm inside vmap(grad), plain torch included.)"""
+    import vitkit
+
+    torch.manual_seed(0)
+    model = vitkit.create_model(name, num_classes=10).train()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    x, y = torch.randn(*shape), torch.arange(shape[0])
+
+    def loss(p, xi, yi):
+        return F.cross_entropy(torch.func.functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, x, y)
+    tol = dict(rtol=5e-2, atol=1e-2) if amp else dict(rtol=1e-4, atol=1e-6)
+    for i in range(shape[0]):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            loss_i = F.cross_entropy(model(x[i:i + 1]), y[i:i + 1])
+        loss_i.backward()
+        for k, p in model.named_parameters():
+            assert torch.allclose(per_sample[k][i], p.grad, **tol), k

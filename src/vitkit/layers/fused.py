@@ -74,8 +74,12 @@ def is_compiling() -> bool:
 
 
 def is_tracing() -> bool:
-    """True while TorchScript, torch.compile or torch.export trace the model (their tensors are placeholders)."""
+    """True while TorchScript, torch.compile or torch.export trace the model (their tensors are placeholders), and
+    inside ``torch.func`` transforms (``grad``, ``vmap``: per-sample gradients), whose wrapped tensors take only
+    plain ops: vitkit's own autograd functions and in-place tricks step aside for all of them."""
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return True
+    if torch._C._functorch.peek_interpreter_stack() is not None:
         return True
     if _exporting():
         return True
