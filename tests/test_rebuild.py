@@ -162,3 +162,39 @@ def test_nothing_is_rebuilt_under_checkpointing_torch_func_inference_or_a_hooked
     model.set_grad_checkpointing(True)
     checkpointed = _grads(model, images, amp=False, rebuild=True)
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(plain, checkpointed))
+
+
+class _Adapted(nn.Module):
+    """A low-rank adapter around a Linear, as peft's LoRA wraps ViT's qkv: the tokens feed two products."""
+
+    def __init__(self, base: nn.Linear, rank: int = 4) -> None:
+        super().__init__()
+        self.base, self.weight, self.bias = base, base.weight, base.bias
+        self.down, self.up = nn.Linear(base.in_features, rank, bias=False), nn.Linear(rank, base.out_features, False)
+        nn.init.normal_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.up(self.down(x))
+
+
+def test_an_adapted_qkv_keeps_autocast_gradients_bitwise():
+    """With ViT's qkv replaced by an adapter module (its own call, in training and at inference, never the fused or
+    native kernels that would skip the adapter), the tokens feed two products: under autocast they stay in float32
+    so both input gradients meet in float32, as without the rebuild, bit for bit."""
+    torch.manual_seed(0)
+    model = vitkit.create_model("vit_demo_patch4_32", num_classes=10).train()
+    x = torch.randn(3, 3, 32, 32)
+    before = model.eval()(x)
+    for block in model.blocks:
+        block.attn.qkv = _Adapted(block.attn.qkv)
+    with torch.no_grad():
+        adapted = model(x)
+        for block in model.blocks:
+            block.attn.qkv.up.weight.zero_()
+        assert torch.allclose(model(x), before, atol=1e-5) and not torch.allclose(adapted, before, atol=1e-3)
+        for block in model.blocks:
+            nn.init.normal_(block.attn.qkv.up.weight)
+    model.train()
+    kept, rebuilt = _grads(model, x, amp=True, rebuild=False), _grads(model, x, amp=True, rebuild=True)
+    assert all(torch.equal(a, b) for a, b in zip(kept, rebuilt))
+    assert all(b.attn.qkv.down.weight.grad.abs().sum() > 0 for b in model.blocks)

@@ -423,6 +423,7 @@ class Attention(nn.Module):
         """Whether the native fused MHA kernel computes exactly this module's forward for ``x``."""
         return (
             _NATIVE_MHA
+            and type(self.qkv) is type(self.proj) is nn.Linear  # not an adapter in their place (its own call)
             and x.device.type == "cpu"
             and x.dtype == torch.float32
             and not torch.is_grad_enabled()

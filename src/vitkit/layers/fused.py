@@ -95,8 +95,8 @@ Projection = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 def _fused_dtype(x: torch.Tensor, layer: Projection) -> torch.dtype | None:
     """The dtype the fused kernel runs in for ``layer(x)`` here: float32, bfloat16 (CPU bf16 autocast), or None
     (not fused: the ordinary ops run)."""
-    if not (_ENABLED.on and _HAS_ONEDNN and x.device.type == "cpu" and layer.weight.dtype == torch.float32
-            and not torch.is_grad_enabled() and _pointwise(layer)):
+    if not (_ENABLED.on and _HAS_ONEDNN and x.device.type == "cpu" and _pointwise(layer)
+            and layer.weight.dtype == torch.float32 and not torch.is_grad_enabled()):
         return None
     if not torch.is_autocast_enabled("cpu"):
         return torch.float32 if x.dtype == torch.float32 and not is_tracing() else None
@@ -122,6 +122,8 @@ def _pointwise(layer: Projection) -> bool:
     """A Linear, or a convolution that is one: 1x1(x1), stride 1, no padding or dilation, one group."""
     if isinstance(layer, nn.Linear):
         return True
+    if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return False  # another module in a Linear's place (an adapter): only its own call computes it
     return (all(k == 1 for k in layer.kernel_size) and all(s == 1 for s in layer.stride) and layer.groups == 1
             and not any(layer.padding) and all(d == 1 for d in layer.dilation))
 
@@ -403,9 +405,14 @@ def linear(
         out = torch.ops.mkldnn._linear_pointwise(x2, weight, bias, act or "none", [], "none" if act else "")
         out = out.reshape(*shape[:-1], n_out)
         return out if residual is None else residual + out
-    if not isinstance(layer, nn.Linear):
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         raise ValueError("a convolution runs as a linear over tokens only on the fused path (check fusable first)")
-    if rows is None:
+    if not isinstance(layer, nn.Linear):
+        # another module in a Linear's place (peft's LoRA around qkv): its own call, whatever it adds
+        if rows is not None:
+            raise ValueError(f"rows= needs an nn.Linear, got {type(layer).__name__}")
+        y = layer(x)
+    elif rows is None:
         # a plain Linear without hooks runs as its op (:func:`projection`); anything else through its own call
         plain = type(layer) is nn.Linear and not (layer._forward_hooks or layer._forward_pre_hooks)
         y = projection(x, layer.weight, layer.bias) if plain else layer(x)

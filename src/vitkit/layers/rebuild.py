@@ -85,9 +85,10 @@ def _plain_layer_norm(norm: nn.Module) -> bool:
             and not (m._global_forward_hooks or m._global_forward_pre_hooks))
 
 
-def _layer_norm_as(x: torch.Tensor, norm: nn.LayerNorm, dtype: torch.dtype, autocast: bool) -> torch.Tensor:
-    """``norm(x)`` in ``dtype``, under the autocast state of the forward that first made it."""
-    with torch.autocast(x.device.type, dtype=dtype, enabled=autocast):
+def _layer_norm_as(x: torch.Tensor, norm: nn.LayerNorm, dtype: torch.dtype,
+                   amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """``norm(x)`` in ``dtype``, under the autocast of the forward that first made it (``amp_dtype``, or none)."""
+    with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps).to(dtype)
 
 
@@ -107,7 +108,8 @@ def normed(norm: nn.Module, x: torch.Tensor, one_product: bool) -> tuple[torch.T
     autocast = not plain and torch.is_autocast_enabled(device)
     if plain or (autocast and not one_product):
         return norm(x), contextlib.nullcontext()
+    amp_dtype = torch.get_autocast_dtype(device) if autocast else None
     y = norm(x)
-    dtype = torch.get_autocast_dtype(device) if autocast and y.dtype == torch.float32 else y.dtype
+    dtype = amp_dtype if autocast and y.dtype == torch.float32 else y.dtype
     y = y.to(dtype)
-    return y, rebuilt_when_saved(y, functools.partial(_layer_norm_as, x, norm, dtype, autocast))
+    return y, rebuilt_when_saved(y, functools.partial(_layer_norm_as, x, norm, dtype, amp_dtype))

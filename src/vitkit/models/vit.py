@@ -88,8 +88,9 @@ class Block(nn.Module):
         self.mlp = Mlp(d, int(d * cfg.mlp_ratio), drop=cfg.drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # in training, qkv's saved input is normalised again in the backward, not kept (layers.rebuild)
-        y, rebuilt = normed(self.norm1, x, one_product=True)
+        # in training, qkv's saved input is normalised again in the backward, not kept (layers.rebuild); a
+        # replaced qkv (an adapter's wrapper reading the tokens twice) takes them as several products do
+        y, rebuilt = normed(self.norm1, x, one_product=type(self.attn.qkv) is nn.Linear)
         if isinstance(self.drop_path, nn.Identity) or not self.training:
             # residual adds fused into the output projections (see layers.fused)
             with rebuilt:
