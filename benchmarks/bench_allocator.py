@@ -47,9 +47,9 @@ takes the oneDNN path; ``addmm``'s autograd picks its own). Only fp32 differs.
 channels in float32 CPU training (:class:`vitkit.layers.conv_blocks.PointwiseConv2d`, on by default) against
 oneDNN's convolution. Only UniFormer (image) in float32 differs.
 
-``--setting rebuild``: ViT's and MViT's attention input (the normalised tokens) normalised again in the backward
-instead of kept (:func:`vitkit.layers.rebuild.normed`, on by default); the peak columns show what it saves. Only
-ViT and MViT differ.
+``--setting rebuild``: attention's input (the normalised tokens; Swin's in windows) normalised again in the
+backward instead of kept (:func:`vitkit.layers.rebuild.normed`, on by default); the peak columns show what it
+saves. ViT, Swin, Video Swin and MViT (float32) differ; UniFormer does not.
 
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.

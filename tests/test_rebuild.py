@@ -25,6 +25,8 @@ def _grads(model: nn.Module, x: torch.Tensor, amp: bool, rebuild: bool) -> list[
     return [p.grad.clone() for p in model.parameters()]
 
 
+SMALL_SWIN = {"embed_dim": 24, "depths": (2, 2), "num_heads": (1, 2)}
+
 #: (model, kwargs, input): ViT at an odd size and batch; MViT v1, and v2-shaped (the shortcut's projection inside
 #: attention reads the same normalised tokens, relative positions, residual pooling)
 MODELS = {
@@ -32,6 +34,12 @@ MODELS = {
     "mvit-v1": ("mvit_demo_8x32", {}, (2, 3, 8, 32, 32)),
     "mvit-v2": ("mvit_demo_8x32", {"dim_mul_in_att": True, "rel_pos_spatial": True, "rel_pos_temporal": True,
                                    "residual_pooling": True}, (2, 3, 8, 32, 32)),
+    # Swin: the windows qkv keeps are rebuilt (norm, pad, gather): a 14x14 map (a permutation, then a clipped
+    # window) and a 15x15 one (padded to 21, shifted), and Video Swin
+    "swin": ("swin_tiny_patch4_window7_224", {"img_size": 56, **SMALL_SWIN}, (2, 3, 56, 56)),
+    "swin-padded": ("swin_tiny_patch4_window7_224", {"img_size": 60, **SMALL_SWIN}, (2, 3, 60, 60)),
+    "video-swin": ("swin3d_tiny", {"num_frames": 4, "img_size": 32, "embed_dim": 24, "depths": (2, 2),
+                                   "num_heads": (1, 2), "window_size": (2, 4, 4)}, (1, 3, 4, 32, 32)),
 }
 
 
@@ -64,7 +72,8 @@ def _peaks(model: nn.Module, x: torch.Tensor) -> dict[bool, int]:
 
 def test_rebuilding_lowers_the_training_peak_by_the_normalised_tokens():
     """The first product's input (the normalised tokens) is not kept: the peak falls by about one float32 token
-    tensor per block (ViT: 65 tokens throughout; MViT: at least the last block's 17 tokens each), and ViT's by
+    tensor per block (ViT: 65 tokens throughout; MViT: at least the last block's 17 tokens each; Swin: at least its
+    first stage's windows), and ViT's by
     about a bf16 one under autocast; MViT's tokens feed two products there and stay (module doc)."""
     torch.manual_seed(0)
     vit = vitkit.create_model("vit_demo_patch4_32", num_classes=10).train()
@@ -74,6 +83,10 @@ def test_rebuilding_lowers_the_training_peak_by_the_normalised_tokens():
     mvit = vitkit.create_model(name, num_classes=10, **kwargs).train()
     peaks = _peaks(mvit, torch.randn(8, *shape[1:]))
     assert peaks[True] <= peaks[False] - len(mvit.blocks) * 8 * 17 * 48 * 4
+    swin_name, swin_kwargs, swin_shape = MODELS["swin"]  # first stage's two blocks: 14x14 tokens of 24 channels
+    swin = vitkit.create_model(swin_name, num_classes=10, drop_path_rate=0.0, **swin_kwargs).train()
+    peaks = _peaks(swin, torch.randn(8, *swin_shape[1:]))
+    assert peaks[True] <= peaks[False] - 0.9 * 2 * 8 * 196 * 24 * 4
     with torch.autocast("cpu", torch.bfloat16):
         vit_bf16 = _peaks(vit, torch.randn(16, 3, 32, 32))
         mvit_bf16 = _peaks(mvit, torch.randn(8, *shape[1:]))

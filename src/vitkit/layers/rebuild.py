@@ -3,14 +3,17 @@
 A pre-norm block's first products keep their input, the normalised tokens, for their weight gradients, while the
 LayerNorm keeps its own input for its backward: the tokens can be made again from that. Inside
 :func:`rebuilt_when_saved` an op that saves a given tensor keeps a recipe instead, and the backward runs the recipe
-(bit for bit the same tensor) when it needs it; :func:`normed` does this for a LayerNorm before its products. ViT's
-and MViT's blocks use it for attention's input (MViT's pooled shortcut projection reads the same tokens).
+(bit for bit the same tensor) when it needs it; :func:`normed` does this for a LayerNorm before its products. ViT's,
+Swin's (the normalised tokens padded and gathered into windows) and MViT's blocks use it for attention's input
+(MViT's pooled shortcut projection reads the same tokens).
 
 Measured (``benchmarks/bench_allocator.py --setting rebuild``, batch 8 or one 16x224 clip, one Sapphire Rapids
 thread, CPU time; peak of a steady-state step, kept -> rebuilt; step-time ratio with its spread over the rounds):
 ViT-S/16 bf16 307.5 -> 293.6 MiB (timm's 304.9) at 0.96x [0.82-1.07] and 1.01x [0.85-1.16] in two runs, fp32
 459.3 -> 431.6 at 1.00x; ViT-B/16 bf16 619.1 -> 591.4 and fp32 922.7 -> 867.3, both 1.00x; MViTv2-T fp32
-1033.0 -> 993.9 at 1.01x; MViT-B 16x4 fp32 980.1 -> 911.1 at 1.00x. Rebuilding attention's output (the
+1033.0 -> 993.9 at 1.01x; MViT-B 16x4 fp32 980.1 -> 911.1 at 1.00x; Swin-T fp32 840.5 -> 799.2 at 1.04x [0.91-1.13]
+and bf16 456.3 -> 435.6 at 0.99x; Video Swin-T 16x224 fp32 1304.2 -> 1260.5 at 1.03x and bf16 683.9 -> 662.6 at
+1.01x. Rebuilding attention's output (the
 projection's input) from the probabilities and values instead saved as much at 0.96-0.98x: one more product per
 block against one more LayerNorm (``benchmarks/TRAINING_HISTORY.md``, 2026-12-05, tenth session).
 """
@@ -85,15 +88,19 @@ def _plain_layer_norm(norm: nn.Module) -> bool:
             and not (m._global_forward_hooks or m._global_forward_pre_hooks))
 
 
-def _layer_norm_as(x: torch.Tensor, norm: nn.LayerNorm, dtype: torch.dtype,
-                   amp_dtype: torch.dtype | None) -> torch.Tensor:
-    """``norm(x)`` in ``dtype``, under the autocast of the forward that first made it (``amp_dtype``, or none)."""
+def _layer_norm_as(x: torch.Tensor, norm: nn.LayerNorm, dtype: torch.dtype, amp_dtype: torch.dtype | None,
+                   then: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    """``then(norm(x))`` in ``dtype``, under the autocast of the forward that first made it (``amp_dtype``, or
+    none)."""
     with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps).to(dtype)
+        y = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        return (y if then is None else then(y)).to(dtype)
 
 
-def normed(norm: nn.Module, x: torch.Tensor, one_product: bool) -> tuple[torch.Tensor, ContextManager[None]]:
-    """``norm(x)`` for the products that come next, and the context to run them in.
+def normed(norm: nn.Module, x: torch.Tensor, one_product: bool,
+           then: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, ContextManager[None]]:
+    """``norm(x)`` for the products that come next (``then(norm(x))`` with ``then``: a rearrangement such as Swin's
+    window partition, run again in the recipe), and the context to run them in.
 
     Where :func:`rebuilds` and ``norm`` is a plain LayerNorm, the products inside the context keep, instead of the
     normalised tokens, the recipe to normalise ``x`` again, which the LayerNorm keeps for its own backward anyway:
@@ -107,9 +114,12 @@ def normed(norm: nn.Module, x: torch.Tensor, one_product: bool) -> tuple[torch.T
     plain = not (rebuilds() and _plain_layer_norm(norm) and x.is_floating_point() and device in ("cpu", "cuda"))
     autocast = not plain and torch.is_autocast_enabled(device)
     if plain or (autocast and not one_product):
-        return norm(x), contextlib.nullcontext()
+        y = norm(x)
+        return (y if then is None else then(y)), contextlib.nullcontext()
     amp_dtype = torch.get_autocast_dtype(device) if autocast else None
     y = norm(x)
+    if then is not None:
+        y = then(y)
     dtype = amp_dtype if autocast and y.dtype == torch.float32 else y.dtype
     y = y.to(dtype)
-    return y, rebuilt_when_saved(y, functools.partial(_layer_norm_as, x, norm, dtype, amp_dtype))
+    return y, rebuilt_when_saved(y, functools.partial(_layer_norm_as, x, norm, dtype, amp_dtype, then))

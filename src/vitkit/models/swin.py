@@ -42,6 +42,7 @@ from vitkit.layers.cache import TensorCache
 from vitkit.layers.fused import is_tracing, linear
 from vitkit.layers.init import clamped_normal_, trunc_normal_init
 from vitkit.layers.materialize import materialized
+from vitkit.layers.rebuild import normed
 from vitkit.layers.windows import (
     fit_window, padded_grid, permute_tokens, relative_position_index, shift_mask, window_order,
 )
@@ -201,7 +202,8 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), drop=cfg.drop_rate)
 
     def window_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad, shift and partition, attend within windows, then undo it all (two gathers).
+        """Normalise, pad, shift and partition, attend within windows, then undo it all (two gathers). In training
+        the normalised windows qkv keeps are rebuilt in the backward from ``x`` (:mod:`vitkit.layers.rebuild`).
 
         Under ``torch.compile(dynamic=True)`` one graph serves every input size whose maps fall on the same side
         of the window in every block: the padding is applied unconditionally while tracing (by zero where none is
@@ -216,26 +218,30 @@ class SwinBlock(nn.Module):
         B, *grid, C = x.shape
         window, shift = fit_window(grid, self.window_size, self.shift_size)
         padded = padded_grid(grid, window)
+        pad = []
         if is_tracing() or padded != tuple(grid):
-            pad = []
             for g, p in zip(reversed(grid), reversed(padded)):
                 pad += [0, p - g]
-            x = F.pad(x, [0, 0] + pad)
         order, inverse = window_order(grid, window, shift, x.device)
         n = math.prod(window)
         # unpadded, order and inverse are permutations undoing each other, and the backward gathers as well
         # (not evaluated while tracing: the comparison would guard on the padding)
         permutation = not is_tracing() and padded == tuple(grid)
-        tokens = x.reshape(B, -1, C)
-        x = permute_tokens(tokens, order, inverse) if permutation else tokens.index_select(1, order)
+
+        def to_windows(y: torch.Tensor) -> torch.Tensor:  # holds no activation: it is also the rebuild's recipe
+            tokens = (F.pad(y, [0, 0] + pad) if pad else y).reshape(B, -1, C)
+            return permute_tokens(tokens, order, inverse) if permutation else tokens.index_select(1, order)
+
+        windows, rebuilt = normed(self.norm1, x, type(self.attn.qkv) is nn.Linear, then=to_windows)
         meta = {"grid": tuple(grid), "shift": shift}
-        x = self.attn(x.reshape(B, -1, n, C), window, shift_mask(padded, window, shift, x.device), meta)
+        with rebuilt:
+            x = self.attn(windows.reshape(B, -1, n, C), window, shift_mask(padded, window, shift, x.device), meta)
         tokens = x.reshape(B, -1, C)
         x = permute_tokens(tokens, inverse, order) if permutation else tokens.index_select(1, inverse)
         return x.reshape(B, *grid, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.window_attention(self.norm1(x)))
+        x = x + self.drop_path(self.window_attention(x))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def extra_repr(self) -> str:
