@@ -72,7 +72,7 @@ def test_train_memory_counts_the_optimiser_it_is_given():
     x = torch.randn(2, 1024)
     weights = 1024 * 1025 * 4
     adamw = B.train_memory(model, x)
-    sgd = B.train_memory(model, x, make_optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1))
+    sgd = B.train_memory(model, x, make_optimizer=lambda _name, m: torch.optim.SGD(m.parameters(), lr=0.1))
     assert weights <= sgd < 1.5 * weights and adamw >= sgd + 2 * weights
 
 

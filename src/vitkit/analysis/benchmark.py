@@ -10,7 +10,6 @@ refused (:func:`check_peak_fractions`), not written.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import platform
@@ -518,10 +517,21 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, opt: tor
     opt.zero_grad(set_to_none=True)
 
 
+#: what builds a model's training optimiser in a benchmark: ``make_optimizer(name, model)``
+MakeOptimizer = Callable[[str, nn.Module], torch.optim.Optimizer]
+
+
+def step_optimizer(name: str, model: nn.Module, make_optimizer: MakeOptimizer | None = None,
+                   lr: float = 1e-4) -> torch.optim.Optimizer:
+    """``make_optimizer(name, model)`` (e.g. each library's own training optimiser), or torch's default AdamW at
+    ``lr`` without one: the one rule every benchmark that steps a model (timing, memory, profiles) follows."""
+    return make_optimizer(name, model) if make_optimizer else torch.optim.AdamW(model.parameters(), lr=lr)
+
+
 def time_train_interleaved(
     models: dict[str, nn.Module], x: torch.Tensor, amp_dtype: torch.dtype | None = None, warmup: int = 1,
     rounds: int = 5, lr: float = 1e-4, clock: str = "wall",
-    make_optimizer: Callable[[str, nn.Module], torch.optim.Optimizer] | None = None,
+    make_optimizer: MakeOptimizer | None = None,
     fresh_compile_cache: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Training steps (forward, backward, AdamW) of several models on the same batch, round-robin.
@@ -540,8 +550,7 @@ def time_train_interleaved(
     now = CLOCKS[clock]
     device = x.device
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
-    opts = {k: make_optimizer(k, m) if make_optimizer else torch.optim.AdamW(m.parameters(), lr=lr)
-            for k, m in models.items()}
+    opts = {k: step_optimizer(k, m, make_optimizer, lr) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     first: dict[str, float] = {}
     first_wall: dict[str, float] = {}
@@ -578,15 +587,15 @@ def time_train_interleaved(
 
 
 def train_memory(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None,
-                 make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None) -> int:
+                 make_optimizer: MakeOptimizer | None = None, name: str = "model") -> int:
     """Peak bytes allocated during one training step (forward, backward, the optimiser's step; its state created
     on the way) above the level before it: ``max_memory_allocated`` on CUDA, the CPU allocator's events on the
-    CPU (:class:`AllocatedPeak`), for compiled models too. The optimiser is ``make_optimizer(model)`` (a fresh
-    one: its state counts), torch's default AdamW without it."""
+    CPU (:class:`AllocatedPeak`), for compiled models too. The optimiser is a fresh :func:`step_optimizer` for
+    ``name`` (its state counts)."""
     model.train()
     device = x.device
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
-    opt = make_optimizer(model) if make_optimizer else torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = step_optimizer(name, model, make_optimizer)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
@@ -604,7 +613,7 @@ def measure_train_interleaved(
     models: dict[str, nn.Module], name: str, x: torch.Tensor, macs_per_item: int, peaks: dict[str, float],
     dtypes: Sequence[str] = ("fp32", "bf16"), rounds: int = 5, warmup: int = 1, compiled: bool | str = False,
     clock: str = "wall",
-    make_optimizer: Callable[[str, nn.Module], torch.optim.Optimizer] | None = None,
+    make_optimizer: MakeOptimizer | None = None,
 ) -> list[BenchRow]:
     """Rows of training-step throughput (items/s), % of peak counting 3x the forward FLOPs (forward + backward),
     ``extra``: first-step seconds, peak training memory (of the timed modules, compiled ones included), compiled.
@@ -616,8 +625,7 @@ def measure_train_interleaved(
                                      make_optimizer=make_optimizer, fresh_compile_cache=bool(compiled))
         for impl, r in res.items():
             ips = r["items_per_s"]
-            own = None if make_optimizer is None else functools.partial(make_optimizer, impl)
-            mem = train_memory(models[impl], x, kinds[d], own)
+            mem = train_memory(models[impl], x, kinds[d], make_optimizer, impl)
             rows.append(BenchRow(impl, name, d, x.shape[0], ips, r["seconds"] * 1e3, macs_per_item,
                                  6 * macs_per_item * ips / peaks[d] if peaks.get(d) else float("nan"),
                                  extra={"first_step_s": r["first_s"], "first_step_wall_s": r["first_wall_s"],

@@ -15,11 +15,14 @@ op's own time (a ``q k^T`` product into a new 118 MB tensor: 102 ms, into a reus
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
+
+if TYPE_CHECKING:
+    from .benchmark import MakeOptimizer
 
 #: ops whose self time is the model's dense arithmetic (same FLOPs in every implementation of a model)
 DENSE_PREFIXES = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product",
@@ -60,15 +63,6 @@ def dense_split(table: OpTable) -> tuple[float, float]:
     return dense, max(table.total_ms, dense)
 
 
-#: what builds a model's optimiser: ``make_optimizer(name, model)``
-MakeOptimizer = Callable[[str, nn.Module], torch.optim.Optimizer]
-
-
-def _optimizer(name: str, model: nn.Module, make_optimizer: MakeOptimizer | None) -> torch.optim.Optimizer:
-    """``make_optimizer(name, model)``, or torch's default AdamW without one."""
-    return make_optimizer(name, model) if make_optimizer else torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-
 def profile_train_steps(
     models: dict[str, nn.Module], x: torch.Tensor, amp_dtype: torch.dtype | None = None, runs: int = 3,
     make_optimizer: MakeOptimizer | None = None,
@@ -76,10 +70,10 @@ def profile_train_steps(
     """Per-op tables of one training step of each model, ``runs`` interleaved profiled steps after one warm-up;
     each model steps with what ``make_optimizer(name, model)`` builds (pass the timed steps' own, so the table
     profiles the step that was timed), torch's default AdamW without it."""
-    from .benchmark import train_step
+    from .benchmark import step_optimizer, train_step
 
     target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    opts = {k: _optimizer(k, m, make_optimizer) for k, m in models.items()}
+    opts = {k: step_optimizer(k, m, make_optimizer) for k, m in models.items()}
     tables = {k: OpTable() for k in models}
     for k, m in models.items():
         m.train()
@@ -140,7 +134,7 @@ def count_step_faults(
 ) -> dict[str, dict[str, tuple[int, int]]]:
     """Per model, ``{op: (minor page faults, calls)}`` of one training step after one warm-up step (POSIX only:
     an empty dict per model elsewhere); optimisers as in :func:`profile_train_steps`."""
-    from .benchmark import train_step
+    from .benchmark import step_optimizer, train_step
 
     try:
         _minor_faults()
@@ -149,7 +143,7 @@ def count_step_faults(
     target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     counts = {}
     for k, m in models.items():
-        opt = _optimizer(k, m, make_optimizer)
+        opt = step_optimizer(k, m, make_optimizer)
         m.train()
         train_step(m, x, target, opt, amp_dtype)
         with PageFaults() as seen:
