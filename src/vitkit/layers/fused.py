@@ -90,6 +90,8 @@ def is_tracing() -> bool:
 
 #: a Linear, or a 1x1 convolution (a Linear over the channels of a channels-last map)
 Projection = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+#: the convolutions a :data:`Projection` may be
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _fused_dtype(x: torch.Tensor, layer: Projection) -> torch.dtype | None:
@@ -122,7 +124,7 @@ def _pointwise(layer: Projection) -> bool:
     """A Linear, or a convolution that is one: 1x1(x1), stride 1, no padding or dilation, one group."""
     if isinstance(layer, nn.Linear):
         return True
-    if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+    if not isinstance(layer, _CONVS):
         return False  # another module in a Linear's place (an adapter): only its own call computes it
     return (all(k == 1 for k in layer.kernel_size) and all(s == 1 for s in layer.stride) and layer.groups == 1
             and not any(layer.padding) and all(d == 1 for d in layer.dilation))
@@ -405,7 +407,7 @@ def linear(
         out = torch.ops.mkldnn._linear_pointwise(x2, weight, bias, act or "none", [], "none" if act else "")
         out = out.reshape(*shape[:-1], n_out)
         return out if residual is None else residual + out
-    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+    if isinstance(layer, _CONVS):
         raise ValueError("a convolution runs as a linear over tokens only on the fused path (check fusable first)")
     if not isinstance(layer, nn.Linear):
         # another module in a Linear's place (peft's LoRA around qkv): its own call, whatever it adds

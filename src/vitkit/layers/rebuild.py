@@ -113,13 +113,12 @@ def normed(norm: nn.Module, x: torch.Tensor, one_product: bool,
     device = x.device.type
     plain = not (rebuilds() and _plain_layer_norm(norm) and x.is_floating_point() and device in ("cpu", "cuda"))
     autocast = not plain and torch.is_autocast_enabled(device)
-    if plain or (autocast and not one_product):
-        y = norm(x)
-        return (y if then is None else then(y)), contextlib.nullcontext()
-    amp_dtype = torch.get_autocast_dtype(device) if autocast else None
     y = norm(x)
     if then is not None:
         y = then(y)
+    if plain or (autocast and not one_product):
+        return y, contextlib.nullcontext()
+    amp_dtype = torch.get_autocast_dtype(device) if autocast else None
     dtype = amp_dtype if autocast and y.dtype == torch.float32 else y.dtype
     y = y.to(dtype)
     return y, rebuilt_when_saved(y, functools.partial(_layer_norm_as, x, norm, dtype, amp_dtype, then))
