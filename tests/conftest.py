@@ -1,11 +1,19 @@
-"""Shared test settings: deterministic, two threads at most (CI has 2 cores)."""
+"""Shared test settings: deterministic, two threads at most (CI has 2 cores), shared among pytest-xdist workers."""
 import contextlib
 import os
 
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+def _threads_per_process() -> int:
+    """Two intra-op threads at most, split among the xdist workers (``-n 2`` on 2 cores: one each), so that
+    parallel workers do not spin threads against each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, os.cpu_count() or 1) // workers)
+
+
+torch.set_num_threads(_threads_per_process())
 
 
 @contextlib.contextmanager
