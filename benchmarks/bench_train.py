@@ -1,7 +1,8 @@
 """Training step (forward + backward + AdamW) of vitkit beside timm and torchvision, in one process.
 
 Image families at batch ``--batch`` (default 8) and 224 against timm, video families at one 16x224 clip against
-torchvision; fp32 and bf16 autocast; eager, plus compiled (every implementation through the same
+torchvision, each model with the drop-path rate its paper trains with (``TRAIN_DROP_PATH``, both sides); fp32 and
+bf16 autocast; eager, plus compiled (every implementation through the same
 ``torch.compile``: :func:`vitkit.models.compile.maybe_compile`, torch's automatic dynamic shapes, or symbolic
 sizes from the start with ``--dynamic``; each compile starts from empty Inductor caches, but a peer class
 compiled earlier in the same run, e.g. timm Swin-T for Swin-T and then as UniFormer-S's stand-in, reuses
@@ -59,7 +60,32 @@ SUITE = {
 }
 
 
-def _mvit_v1_b_at(frames: int, side: int) -> torch.nn.Module:
+#: stochastic depth as each architecture's paper trains it on ImageNet-1k / Kinetics-400 (DeiT 0.1, Swin-T 0.2,
+#: MViTv2-T 0.1, Video Swin-T 0.1, MViT-B 16x4 0.2, UniFormer-S 0.1 image and video; paper-facts), by the vitkit
+#: name of the architecture; both sides of a pair train at their architecture's rate, so each does the drop-path
+#: work a user's training run does (timm's and torchvision's builders default to other rates, 0 to 0.2)
+TRAIN_DROP_PATH = {
+    "vit_small_patch16_224": 0.1, "vit_base_patch16_224": 0.1, "swin_tiny_patch4_window7_224": 0.2,
+    "mvitv2_tiny": 0.1, "swin3d_tiny": 0.1, "mvit_base_16x4": 0.2, "uniformer_small": 0.1,
+    "uniformer_small_16x4": 0.1,
+}
+#: a peer's name -> the vitkit name of the architecture it implements (its rate in TRAIN_DROP_PATH)
+PEER_ARCHITECTURE = {"video.swin3d_t": "swin3d_tiny", "video.mvit_v1_b": "mvit_base_16x4"}
+#: peers whose builder fixes the rate (torchvision's ``swin3d_t``: 0.1, the paper's) and takes no keyword for it
+PEER_FIXED_RATE = {"video.swin3d_t": 0.1}
+
+
+def drop_path_kwargs(lib: str, peer_name: str) -> dict:
+    """The peer builder's keyword for its architecture's training drop-path rate (:data:`TRAIN_DROP_PATH`)."""
+    rate = TRAIN_DROP_PATH[PEER_ARCHITECTURE.get(peer_name, peer_name)]
+    if peer_name in PEER_FIXED_RATE:
+        if PEER_FIXED_RATE[peer_name] != rate:
+            raise ValueError(f"{peer_name}'s builder fixes drop path at {PEER_FIXED_RATE[peer_name]}, not {rate}")
+        return {}
+    return {"drop_path_rate": rate} if lib == "timm" else {"stochastic_depth_prob": rate}
+
+
+def _mvit_v1_b_at(frames: int, side: int, **kwargs) -> torch.nn.Module:
     """torchvision's ``mvit_v1_b`` with its position embedding sized for another clip (the builder fixes 16x224
     and passes it on to ``_mvit``; nothing else in the model depends on the clip size)."""
     import torchvision.models.video.mvit as tvm
@@ -71,7 +97,7 @@ def _mvit_v1_b_at(frames: int, side: int) -> torch.nn.Module:
 
     tvm._mvit = at_clip
     try:
-        return tvm.mvit_v1_b(weights=None)
+        return tvm.mvit_v1_b(weights=None, **kwargs)
     finally:
         tvm._mvit = build
 
@@ -120,8 +146,10 @@ def run_model(name: str, batch: int, dtypes: list[str], rounds: int, compile: bo
     shape, own_kw = clip_input(shape, clip)
     at_clip = bool(own_kw)  # a video family at another clip: both models built for it
     torch.manual_seed(0)
-    own = vitkit.create_model(name, **own_kw)
-    peer = PEER_AT_CLIP[peer_name](*clip) if at_clip and peer_name in PEER_AT_CLIP else B.build_peer(lib, peer_name)
+    own = vitkit.create_model(name, **own_kw, drop_path_rate=TRAIN_DROP_PATH[name])
+    peer_kw = drop_path_kwargs(lib, peer_name)
+    peer = (PEER_AT_CLIP[peer_name](*clip, **peer_kw) if at_clip and peer_name in PEER_AT_CLIP
+            else B.build_peer(lib, peer_name, **peer_kw))
     models = {"vitkit": own, lib: peer}
     try:  # same weights where a converter exists, so the work is identical
         vitkit.load_checkpoint(models["vitkit"], models[lib].state_dict())

@@ -381,3 +381,24 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
     assert conv_blocks._LARGE_CHUNKS.on is True and depthwise._COMPILED_OPERATORS.on is True
     assert _COMPILED_FLOOR.on is True and _COMPILED_FLUSH.on is True and _MATERIALIZE.on is True
     assert fused._FP32_TRAINING.on is True and conv_blocks._POINTWISE_PRODUCTS.on is True and rebuild._REBUILD.on
+
+
+def test_bench_train_pairs_train_at_their_architectures_drop_path_rate():
+    """Both sides of a training pair do the drop-path work their paper's training does: vitkit at its variant's
+    recipe rate, the peer (built with its library's keyword) at the rate of the architecture it implements, e.g.
+    timm's Swin-T at 0.2 beside UniFormer-S at 0.1, not the builders' defaults (timm's Swin-T 0.1, ViT 0)."""
+    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(ROOT, "benchmarks", "bench_train.py"))
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    for name, (lib, peer_name, _) in bt.SUITE.items():
+        assert 0.0 < bt.TRAIN_DROP_PATH[name] < 0.5
+        bt.drop_path_kwargs(lib, peer_name)  # every peer resolves to an architecture with a rate (else KeyError)
+    assert bt.drop_path_kwargs("timm", "swin_tiny_patch4_window7_224") == {"drop_path_rate": 0.2}
+    assert bt.drop_path_kwargs("torchvision", "video.mvit_v1_b") == {"stochastic_depth_prob": 0.2}
+    timm_swin = B.build_peer("timm", "swin_tiny_patch4_window7_224", **bt.drop_path_kwargs(
+        "timm", "swin_tiny_patch4_window7_224"))
+    assert timm_swin.layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
+    swin3d = B.build_peer("torchvision", "video.swin3d_t", **bt.drop_path_kwargs("torchvision", "video.swin3d_t"))
+    assert swin3d.features[-1][-1].stochastic_depth.p == pytest.approx(0.1)
+    mvit = bt._mvit_v1_b_at(4, 64, **bt.drop_path_kwargs("torchvision", "video.mvit_v1_b"))
+    assert mvit.blocks[-1].stochastic_depth.p == pytest.approx(0.2)
