@@ -56,6 +56,7 @@ A recipe has these sections (every key optional; the defaults below apply)::
       grad_checkpointing: false  # activation checkpointing (non-reentrant)
       compile: false             # true: torch.compile the model (static shapes, symbolic after a size change);
                                  # dynamic: symbolic sizes from the start; the first step pays the compile time
+                                 # (on a CPU the compiled step measured 0.91-1.08x vitkit's eager one: README)
       seed: 0
       deterministic: false       # torch.use_deterministic_algorithms
       cudnn_benchmark: null      # CUDA: cuDNN's per-shape algorithm search; null: on where the task's batches
