@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import time
 
 import torch
@@ -25,6 +26,9 @@ import torch
 import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.models.compile import maybe_compile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train import TRAIN_DROP_PATH, drop_path_kwargs  # noqa: E402 - the training benchmark's drop-path rule
 
 #: published dense bf16 tensor-core peaks (FLOP/s) by a substring of the device name, most specific first
 BF16_PEAKS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("A100", 312e12),
@@ -113,10 +117,21 @@ def agreement(model: torch.nn.Module, ref: torch.nn.Module, shape: tuple, device
     return {"logits_rel_err": rel(out, out_ref), "grad_rel_err": grad, "grads_missing": missing}
 
 
+def with_training_drop_path(spec: tuple) -> tuple:
+    """``spec`` with both models at their architecture's paper drop-path rate, as ``bench_train.py`` trains them
+    (:data:`bench_train.TRAIN_DROP_PATH`); a spec's own keywords win, and models outside that table keep theirs."""
+    name, overrides, lib, peer_name, peer_kwargs, shape, batch = spec
+    if name in TRAIN_DROP_PATH:
+        overrides = {"drop_path_rate": TRAIN_DROP_PATH[name], **overrides}
+        if lib:
+            peer_kwargs = {**drop_path_kwargs(lib, peer_name), **peer_kwargs}
+    return name, overrides, lib, peer_name, peer_kwargs, shape, batch
+
+
 def run_family(family: str, spec: tuple, device: torch.device, peak: float, compile: bool, rounds: int,
                warmup: int, check: bool = False) -> tuple[list[B.BenchRow], dict[str, float]]:
     """Rows for one family (eager, or compiled when ``compile``), and with ``check`` its :func:`agreement`."""
-    name, overrides, lib, peer_name, peer_kwargs, shape, batch = spec
+    name, overrides, lib, peer_name, peer_kwargs, shape, batch = with_training_drop_path(spec)
     torch.manual_seed(0)
     ours = vitkit.create_model(name, **overrides)
     macs = vitkit.profile(ours, shape).macs  # counted on the CPU, before the move

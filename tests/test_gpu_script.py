@@ -59,3 +59,18 @@ def test_gpu_probe_smoke(tmp_path):
     layout_rows = report.split("## layouts")[1].strip().splitlines()[1:]
     assert any("uniformer" in r for r in layout_rows) and any("mvit" in r for r in layout_rows)
     assert all("contiguous first" in r and "channels-last first" in r for r in layout_rows)
+
+
+def test_gpu_script_trains_both_sides_at_the_paper_drop_path_rate():
+    """The GPU run's training pairs follow bench_train.py's rule: each architecture at its paper's rate, on both
+    sides (UniFormer-S at 0.1 beside Swin-T at 0.2); the smoke models, outside that table, keep their keywords."""
+    spec = importlib.util.spec_from_file_location("vitkit_gpu_bench", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    _, own, _, _, peer, _, _ = mod.with_training_drop_path(mod.FULL["uniformer"])
+    assert own == {"drop_path_rate": 0.1} and peer == {"drop_path_rate": 0.2}
+    _, own, _, _, peer, _, _ = mod.with_training_drop_path(mod.FULL["mvit"])
+    assert own == {"drop_path_rate": 0.2} and peer == {"stochastic_depth_prob": 0.2}
+    _, own, _, _, peer, _, _ = mod.with_training_drop_path(mod.FULL["swin3d"])
+    assert own == {"drop_path_rate": 0.1} and peer == {}  # torchvision's swin3d_t fixes its 0.1
+    assert mod.with_training_drop_path(mod.SMOKE["vit"]) == mod.SMOKE["vit"]
