@@ -121,3 +121,22 @@ def test_models_reads_cached_counts_and_counts_only_changed_rows(monkeypatch):
     assert counted == ["vit_demo_patch8_32"]          # counted now, and only the row shown
     assert [r for r in rows if r["name"] == "vit_demo_patch8_32"][0]["params_m"] > 0
     monkeypatch.setattr(C, "_cache", None)
+
+
+def test_a_missing_optional_package_is_one_line_naming_its_install(monkeypatch, capsys):
+    """On a plain install (no extras), `vitkit export --format onnx` and `vitkit benchmark --against timm` say which
+    package is missing and how to install it, in one line with exit status 2, not a traceback; a missing module
+    that is not an optional package still raises."""
+    import sys
+
+    from vitkit.cli import main, missing_package_message
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ModuleNotFoundError, as without the extra
+    assert main(["export", "vit_demo_patch4_32", "--format", "onnx", "-o", "unused.onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'onnx'" in err and "vitkit[export]" in err and err.startswith("vitkit export:")
+    monkeypatch.setitem(sys.modules, "timm", None)
+    assert main(["benchmark", "vit_demo_patch4_32", "--against", "timm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'timm'" in err and "pip install timm" in err
+    assert missing_package_message(ModuleNotFoundError("x", name="vitkit.nothing")) is None

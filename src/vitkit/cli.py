@@ -44,6 +44,24 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return args
 
 
+#: optional packages a command may need, and how to get them (pyproject's extras where one carries them)
+OPTIONAL_PACKAGES = {
+    "onnx": "pip install 'vitkit[export]'", "onnxruntime": "pip install 'vitkit[export]'",
+    "onnxscript": "pip install 'vitkit[export]'",
+    "torchcodec": "pip install 'vitkit[decoders]' (and FFmpeg's shared libraries)",
+    "decord": "pip install 'vitkit[decoders]'",
+    "timm": "pip install timm", "transformers": "pip install transformers", "tensorboard": "pip install tensorboard",
+}
+
+
+def missing_package_message(e: ModuleNotFoundError) -> str | None:
+    """One line naming the optional package an import lacked and how to install it; None for any other module."""
+    top = (e.name or "").split(".")[0]
+    if top not in OPTIONAL_PACKAGES:
+        return None
+    return f"this needs the optional package {top!r}, which is not installed: {OPTIONAL_PACKAGES[top]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -58,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, ValueError, FileNotFoundError, TypeError, CheckpointError, DownloadError) as e:
         # User errors get one clear line, not a traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"vitkit {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        msg = missing_package_message(e)
+        if msg is None:
+            raise
         print(f"vitkit {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
