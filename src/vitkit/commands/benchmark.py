@@ -10,6 +10,7 @@ fraction of peak above 100 % - a peak measured under other load than the run - i
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 
 NAME = "benchmark"
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"--dtypes takes fp32 and/or bf16, got {bad}")
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
+    for lib in args.against:  # a peer library that is not installed stops here, before any timing
+        importlib.import_module(lib)
     kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
     print(B.describe_load(B.machine_load()))
     peaks = {d: B.matmul_peak(kinds[d]) for d in dtypes}
