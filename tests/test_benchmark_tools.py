@@ -390,9 +390,17 @@ def test_bench_train_pairs_train_at_their_architectures_drop_path_rate():
     spec = importlib.util.spec_from_file_location("bench_train", os.path.join(ROOT, "benchmarks", "bench_train.py"))
     bt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bt)
+    from vitkit.engine.recipe import find_recipe, load_recipe
+
     for name, (lib, peer_name, _) in bt.SUITE.items():
         assert 0.0 < bt.TRAIN_DROP_PATH[name] < 0.5
         bt.drop_path_kwargs(lib, peer_name)  # every peer resolves to an architecture with a rate (else KeyError)
+    # where vitkit ships the paper's training recipe, the table says what the recipe trains with
+    shipped = {"swin_tiny_patch4_window7_224": "imagenet", "uniformer_small": "imagenet",
+               "mvit_base_16x4": "kinetics", "uniformer_small_16x4": "kinetics"}
+    for name, folder in shipped.items():
+        recipe = load_recipe(find_recipe(f"{folder}/{name}"))
+        assert recipe.model.name == name and recipe.model.config["drop_path_rate"] == bt.TRAIN_DROP_PATH[name]
     assert bt.drop_path_kwargs("timm", "swin_tiny_patch4_window7_224") == {"drop_path_rate": 0.2}
     assert bt.drop_path_kwargs("torchvision", "video.mvit_v1_b") == {"stochastic_depth_prob": 0.2}
     timm_swin = B.build_peer("timm", "swin_tiny_patch4_window7_224", **bt.drop_path_kwargs(
