@@ -51,6 +51,10 @@ oneDNN's convolution. Only UniFormer (image) in float32 differs.
 backward instead of kept (:func:`vitkit.layers.rebuild.normed`, on by default); the peak columns show what it
 saves. ViT, Swin, Video Swin and MViT (float32) differ; UniFormer does not.
 
+``--setting dense_heads``: q, k and v as dense tensors, q scaled, with a one-pass backward into the qkv projection's
+layout (:func:`vitkit.layers.heads.scaled_heads`, on by default) against the official views and ``q * scale``.
+Swin, Video Swin, and in bf16 ViT and UniFormer (where their attention runs explicitly) differ; MViT does not.
+
 ``--clip T,S`` builds the video families for T frames of S x S instead of 16x224 (as ``bench_train.py --clip``),
 e.g. to fit a compiled setting's compile time.
 
@@ -61,7 +65,7 @@ side's peak memory in one more step (allocated above the level before it, the op
 the JSON to benchmarks/results/<setting>.json (a time-stamped name when it exists, unless --overwrite).
 
 Usage: python benchmarks/bench_allocator.py [--setting allocator|huge_pages|subnormals|dw_batch|compiled_depthwise|compiled_softmax|
-       compiled_materialize|compiled_flush|fp32_onednn|pointwise2d|rebuild]
+       compiled_materialize|compiled_flush|fp32_onednn|pointwise2d|rebuild|dense_heads]
        [--models swin3d_tiny,swin_tiny_patch4_window7_224] [--dtypes fp32,bf16] [--rounds 3] [--threads 1]
        [--clock cpu] [--clip 8,128]
 """
@@ -79,7 +83,7 @@ import vitkit
 from vitkit.analysis import benchmark as B
 from vitkit.engine.allocator import reuse_freed_memory, supported
 from vitkit.engine.optim import build_optimizer
-from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, rebuild, subnormals
+from vitkit.layers import conv_blocks, depthwise, fused, heads, huge_pages, rebuild, subnormals
 from vitkit.layers.attention import compiled_softmax_floor, compiled_softmax_flush
 from vitkit.layers.materialize import compiled_materialize
 from vitkit.models.compile import maybe_compile
@@ -101,6 +105,7 @@ SETTINGS = {
     "fp32_onednn": (fused.fp32_training_onednn, ("addmm", "onednn")),
     "pointwise2d": (conv_blocks.pointwise_products, ("conv", "product")),
     "rebuild": (rebuild.rebuild_saved_inputs, ("kept", "rebuilt")),
+    "dense_heads": (heads.dense_heads, ("views", "dense")),
 }
 #: settings that act on a compiled model
 COMPILED = {"compiled_depthwise", "compiled_softmax", "compiled_materialize", "compiled_flush"}

@@ -345,7 +345,7 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
                                             ("subnormals", "floor", "flushed"),
                                             ("dw_batch", "small chunks", "large chunks"),
                                             ("fp32_onednn", "addmm", "onednn"), ("pointwise2d", "conv", "product"),
-                                            ("rebuild", "kept", "rebuilt"),
+                                            ("rebuild", "kept", "rebuilt"), ("dense_heads", "views", "dense"),
                                             pytest.param("compiled_depthwise", "traced", "operators",
                                                          marks=pytest.mark.slow),
                                             pytest.param("compiled_softmax", "plain", "floored",
@@ -357,7 +357,7 @@ def test_page_faults_are_booked_to_the_op_that_touches_fresh_pages():
 def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp_path, setting, off, on):
     """One model, one precision, one round: both sides timed, faults counted, peaks measured, the JSON written."""
     from vitkit.engine import allocator
-    from vitkit.layers import conv_blocks, depthwise, fused, huge_pages, rebuild, subnormals
+    from vitkit.layers import conv_blocks, depthwise, fused, heads, huge_pages, rebuild, subnormals
     from vitkit.layers.attention import _COMPILED_FLOOR, _COMPILED_FLUSH
     from vitkit.layers.materialize import _MATERIALIZE
 
@@ -381,6 +381,7 @@ def test_bench_allocator_compares_the_same_step_with_and_without_the_setting(tmp
     assert conv_blocks._LARGE_CHUNKS.on is True and depthwise._COMPILED_OPERATORS.on is True
     assert _COMPILED_FLOOR.on is True and _COMPILED_FLUSH.on is True and _MATERIALIZE.on is True
     assert fused._FP32_TRAINING.on is True and conv_blocks._POINTWISE_PRODUCTS.on is True and rebuild._REBUILD.on
+    assert heads._DENSE_HEADS.on is True
 
 
 def test_bench_train_pairs_train_at_their_architectures_drop_path_rate():

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .cpu_features import native_bf16
 from .fused import is_compiling, is_tracing, linear
 from .grad_reuse import overwritable
+from .heads import head_views, scaled_heads, splits_dense
 from .huge_pages import batched_product
 from .subnormals import flush_subnormals, flushes_whole_kernel
 from .switch import Switch
@@ -335,6 +336,17 @@ def softmax_over_scores(logits: torch.Tensor, masked: bool) -> torch.Tensor:
     return _softmax_values(logits, guard, True)
 
 
+def runs_explicitly(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether :func:`attention` of ``q`` over ``k`` with ``bias`` runs its explicit form (products and softmax)
+    rather than SDPA: when recording or asked to (:func:`explicit_attention`), with a trainable bias on the CPU
+    (SDPA cannot take a bias that needs a gradient, such as Swin's relative position bias in training, into its
+    fused kernel; its fallback is the same arithmetic plus NaN guards for fully masked rows, all / where /
+    isneginf: 5 % of a Video Swin-T training step, which the explicit form skips), or where it trains faster
+    (:func:`explicit_trains_faster`)."""
+    trainable_bias = bias is not None and bias.requires_grad and q.device.type == "cpu"
+    return _recorder() is not None or _explicit() or trainable_bias or explicit_trains_faster(q, k)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -344,9 +356,11 @@ def attention(
     scale: float | None = None,
     meta: dict[str, Any] | None = None,
     mask: torch.Tensor | None = None,
+    q_scaled: bool = False,
 ) -> torch.Tensor:
     """softmax(q k^T * scale + bias + mask) v for (B, heads, N, D) tensors; ``bias`` broadcasts to
-    (B, heads, Nq, Nk).
+    (B, heads, Nq, Nk). ``q_scaled``: ``q`` is the query already multiplied by ``scale`` (as
+    :func:`~vitkit.layers.heads.scaled_heads` makes it), so it is not scaled again.
 
     ``mask`` (M, Nq, Nk), without gradient, is an additive mask for a batch of M-long groups: batch entry
     ``g * M + m`` takes ``mask[m]`` for every head (Swin's shifted windows, M windows per image). The explicit
@@ -355,11 +369,9 @@ def attention(
     training step: 3 such tensors of 30-118 MB per shifted block).
     """
     recorder = _recorder()
-    # on the CPU, SDPA cannot take a bias that needs a gradient (Swin's relative position bias in training)
-    # into its fused kernel; its fallback is this same arithmetic plus NaN guards for fully masked rows
-    # (all / where / isneginf: 5 % of a Video Swin-T training step), which the explicit form below skips
-    trainable_bias = bias is not None and bias.requires_grad and q.device.type == "cpu"
-    if recorder is None and not _explicit() and not trainable_bias and not explicit_trains_faster(q, k):
+    if q_scaled:
+        scale = 1.0
+    if not runs_explicitly(q, k, bias):
         if mask is not None:
             groups = mask.to(q.dtype).unsqueeze(1).expand(q.shape[0] // mask.shape[0], -1, -1, -1, -1)
             groups = groups.reshape(q.shape[0], 1, *mask.shape[1:])
@@ -374,7 +386,7 @@ def attention(
         if bias is not None and bias.dim() == 4 and bias.shape[0] == batch > 1:
             bias = bias.reshape(q.shape[:2] + bias.shape[1:])
     # a new tensor (on huge pages where large): the additions and the softmax below go in place
-    logits = batched_product(q * scale, k.transpose(-2, -1))
+    logits = batched_product(q if q_scaled else q * scale, k.transpose(-2, -1))
     if bias is not None:
         logits.add_(bias.to(logits.dtype))
     if mask is not None:
@@ -438,9 +450,19 @@ class Attention(nn.Module):
 
     def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, N, C) -> q, k, v each (B, heads, N, head_dim)."""
-        B, N, _ = x.shape
-        qkv = linear(x, self.qkv).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return qkv.unbind(0)
+        return head_views(linear(x, self.qkv), self.num_heads, self.head_dim)
+
+    def attend(self, qkv: torch.Tensor, bias: torch.Tensor | None = None, meta: dict | None = None,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        """:func:`attention` over the heads of the projection ``qkv`` (B, N, 3 * heads * head_dim) -> (B, heads,
+        N, head_dim). In a CPU training step whose attention runs explicitly, q, k and v are dense tensors with
+        q scaled, from :func:`~vitkit.layers.heads.scaled_heads` (same values and gradients, less copying)."""
+        q, k, v = head_views(qkv, self.num_heads, self.head_dim)
+        scaled = splits_dense(qkv) and runs_explicitly(q, k, bias)
+        if scaled:
+            q, k, v = scaled_heads(qkv, self.num_heads, self.head_dim, self.scale)
+        drop = self.attn_drop if self.training else 0.0
+        return attention(q, k, v, bias, drop, self.scale, meta, mask=mask, q_scaled=scaled)
 
     def merge_heads(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """(B, heads, N, head_dim) -> projected (B, N, dim_out); plus ``residual`` if given."""
@@ -467,6 +489,4 @@ class Attention(nn.Module):
                 self.proj.weight, self.proj.bias, None, False,
             )[0]
             return out if residual is None else residual + out
-        q, k, v = self.split_heads(x)
-        drop = self.attn_drop if self.training else 0.0
-        return self.merge_heads(attention(q, k, v, bias, drop, self.scale, meta), residual)
+        return self.merge_heads(self.attend(linear(x, self.qkv), bias, meta), residual)

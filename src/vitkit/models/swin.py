@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, attention, drop_path_rates, pad_to_multiple,
+from vitkit.layers import (Attention, DropPath, Mlp, PatchEmbed, drop_path_rates, pad_to_multiple,
                            resample_pos_embed, to_tuple)
 from vitkit.layers.cache import TensorCache
 from vitkit.layers.fused import is_tracing, linear
@@ -160,20 +160,18 @@ class WindowAttention(Attention):
         ``meta`` (the token grid, window, shift) goes to :func:`vitkit.layers.attention` for analysis hooks.
         """
         B, nW, N, C = x.shape
-        q, k, v = self.split_heads(x.reshape(B * nW, N, C))
+        qkv = linear(x.reshape(B * nW, N, C), self.qkv)
         if torch.is_grad_enabled():  # the bias and the mask go in apart: attention() adds them to the scores
             # (compiled, each computed once: not inside every window's kernel, vitkit.layers.materialize)
-            bias = materialized(self.relative_position_bias(window)).unsqueeze(0).to(q.dtype)
+            bias = materialized(self.relative_position_bias(window)).unsqueeze(0).to(qkv.dtype)
             apart = None if mask is None else materialized(mask)
         else:  # one bias-plus-mask tensor, kept until the table changes (what the fused kernel reads)
-            bias, apart = self.attention_bias(window, mask, q.dtype), None
+            bias, apart = self.attention_bias(window, mask, qkv.dtype), None
         if bias.shape[0] == 1:
             bias = bias.expand(B * nW, -1, -1, -1)  # a view: the kernel reads one copy for every window
         else:
             bias = bias.unsqueeze(0).expand(B, -1, -1, -1, -1).reshape(B * nW, -1, N, N)
-        drop = self.attn_drop if self.training else 0.0
-        out = attention(q, k, v, bias, drop, self.scale, {"window": tuple(window), "num_windows": nW, **(meta or {})},
-                        mask=apart)
+        out = self.attend(qkv, bias, {"window": tuple(window), "num_windows": nW, **(meta or {})}, mask=apart)
         return self.merge_heads(out).reshape(B, nW, N, -1)
 
 
