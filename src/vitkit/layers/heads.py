@@ -11,12 +11,11 @@ query's scaled on the way): one pass. Values and gradients are bit for bit those
 (the same multiplication of the same numbers, in float32 or bf16), tested on every family that uses it.
 
 One Sapphire Rapids thread, CPU time, batch 8 at 224 (2026-12-05): in a per-op profile (fastest of 4 alternating
-runs) Swin-T's step loses its ``cat`` (28 ms fp32, 15 ms bf16) and sums 2454 -> 2435 ms fp32, 1254 -> 1244 ms
-bf16; ViT-B/16 bf16 2686 -> 2622 ms. Timed in one process, alternating (``bench_allocator.py --setting
-dense_heads``, 7 rounds, ``benchmarks/results/dense_heads_amx.json``): ViT-S/16 bf16 1.05x [1.02-1.10], ViT-B/16
-bf16 1.02x, Swin-T fp32 1.02x, bf16 1.00x, UniFormer-S bf16 1.00x, Video Swin-T 16x224 fp32 1.00x, bf16 1.07x
-[0.95-1.15], where the pairs it
-does not change read 1.01-1.03x: about one per cent, at the edge of what the machine resolves.
+runs) Swin-T's step loses its ``cat`` (28 ms fp32, 15 ms bf16) and sums 2454 -> 2435 ms fp32, 1254 -> 1244 ms bf16;
+ViT-B/16 bf16 2686 -> 2622 ms. Timed in one process, alternating (``bench_allocator.py --setting dense_heads``, 7
+rounds, ``benchmarks/results/dense_heads_amx.json``): ViT-S/16 bf16 1.05x [1.02-1.10], ViT-B/16 bf16 1.02x, Swin-T
+fp32 1.02x, bf16 1.00x, UniFormer-S bf16 1.00x, Video Swin-T 16x224 fp32 1.00x, bf16 1.07x [0.95-1.15], where the
+pairs it does not change read 1.01-1.03x: about one per cent, at the edge of what the machine resolves.
 
 It is used only where attention runs its explicit form (:func:`vitkit.layers.attention.runs_explicitly`) in a CPU
 training step, not while tracing (compiled graphs and exports keep the plain views; Inductor lays out its own
