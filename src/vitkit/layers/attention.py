@@ -360,7 +360,8 @@ def attention(
 ) -> torch.Tensor:
     """softmax(q k^T * scale + bias + mask) v for (B, heads, N, D) tensors; ``bias`` broadcasts to
     (B, heads, Nq, Nk). ``q_scaled``: ``q`` is the query already multiplied by ``scale`` (as
-    :func:`~vitkit.layers.heads.scaled_heads` makes it), so it is not scaled again.
+    :func:`~vitkit.layers.heads.scaled_heads` makes it where :func:`runs_explicitly` holds): the explicit form
+    runs, without scaling it again.
 
     ``mask`` (M, Nq, Nk), without gradient, is an additive mask for a batch of M-long groups: batch entry
     ``g * M + m`` takes ``mask[m]`` for every head (Swin's shifted windows, M windows per image). The explicit
@@ -369,9 +370,7 @@ def attention(
     training step: 3 such tensors of 30-118 MB per shifted block).
     """
     recorder = _recorder()
-    if q_scaled:
-        scale = 1.0
-    if not runs_explicitly(q, k, bias):
+    if not q_scaled and not runs_explicitly(q, k, bias):
         if mask is not None:
             groups = mask.to(q.dtype).unsqueeze(1).expand(q.shape[0] // mask.shape[0], -1, -1, -1, -1)
             groups = groups.reshape(q.shape[0], 1, *mask.shape[1:])

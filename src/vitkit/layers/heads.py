@@ -64,7 +64,7 @@ class _ScaledHeads(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, heads, head_dim, scale):  # noqa: D401 - autograd signature
         B, N, _ = qkv.shape
-        q_view, k_view, v_view = qkv.view(B, N, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        q_view, k_view, v_view = head_views(qkv, heads, head_dim)
         q = qkv.new_empty((B, heads, N, head_dim))
         torch.mul(q_view, scale, out=q)
         k, v = torch.empty_like(q), torch.empty_like(q)
